@@ -1,0 +1,77 @@
+# Build, run, debug and test the hypervisor. `make help` lists the targets.
+#
+# Knobs: CPU (cortex-a57|max), SMP (pCPUs), RAM, HYP_ARGS (hypervisor options, e.g.
+# "vcpus=2 log=debug"), GUEST_ARGS (guest kernel command line), GDB_PORT.
+
+TARGET      := aarch64-unknown-none-softfloat
+PROFILE     := release
+BUILD       := build
+ELF_OUT     := target/$(TARGET)/$(PROFILE)/hypervisor
+HYP_ELF     := $(BUILD)/hypervisor.elf
+HYP_BIN     := $(BUILD)/hypervisor.bin
+GDB_PORT    ?= 1234
+SYSROOT     := $(shell rustc --print sysroot 2>/dev/null)
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+OBJCOPY     := $(SYSROOT)/lib/rustlib/$(HOST_TRIPLE)/bin/llvm-objcopy
+GUEST       := $(BUILD)/guest
+
+export CPU SMP RAM HYP_ARGS GUEST_ARGS
+
+.PHONY: help all build bootstrap guest run debug gdb trace test unit-test clippy fmt clean
+
+all: build
+
+help:
+	@echo "make build   - build $(HYP_BIN) (bootable arm64 Image) and $(HYP_ELF) (symbols)"
+	@echo "make run     - boot the hypervisor and Debian's kernel in QEMU (Ctrl-A X quits)"
+	@echo "make debug   - like run, halted, with a gdb server on :$(GDB_PORT)"
+	@echo "make gdb     - gdb-multiarch on $(HYP_ELF), connected to :$(GDB_PORT)"
+	@echo "make trace   - like run, with QEMU -d int,guest_errors into $(BUILD)/qemu-trace.log"
+	@echo "make test    - every test: host unit tests and QEMU integration tests"
+	@echo "make clippy / fmt / clean"
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+build: bootstrap
+	cargo build -p hypervisor --target $(TARGET) --$(PROFILE)
+	@mkdir -p $(BUILD)
+	cp $(ELF_OUT) $(HYP_ELF)
+	$(OBJCOPY) -O binary $(HYP_ELF) $(HYP_BIN)
+	@echo "built $(HYP_BIN) (Image) and $(HYP_ELF) (ELF with symbols)"
+
+guest: bootstrap
+	@scripts/fetch-guest.sh
+	@scripts/mkinitramfs.sh
+
+run: build guest
+	scripts/qemu.sh
+
+debug: build guest
+	@echo "QEMU halted; gdb server on :$(GDB_PORT) - run 'make gdb' in another terminal"
+	scripts/qemu.sh -S -gdb tcp::$(GDB_PORT)
+
+gdb:
+	gdb-multiarch -q $(HYP_ELF) -ex "target remote :$(GDB_PORT)"
+
+trace: build guest
+	scripts/qemu.sh -d int,guest_errors -D $(BUILD)/qemu-trace.log
+	@echo "trace written to $(BUILD)/qemu-trace.log"
+
+unit-test: bootstrap
+	cargo test --workspace --exclude integration-tests
+
+test: build guest
+	cargo test --workspace --exclude integration-tests
+	cargo test -p integration-tests -- --test-threads=2
+
+clippy: bootstrap
+	cargo clippy -p hypervisor --target $(TARGET) -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf $(BUILD)

@@ -1,0 +1,45 @@
+//! Per-pCPU identity and small CPU helpers.
+
+use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, MPIDR_EL1, TPIDR_EL2};
+
+/// Most pCPUs the hypervisor brings up (stack table size).
+pub const MAX_PCPUS: usize = 8;
+
+/// MPIDR_EL1 affinity fields Aff0..Aff3, the form device-tree `reg` uses for CPUs.
+const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// This CPU's MPIDR affinity.
+pub fn current_mpidr() -> u64 {
+    MPIDR_EL1.get() & MPIDR_AFFINITY_MASK
+}
+
+/// Records the logical index of this pCPU (kept in TPIDR_EL2, which nothing else at EL2 uses).
+pub fn set_current_index(index: usize) {
+    TPIDR_EL2.set(index as u64);
+}
+
+/// The logical index of this pCPU (0 = the boot CPU).
+pub fn current_index() -> usize {
+    TPIDR_EL2.get() as usize
+}
+
+/// Counter ticks since reset and their frequency.
+pub fn counter() -> u64 {
+    CNTPCT_EL0.get()
+}
+
+pub fn counter_frequency() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+/// Busy-waits until `done()` holds or `timeout_ms` pass; returns whether it held.
+pub fn wait_until(timeout_ms: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = counter() + counter_frequency() * timeout_ms / 1000;
+    while counter() < deadline {
+        if done() {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    done()
+}

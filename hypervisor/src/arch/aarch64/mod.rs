@@ -1,0 +1,9 @@
+//! AArch64 at EL2: boot, exception vectors, the hypervisor's own MMU, firmware calls.
+
+pub mod cpu;
+pub mod firmware;
+pub mod mmu;
+pub mod trap;
+
+// boot.S and vectors.S are assembled into the binary by main.rs, so the entry symbols always
+// reach the link.

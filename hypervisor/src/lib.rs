@@ -1,0 +1,17 @@
+//! The hypervisor as a library: everything except the EL2 entry glue in `main.rs`.
+//!
+//! Modules that are pure logic build on any target, so `cargo test` runs them on the host;
+//! modules that touch system registers or devices are compiled only for `target_os = "none"`.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod boot;
+pub mod console;
+pub mod mm;
+pub mod options;
+#[cfg(target_os = "none")]
+pub mod startup;
+
+#[cfg(target_os = "none")]
+pub mod arch;
