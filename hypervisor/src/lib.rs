@@ -8,8 +8,11 @@ extern crate alloc;
 
 pub mod boot;
 pub mod console;
+pub mod exit;
+pub mod gic;
 pub mod mm;
 pub mod options;
+pub mod psci;
 #[cfg(target_os = "none")]
 pub mod startup;
 

@@ -1,4 +1,6 @@
 //! Boot-time inputs: the host device tree and guest-loader modules, and the banner.
 
 pub mod banner;
+pub mod guest_dtb;
 pub mod host_dtb;
+pub mod linux_image;

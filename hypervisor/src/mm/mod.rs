@@ -1,6 +1,7 @@
 //! Memory: address ranges and the host memory plan.
 
 pub mod layout;
+pub mod stage2;
 
 use core::fmt;
 
