@@ -10,6 +10,7 @@ pub mod boot;
 pub mod console;
 pub mod exit;
 pub mod gic;
+pub mod guest_map;
 pub mod mm;
 pub mod options;
 pub mod psci;
