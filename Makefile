@@ -47,7 +47,8 @@ guest: bootstrap
 run: build guest
 	scripts/qemu.sh
 
-debug: build guest
+# NO_BUILD=1 skips the build (the gdb test runs this while cargo holds the build lock).
+debug: $(if $(NO_BUILD),,build guest)
 	@echo "QEMU halted; gdb server on :$(GDB_PORT) - run 'make gdb' in another terminal"
 	scripts/qemu.sh -S -gdb tcp::$(GDB_PORT)
 

@@ -1,1 +1,265 @@
-//! placeholder
+//! Harness for integration tests that boot the real hypervisor (and guest) in QEMU.
+//!
+//! A test describes a run with [`Qemu`], starts it, and then waits for lines it expects while
+//! every output byte is checked against failure patterns (a hypervisor panic, a Linux oops, an
+//! RCU stall...). Every wait has a deadline; QEMU itself runs under `timeout`. On failure the full
+//! serial log is kept in `build/test-logs/<test>.log` and its tail is printed.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Output that means the run has failed, whatever the test waits for.
+pub const FAILURE_PATTERNS: &[&str] = &[
+    "(HYP) PANIC",
+    "Kernel panic",
+    "Internal error: Oops",
+    "Unable to handle kernel",
+    "BUG: ",
+    "WARNING: CPU:",
+    "rcu: INFO: rcu_",
+    "detected stall",
+    "soft lockup",
+    "hung_task",
+    "blocked for more than",
+];
+
+/// The repository root (tests/ is one level below).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Path inside the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    repo_root().join(relative)
+}
+
+/// A QEMU run to start: the settings of `scripts/qemu.sh`.
+#[derive(Clone, Debug)]
+pub struct Qemu {
+    name: String,
+    env: Vec<(String, String)>,
+    extra_args: Vec<String>,
+    /// Upper bound for the whole QEMU process.
+    pub wall_limit: Duration,
+    /// Patterns that count as failures for this run.
+    pub failure_patterns: Vec<String>,
+}
+
+impl Qemu {
+    /// A run named after the test (used for its log file).
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            env: Vec::new(),
+            extra_args: Vec::new(),
+            wall_limit: Duration::from_secs(300),
+            failure_patterns: FAILURE_PATTERNS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Sets a `scripts/qemu.sh` variable (SMP, CPU, RAM, HYP_ARGS, KERNEL, INITRD, GUEST_ARGS...).
+    pub fn var(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Adds raw QEMU arguments.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    pub fn wall_limit(mut self, limit: Duration) -> Self {
+        self.wall_limit = limit;
+        self
+    }
+
+    /// Removes a failure pattern (for a test that provokes exactly that output).
+    pub fn allow(mut self, pattern: &str) -> Self {
+        self.failure_patterns.retain(|p| p != pattern);
+        self
+    }
+
+    pub fn start(&self) -> Run {
+        let mut command = Command::new(repo_path("scripts/qemu.sh"));
+        command
+            .env("TIMEOUT", self.wall_limit.as_secs().to_string())
+            .args(&self.extra_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("scripts/qemu.sh starts");
+        let output = Arc::new(Mutex::new(String::new()));
+        let readers = [
+            spawn_reader(child.stdout.take().expect("piped stdout"), output.clone()),
+            spawn_reader(child.stderr.take().expect("piped stderr"), output.clone()),
+        ];
+        Run {
+            name: self.name.clone(),
+            stdin: child.stdin.take(),
+            child,
+            output,
+            cursor: 0,
+            readers: readers.into_iter().collect(),
+            failure_patterns: self.failure_patterns.clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
+fn spawn_reader(mut source: impl Read + Send + 'static, sink: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = source.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().expect("output lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+}
+
+/// A running QEMU.
+pub struct Run {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    output: Arc<Mutex<String>>,
+    /// Expectations match only after the previous match.
+    cursor: usize,
+    readers: Vec<thread::JoinHandle<()>>,
+    failure_patterns: Vec<String>,
+    started: Instant,
+}
+
+impl Run {
+    /// Everything printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().expect("output lock").clone()
+    }
+
+    fn failure_in(&self, text: &str) -> Option<String> {
+        self.failure_patterns.iter().find(|p| text.contains(p.as_str())).cloned()
+    }
+
+    /// Waits until `pattern` appears after the previous match; returns the line it is on.
+    pub fn expect(&mut self, pattern: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.output();
+            if let Some(bad) = self.failure_in(&text) {
+                self.fail(&format!("failure pattern {bad:?} while waiting for {pattern:?}"));
+            }
+            if let Some(pos) = text[self.cursor.min(text.len())..].find(pattern) {
+                let start = self.cursor + pos;
+                let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+                let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+                self.cursor = start + pattern.len();
+                return text[line_start..line_end].trim_end_matches('\r').to_string();
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("timed out after {within:?} waiting for {pattern:?}"));
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the readers drain, then look once more.
+                thread::sleep(Duration::from_millis(200));
+                let text = self.output();
+                if !text[self.cursor.min(text.len())..].contains(pattern) {
+                    self.fail(&format!("QEMU exited ({status}) before {pattern:?} appeared"));
+                }
+                continue;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Types `text` on the serial console.
+    pub fn send(&mut self, text: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(text.as_bytes()).and_then(|_| stdin.flush()).expect("write to QEMU's stdin");
+    }
+
+    /// Types a command followed by Enter.
+    pub fn send_line(&mut self, command: &str) {
+        self.send(&format!("{command}\r"));
+    }
+
+    /// Waits for QEMU to exit by itself; fails the test on a timeout or a failure pattern.
+    pub fn expect_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                let text = self.output();
+                if let Some(bad) = self.failure_in(&text) {
+                    self.fail(&format!("failure pattern {bad:?} in the output"));
+                }
+                self.save_log();
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("QEMU did not exit within {within:?}"));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Seconds since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        repo_path(&format!("build/test-logs/{}.log", self.name))
+    }
+
+    fn save_log(&self) {
+        let path = self.log_path();
+        let _ = std::fs::create_dir_all(path.parent().expect("log dir"));
+        let _ = std::fs::write(&path, self.output());
+    }
+
+    /// Fails the test: kills QEMU, saves the log, prints its tail.
+    pub fn fail(&mut self, why: &str) -> ! {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.save_log();
+        let text = self.output();
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!("{}: {why}\n--- last lines (full log: {}) ---\n{}", self.name, self.log_path().display(), tail.join("\n"));
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.save_log();
+    }
+}
+
+/// Writes a small file of `size` bytes of a repeated byte under build/test-files/ (a stand-in
+/// module where only addresses and sizes matter).
+pub fn scratch_file(name: &str, size: usize) -> PathBuf {
+    let path = repo_path(&format!("build/test-files/{name}"));
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("create build/test-files");
+    std::fs::write(&path, vec![0x5au8; size]).expect("write scratch file");
+    path
+}
+
+/// A TCP port nobody listens on right now (for gdb servers of parallel tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
