@@ -8,12 +8,14 @@ extern crate alloc;
 
 pub mod boot;
 pub mod console;
+pub mod devices;
 pub mod exit;
 pub mod gic;
 pub mod guest_map;
 pub mod mm;
 pub mod options;
 pub mod psci;
+pub mod vcpu;
 #[cfg(target_os = "none")]
 pub mod startup;
 
