@@ -17,7 +17,7 @@ GUEST       := $(BUILD)/guest
 
 export CPU SMP RAM HYP_ARGS GUEST_ARGS
 
-.PHONY: help all build bootstrap guest run debug gdb trace test unit-test clippy fmt clean
+.PHONY: help all build bootstrap guest run debug gdb trace test unit-test bench clippy fmt clean
 
 all: build
 
@@ -28,6 +28,7 @@ help:
 	@echo "make gdb     - gdb-multiarch on $(HYP_ELF), connected to :$(GDB_PORT)"
 	@echo "make trace   - like run, with QEMU -d int,guest_errors into $(BUILD)/qemu-trace.log"
 	@echo "make test    - every test: host unit tests and QEMU integration tests"
+	@echo "make bench   - boot time to /init: plain QEMU vs under the hypervisor (medians, ratio)"
 	@echo "make clippy / fmt / clean"
 
 bootstrap:
@@ -65,6 +66,9 @@ unit-test: bootstrap
 test: build guest
 	cargo test --workspace --exclude integration-tests
 	cargo test -p integration-tests -- --test-threads=2
+
+bench: build guest
+	scripts/boot-time.sh
 
 clippy: bootstrap
 	cargo clippy -p hypervisor --target $(TARGET) -- -D warnings

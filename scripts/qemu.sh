@@ -3,7 +3,7 @@
 # and test does. Settings come from the environment (defaults in brackets):
 #   CPU [cortex-a57]   SMP [4]   RAM [2G]   HYP_ARGS [""] (hypervisor options, -append)
 #   KERNEL [build/guest/Image]   INITRD [build/guest/initramfs.cpio.gz]   GUEST_ARGS [console=ttyAMA0]
-#   KERNEL_ADDR [0x44000000]     INITRD_ADDR [0x48000000]    (set KERNEL=none / INITRD=none to omit)
+#   KERNEL_ADDR [0x44000000]     INITRD_ADDR [0x4A000000]    (set KERNEL=none / INITRD=none to omit)
 #   DISK [""] (raw image attached as a virtio-blk device)
 #   HYP [build/hypervisor.bin]   TIMEOUT [""] (seconds; QEMU is killed after it)
 # Extra arguments are passed to QEMU as they are (e.g. -s -S, -d int -D file).
@@ -17,7 +17,7 @@ HYP=${HYP:-$root/build/hypervisor.bin}
 KERNEL=${KERNEL:-$root/build/guest/Image}
 INITRD=${INITRD:-$root/build/guest/initramfs.cpio.gz}
 KERNEL_ADDR=${KERNEL_ADDR:-0x44000000}
-INITRD_ADDR=${INITRD_ADDR:-0x48000000}
+INITRD_ADDR=${INITRD_ADDR:-0x4A000000}
 GUEST_ARGS=${GUEST_ARGS:-console=ttyAMA0}
 HYP_ARGS=${HYP_ARGS:-}
 DISK=${DISK:-}

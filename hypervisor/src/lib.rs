@@ -17,6 +17,8 @@ pub mod options;
 pub mod psci;
 pub mod vcpu;
 #[cfg(target_os = "none")]
+pub mod vm;
+#[cfg(target_os = "none")]
 pub mod startup;
 
 #[cfg(target_os = "none")]

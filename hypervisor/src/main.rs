@@ -34,7 +34,11 @@ mod el2 {
     #[no_mangle]
     extern "C" fn handle_exception(frame: &mut TrapFrame, kind: u64) {
         let kind = VectorKind(kind);
-        // No guest runs yet: any exception is a hypervisor bug. Report everything and stop.
+        if !kind.from_current_el() {
+            hypervisor::vm::run::on_guest_exit(frame, kind);
+            return;
+        }
+        // An exception taken from EL2 itself is a hypervisor bug. Report everything and stop.
         let faults = FaultRegisters::read();
         CONSOLE.write_emergency(format_args!("{LOG_PREFIX}unexpected exception: {kind}\n{LOG_PREFIX}{faults}\n"));
         frame.dump(|line| CONSOLE.write_emergency(format_args!("{LOG_PREFIX}{line}\n")));

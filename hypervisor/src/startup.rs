@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use aarch64_cpu::registers::{Writeable, VBAR_EL2};
 use buddy_system_allocator::LockedHeap;
 
-use crate::arch::aarch64::{cpu, firmware, mmu};
+use crate::arch::aarch64::{cpu, firmware, gic, mmu};
 use crate::boot::banner::write_banner;
 use crate::boot::host_dtb::{self, HostPlatform};
 use crate::console::logger::{self, Logger};
@@ -16,6 +16,7 @@ use crate::console::{CONSOLE, LOG_PREFIX};
 use crate::mm::layout::{self, PlanInput};
 use crate::mm::MemRange;
 use crate::options;
+use crate::vm;
 
 /// Buddy orders: blocks up to 2^32 bytes.
 #[global_allocator]
@@ -37,6 +38,9 @@ static SECONDARY_STACK_TOPS: [AtomicU64; cpu::MAX_PCPUS] = [const { AtomicU64::n
 
 /// Which pCPUs have come up.
 static ONLINE: [AtomicBool; cpu::MAX_PCPUS] = [const { AtomicBool::new(false) }; cpu::MAX_PCPUS];
+
+/// Set once the VM exists; secondary pCPUs wait for it before parking for their vCPUs.
+static GUEST_READY: AtomicBool = AtomicBool::new(false);
 
 /// Used when the DTB cannot be read, so the failure can still be reported: QEMU virt's UART.
 const QEMU_VIRT_PL011: usize = 0x0900_0000;
@@ -126,6 +130,12 @@ pub fn primary(dtb_address: usize) -> ! {
     // the modules and guest RAM).
     unsafe { HEAP.lock().add_to_heap(plan.heap.start as usize, plan.heap.end() as usize) };
 
+    extern "C" {
+        static __boot_stack_top: u8;
+    }
+    // SAFETY: only the symbol's address is taken.
+    vm::run::set_stack_top(0, unsafe { &__boot_stack_top } as *const u8 as u64);
+    gic::init_primary(platform.gic.as_ref().unwrap_or_else(|| fatal(format_args!("the host DTB has no GICv3"))), platform.cpus.len());
     start_secondaries(&platform);
 
     let online: Vec<bool> = (0..platform.cpus.len()).map(|i| ONLINE[i].load(Ordering::Acquire)).collect();
@@ -141,12 +151,46 @@ pub fn primary(dtb_address: usize) -> ! {
         fatal(format_args!(
             "no guest kernel: give one with QEMU's guest-loader, e.g. \
              -device guest-loader,addr=0x44000000,kernel=Image,bootargs=\"console=ttyAMA0\" \
-             (and optionally -device guest-loader,addr=0x48000000,initrd=initramfs.cpio.gz)"
+             (and optionally -device guest-loader,addr=0x4A000000,initrd=initramfs.cpio.gz)"
         ));
     }
-    log::info!("guest boot is not implemented yet; powering off");
-    CONSOLE.flush();
-    firmware::system_off()
+    let pcpus = platform.cpus.len().min(cpu::MAX_PCPUS);
+    let vcpus = opts.vcpus.unwrap_or(pcpus);
+    if vcpus > pcpus {
+        fatal(format_args!(
+            "vcpus={vcpus} is more than the {pcpus} pCPUs: each vCPU is pinned to its own pCPU; \
+             lower vcpus= or raise QEMU's -smp"
+        ));
+    }
+    let mpidrs: Vec<u64> = pcpu_mpidrs(&platform).into_iter().take(vcpus).collect();
+    let vm = match vm::build(&platform, plan.guest_ram, vcpus, mpidrs) {
+        Ok(vm) => vm,
+        Err(error) => fatal(format_args!("{error}")),
+    };
+    log::info!(
+        "guest: {vcpus} vCPU(s), kernel at IPA {:#x}, entry {:#x}, DTB at {:#x}{}",
+        vm.boot.plan.kernel.start,
+        vm.boot.plan.entry,
+        vm.boot.plan.dtb.start,
+        match vm.boot.plan.initrd {
+            Some(r) => alloc::format!(", initrd at {:#x} ({} bytes)", r.start, r.size),
+            None => String::new(),
+        }
+    );
+    gic::enable_shared(vm::irq::HOST_UART_INTID, true);
+    CONSOLE.enable_receive_interrupt();
+    GUEST_READY.store(true, Ordering::Release);
+    aarch64_cpu::asm::sev();
+    vm::run::start_vcpu(0, vm.boot.plan.entry, vm.boot.plan.dtb.start)
+}
+
+/// MPIDRs of the pCPUs in logical-index order (boot pCPU first).
+fn pcpu_mpidrs(platform: &HostPlatform) -> Vec<u64> {
+    let boot = cpu::current_mpidr();
+    let mut mpidrs = alloc::vec![boot];
+    mpidrs.extend(platform.cpus.iter().map(|c| c.mpidr).filter(|&m| m != boot));
+    mpidrs.truncate(cpu::MAX_PCPUS);
+    mpidrs
 }
 
 /// Starts every other pCPU through the firmware's PSCI CPU_ON and waits for each to report.
@@ -167,6 +211,7 @@ fn start_secondaries(platform: &HostPlatform) {
         let stack: &'static mut [u8] = Vec::leak(alloc::vec![0u8; SECONDARY_STACK_SIZE]);
         let stack_top = stack.as_ptr_range().end as u64 & !0xf;
         SECONDARY_STACK_TOPS[index].store(stack_top, Ordering::Release);
+        vm::run::set_stack_top(index, stack_top);
         let entry = secondary_entry as *const () as u64;
         if let Err(error) = firmware::cpu_on(cpu_info.mpidr, entry, index as u64) {
             log::error!("pCPU {index} (mpidr={:#x}) did not start: {error:?}", cpu_info.mpidr);
@@ -183,9 +228,11 @@ pub fn secondary(index: usize) -> ! {
     cpu::set_current_index(index);
     mmu::enable();
     install_vectors();
+    gic::init_secondary(index);
     ONLINE[index].store(true, Ordering::Release);
     log::debug!("pcpu{index} online (mpidr={:#x})", cpu::current_mpidr());
-    loop {
+    while !GUEST_READY.load(Ordering::Acquire) {
         aarch64_cpu::asm::wfe();
     }
+    vm::run::park(index)
 }

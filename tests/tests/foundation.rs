@@ -27,7 +27,7 @@ fn banner_lists_pcpus_and_both_modules() {
     }
     run.expect("(HYP) psci: smc", BOOT);
     run.expect("kernel at 0x44000000 size 0x2000 (8 KiB) bootargs=\"console=ttyAMA0 quiet\"", BOOT);
-    run.expect("ramdisk at 0x48000000 size 0x1000 (4 KiB)", BOOT);
+    run.expect("ramdisk at 0x4a000000 size 0x1000 (4 KiB)", BOOT);
     run.expect_exit(BOOT);
 }
 

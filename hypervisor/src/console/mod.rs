@@ -5,6 +5,7 @@ pub mod logger;
 pub mod pl011;
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 pub use logger::LOG_PREFIX;
 use pl011::Pl011;
@@ -12,9 +13,12 @@ use pl011::Pl011;
 /// The shared console; writers take the lock for a whole line so lines never interleave.
 pub struct Console {
     uart: spin::Mutex<Option<Pl011>>,
+    /// Whether the last byte written ended a line: a hypervisor line that would otherwise
+    /// continue a guest's unfinished line starts on a new one, so the prefix stays visible.
+    at_line_start: AtomicBool,
 }
 
-pub static CONSOLE: Console = Console { uart: spin::Mutex::new(None) };
+pub static CONSOLE: Console = Console { uart: spin::Mutex::new(None), at_line_start: AtomicBool::new(true) };
 
 impl Console {
     /// Points the console at a PL011.
@@ -30,7 +34,20 @@ impl Console {
     pub fn write_text(&self, args: fmt::Arguments<'_>) {
         let guard = self.uart.lock();
         if let Some(uart) = guard.as_ref() {
+            if !self.at_line_start.load(Ordering::Relaxed) {
+                let _ = UartWriter(uart).write_str("\n");
+            }
             let _ = UartWriter(uart).write_fmt(args);
+            self.at_line_start.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes one byte of guest console output.
+    pub fn write_guest_byte(&self, byte: u8) {
+        let guard = self.uart.lock();
+        if let Some(uart) = guard.as_ref() {
+            let _ = UartWriter(uart).write_str(core::str::from_utf8(&[byte]).unwrap_or("?"));
+            self.at_line_start.store(byte == b'\n', Ordering::Relaxed);
         }
     }
 
@@ -56,6 +73,13 @@ impl Console {
     pub fn flush(&self) {
         if let Some(uart) = self.uart.lock().as_ref() {
             uart.flush();
+        }
+    }
+
+    /// Asks the UART to interrupt when input arrives.
+    pub fn enable_receive_interrupt(&self) {
+        if let Some(uart) = self.uart.lock().as_ref() {
+            uart.enable_receive_interrupt();
         }
     }
 

@@ -13,6 +13,13 @@ register_bitfields![u32,
         RXFE OFFSET(4) NUMBITS(1) [],
         /// UART busy transmitting.
         BUSY OFFSET(3) NUMBITS(1) [],
+    ],
+    /// UARTIMSC, the interrupt mask set/clear register.
+    IMSC [
+        /// Receive timeout interrupt.
+        RTIM OFFSET(6) NUMBITS(1) [],
+        /// Receive interrupt.
+        RXIM OFFSET(4) NUMBITS(1) [],
     ]
 ];
 
@@ -21,7 +28,9 @@ register_structs! {
         (0x00 => dr: ReadWrite<u32>),
         (0x04 => _reserved0),
         (0x18 => fr: ReadOnly<u32, FR::Register>),
-        (0x1c => @END),
+        (0x1c => _reserved1),
+        (0x38 => imsc: ReadWrite<u32, IMSC::Register>),
+        (0x3c => @END),
     }
 }
 
@@ -61,6 +70,11 @@ impl Pl011 {
         } else {
             Some(self.regs().dr.get() as u8)
         }
+    }
+
+    /// Raises the UART's interrupt when input arrives (or sits unread).
+    pub fn enable_receive_interrupt(&self) {
+        self.regs().imsc.write(IMSC::RXIM::SET + IMSC::RTIM::SET);
     }
 
     /// Waits until the last byte has left the transmitter (before powering off).

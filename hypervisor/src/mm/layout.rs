@@ -56,6 +56,8 @@ pub enum PlanError {
     ModuleOverlapsHypervisor { module: MemRange, hypervisor: MemRange },
     /// A module lies outside RAM.
     ModuleOutsideRam(MemRange),
+    /// A module overlaps the host DTB (QEMU wrote one over the other).
+    ModuleOverlapsDtb { module: MemRange, dtb: MemRange },
     /// Not enough free RAM for the requested guest memory.
     NotEnoughRam { wanted: u64, largest_free: u64 },
 }
@@ -72,6 +74,11 @@ impl fmt::Display for PlanError {
                 "guest-loader module at {module} overlaps hypervisor memory {hypervisor}; \
                  load modules at or above {:#x} (guest-loader addr=)",
                 hypervisor.end()
+            ),
+            Self::ModuleOverlapsDtb { module, dtb } => write!(
+                f,
+                "guest-loader module at {module} overlaps the host device tree at {dtb} \
+                 (QEMU puts it at RAM base + 128 MiB); move the module's addr="
             ),
             Self::ModuleOutsideRam(module) => {
                 write!(f, "guest-loader module at {module} is outside RAM; raise QEMU's -m or move addr=")
@@ -104,6 +111,9 @@ pub fn plan(input: &PlanInput<'_>) -> Result<MemoryPlan, PlanError> {
     for module in input.modules {
         if module.overlaps(&hypervisor) {
             return Err(PlanError::ModuleOverlapsHypervisor { module: *module, hypervisor });
+        }
+        if module.overlaps(&input.dtb) {
+            return Err(PlanError::ModuleOverlapsDtb { module: *module, dtb: input.dtb });
         }
         if !input.ram.iter().any(|bank| bank.contains_range(module)) {
             return Err(PlanError::ModuleOutsideRam(*module));
@@ -178,6 +188,16 @@ mod tests {
         let err = plan(&input(&modules, None)).unwrap_err();
         assert!(matches!(err, PlanError::ModuleOverlapsHypervisor { .. }));
         assert!(format!("{err}").contains("0x44000000"), "{err}");
+    }
+
+    #[test]
+    fn module_over_the_dtb_is_refused() {
+        // Where QEMU puts the DTB when RAM is large: RAM base + 128 MiB.
+        let dtb = MemRange::new(0x4800_0000, 0x10_0000);
+        let modules = [MemRange::new(0x4800_0000, 0x1000)];
+        let ram = [RAM_2G];
+        let input = PlanInput { ram: &ram, image: IMAGE, dtb, modules: &modules, guest_mem: None };
+        assert!(matches!(plan(&input), Err(PlanError::ModuleOverlapsDtb { .. })));
     }
 
     #[test]

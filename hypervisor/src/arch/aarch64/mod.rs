@@ -1,6 +1,8 @@
 //! AArch64 at EL2: boot, exception vectors, the hypervisor's own MMU, firmware calls.
 
 pub mod cpu;
+pub mod gic;
+pub mod guest;
 pub mod firmware;
 pub mod mmu;
 pub mod trap;

@@ -1,0 +1,130 @@
+//! Configuring EL2 to run a guest on this pCPU, and entering it.
+//!
+//! The guest owns EL1 outright while it runs: the hypervisor never uses EL1 registers, so a vCPU
+//! pinned to a pCPU needs no EL1 save/restore on exits; only its general registers, ELR and SPSR
+//! pass through the trap frame. Every trap bit below is chosen deliberately.
+
+use aarch64_cpu::registers::{
+    Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, MDCR_EL2, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
+};
+
+use super::trap::TrapFrame;
+
+/// PSTATE for a vCPU's first instruction: EL1h with D, A, I, F masked (Linux boot protocol).
+pub const EL1H_DAIF_MASKED: u64 = 0x3c5;
+
+/// SCTLR_EL1 at reset: MMU and caches off, RES1 bits set (Arm ARM D19.2, SCTLR_EL1).
+const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
+/// CPACR_EL1.FPEN = 0b11: no FP/SIMD traps to EL1 (the guest enables what it wants).
+const CPACR_EL1_FP_ON: u64 = 0b11 << 20;
+/// MPIDR_EL1 bit 31 is RES1.
+const MPIDR_RES1: u64 = 1 << 31;
+
+/// Sets the EL2 controls for running a guest: stage-2 on, physical interrupts to EL2, WFI and
+/// SMC trapped, EL1 in AArch64, FP/SIMD untrapped (the hypervisor itself is soft-float).
+pub fn configure_el2(vttbr: u64, vtcr: u64) {
+    HCR_EL2.write(
+        HCR_EL2::VM::Enable      // stage-2 translation
+            + HCR_EL2::SWIO::SET // set/way invalidate is clean+invalidate
+            + HCR_EL2::FMO::EnableVirtualFIQ
+            + HCR_EL2::IMO::EnableVirtualIRQ
+            + HCR_EL2::AMO::SET  // SErrors to EL2, virtual SErrors to the guest
+            + HCR_EL2::FB::SET   // broadcast TLB/cache maintenance to all pCPUs of the VM
+            + HCR_EL2::BSU::InnerShareable
+            + HCR_EL2::TWI::SET  // WFI traps: an idle vCPU gives up its pCPU
+            + HCR_EL2::TSC::SET  // SMC traps: PSCI over SMC is emulated like HVC
+            + HCR_EL2::RW::EL1IsAarch64,
+    );
+    // The guest may read the physical counter and use the physical timer directly.
+    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET);
+    CNTVOFF_EL2.set(0);
+    // No traps of FP/SIMD, SVE or trace: RES1 bits only (CPTR_EL2 with E2H = 0: bits 13, 12, 9..0).
+    const CPTR_EL2_RES1: u64 = 0x0000_33ff;
+    CPTR_EL2.set(CPTR_EL2_RES1);
+    // Debug registers are the guest's; HPMN = number of counters keeps PMU access at EL1.
+    MDCR_EL2.set(0);
+    VTCR_EL2.set(vtcr);
+    VTTBR_EL2.set(vttbr);
+    // SAFETY: stage-2 is freshly configured; stale entries for this VMID must go.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb") };
+}
+
+/// Puts the guest's EL1 registers in their reset state for vCPU `mpidr`.
+pub fn reset_el1(mpidr: u64) {
+    VMPIDR_EL2.set(mpidr | MPIDR_RES1);
+    // SAFETY: these EL1 registers belong to the guest, which is not running on this pCPU now.
+    unsafe {
+        core::arch::asm!(
+            "msr sctlr_el1, {sctlr}",
+            "msr cpacr_el1, {cpacr}",
+            "msr tcr_el1, xzr",
+            "msr ttbr0_el1, xzr",
+            "msr ttbr1_el1, xzr",
+            "msr mair_el1, xzr",
+            "msr vbar_el1, xzr",
+            "msr contextidr_el1, xzr",
+            "msr tpidr_el0, xzr",
+            "msr tpidr_el1, xzr",
+            "msr tpidrro_el0, xzr",
+            "msr sp_el0, xzr",
+            "msr sp_el1, xzr",
+            "msr cntv_ctl_el0, xzr",
+            "msr cntp_ctl_el0, xzr",
+            "msr cntkctl_el1, xzr",
+            "isb",
+            sctlr = in(reg) SCTLR_EL1_RESET,
+            cpacr = in(reg) CPACR_EL1_FP_ON,
+        )
+    };
+}
+
+/// The trap frame that starts a vCPU at `entry` in EL1h with x0 = `x0` (Linux: the DTB
+/// address; PSCI CPU_ON: the context id).
+pub fn initial_frame(entry: u64, x0: u64) -> TrapFrame {
+    let mut frame = TrapFrame::default();
+    frame.x[0] = x0;
+    frame.elr = entry;
+    frame.spsr = EL1H_DAIF_MASKED;
+    frame
+}
+
+/// Reads the guest's VBAR_EL1 (for exception injection).
+pub fn vbar_el1() -> u64 {
+    let value: u64;
+    // SAFETY: reading a system register.
+    unsafe { core::arch::asm!("mrs {}, vbar_el1", out(reg) value) };
+    value
+}
+
+/// Delivers an injected exception's EL1 register updates.
+pub fn write_exception_registers(elr: u64, spsr: u64, esr: u64, far: Option<u64>) {
+    // SAFETY: the guest's EL1 exception registers, written as the architecture would.
+    unsafe {
+        core::arch::asm!("msr elr_el1, {}", "msr spsr_el1, {}", "msr esr_el1, {}", in(reg) elr, in(reg) spsr, in(reg) esr);
+        if let Some(far) = far {
+            core::arch::asm!("msr far_el1, {}", in(reg) far);
+        }
+    }
+}
+
+extern "C" {
+    /// `vectors.S`: restores a trap frame and ERETs into the guest.
+    fn trap_return() -> !;
+}
+
+/// Enters the guest with `frame`, placed at the top of this pCPU's stack region `stack_top`:
+/// later exits from the guest build their frames at the same place.
+///
+/// # Safety
+/// `stack_top` must be this pCPU's stack top (16-byte aligned) and nothing on that stack may
+/// be needed again: the hypervisor's call chain up to here is abandoned.
+pub unsafe fn enter(frame: &TrapFrame, stack_top: u64) -> ! {
+    let slot = stack_top - core::mem::size_of::<TrapFrame>() as u64;
+    // SAFETY: the slot lies in this pCPU's stack (caller's contract); `copy` tolerates `frame`
+    // itself living there. The
+    // assembly switches SP to it and jumps to the frame-restore path.
+    unsafe {
+        core::ptr::copy(frame as *const TrapFrame, slot as *mut TrapFrame, 1);
+        core::arch::asm!("mov sp, {slot}", "b {ret}", slot = in(reg) slot, ret = sym trap_return, options(noreturn))
+    }
+}

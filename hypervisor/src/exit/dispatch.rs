@@ -1,0 +1,184 @@
+//! What to do about an exit: one table keyed by exception class turns a trapped ESR_EL2 (plus
+//! FAR_EL2/HPFAR_EL2) into an [`Action`]. Pure, so the policy is unit-tested on the host; the
+//! VM code carries the action out.
+
+use super::mmio::fault_ipa;
+use super::syndrome::{decode, exception_class, Exit};
+use super::sysreg::SysReg;
+use super::MmioAccess;
+
+/// The registers an exit is decoded from.
+#[derive(Clone, Copy, Debug)]
+pub struct ExitInfo {
+    pub esr: u64,
+    pub far: u64,
+    pub hpfar: u64,
+}
+
+/// Why an exit ends in an UNDEFINED exception for the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UndefReason {
+    /// A system register (or system instruction) the hypervisor does not emulate.
+    UnknownSysReg(SysReg),
+    /// An exception class the hypervisor does not handle.
+    UnhandledClass(u8),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// WFI: deschedule until the vCPU has an interrupt, then step past it.
+    WaitForInterrupt,
+    /// WFE: step past it (nothing to wait for under this scheduler).
+    StepOver,
+    /// HVC: a PSCI/SMCCC or hypervisor call in x0..x7; ELR already points past it.
+    Hvc,
+    /// SMC trapped by HCR_EL2.TSC: handled like HVC, then step past it.
+    Smc,
+    /// A write to ICC_SGI1R_EL1 (or ASGI1R) from register `rt`.
+    SendSgi { rt: u8 },
+    /// A data abort with a usable syndrome at guest-physical `ipa`: emulate the access.
+    Mmio { ipa: u64, access: MmioAccess },
+    /// A data abort without a syndrome (ISV = 0) at `ipa`: cannot be emulated.
+    MmioWithoutSyndrome { ipa: u64, is_write: bool },
+    /// An instruction fetch from `ipa` that stage 2 does not allow.
+    InstructionFetchFault { ipa: u64 },
+    /// Inject UNDEFINED into the guest.
+    Undefined(UndefReason),
+}
+
+type Route = fn(&ExitInfo, Exit) -> Action;
+
+/// ESR_EL2.EC is 6 bits.
+const EXCEPTION_CLASSES: usize = 64;
+
+/// The exit table: every exception class has an entry; unknown ones become UNDEF.
+static ROUTES: [Route; EXCEPTION_CLASSES] = build_routes();
+
+const fn build_routes() -> [Route; EXCEPTION_CLASSES] {
+    use super::syndrome::ExceptionClass as Ec;
+    let mut table: [Route; EXCEPTION_CLASSES] = [unhandled; EXCEPTION_CLASSES];
+    table[Ec::WfxTrap.bits() as usize] = wfx;
+    table[Ec::Hvc64.bits() as usize] = hvc;
+    table[Ec::Smc64.bits() as usize] = smc;
+    table[Ec::SysReg64.bits() as usize] = sysreg;
+    table[Ec::DataAbortLower.bits() as usize] = data_abort;
+    table[Ec::InstructionAbortLower.bits() as usize] = instruction_abort;
+    table
+}
+
+/// Decides what to do about an exit.
+pub fn route(info: &ExitInfo) -> Action {
+    let ec = exception_class(info.esr).bits() as usize % EXCEPTION_CLASSES;
+    ROUTES[ec](info, decode(info.esr))
+}
+
+fn unhandled(info: &ExitInfo, _: Exit) -> Action {
+    Action::Undefined(UndefReason::UnhandledClass(exception_class(info.esr).bits()))
+}
+
+fn wfx(info: &ExitInfo, exit: Exit) -> Action {
+    match exit {
+        Exit::Wfx { is_wfe: false } => Action::WaitForInterrupt,
+        Exit::Wfx { is_wfe: true } => Action::StepOver,
+        _ => unhandled(info, exit),
+    }
+}
+
+fn hvc(_: &ExitInfo, _: Exit) -> Action {
+    Action::Hvc
+}
+
+fn smc(_: &ExitInfo, _: Exit) -> Action {
+    Action::Smc
+}
+
+fn sysreg(info: &ExitInfo, exit: Exit) -> Action {
+    match exit {
+        Exit::SysReg(access) if !access.is_read && (access.reg == SysReg::ICC_SGI1R_EL1 || access.reg == SysReg::ICC_ASGI1R_EL1) => {
+            Action::SendSgi { rt: access.rt }
+        }
+        Exit::SysReg(access) => Action::Undefined(UndefReason::UnknownSysReg(access.reg)),
+        _ => unhandled(info, exit),
+    }
+}
+
+fn data_abort(info: &ExitInfo, exit: Exit) -> Action {
+    let ipa = fault_ipa(info.hpfar, info.far);
+    match exit {
+        Exit::DataAbort(abort) => match abort.access {
+            Some(access) => Action::Mmio { ipa, access },
+            None => Action::MmioWithoutSyndrome { ipa, is_write: abort.is_write },
+        },
+        _ => unhandled(info, exit),
+    }
+}
+
+fn instruction_abort(info: &ExitInfo, _: Exit) -> Action {
+    Action::InstructionFetchFault { ipa: fault_ipa(info.hpfar, info.far) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EC_SHIFT: u64 = 26;
+    const IL: u64 = 1 << 25;
+
+    fn esr(ec: u64, iss: u64) -> u64 {
+        (ec << EC_SHIFT) | IL | iss
+    }
+
+    fn info(esr: u64) -> ExitInfo {
+        ExitInfo { esr, far: 0xffff_0000_0000_0abc, hpfar: 0x0900_0000 >> 8 }
+    }
+
+    /// ISS of a system-register trap (EC 0x18) for (op0, op1, crn, crm, op2), Rt, direction.
+    fn sysreg_iss(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64, rt: u64, read: bool) -> u64 {
+        (op0 << 20) | (op2 << 17) | (op1 << 14) | (crn << 10) | (rt << 5) | (crm << 1) | read as u64
+    }
+
+    #[test]
+    fn unknown_system_register_becomes_undef() {
+        // MRS x3, S3_0_C15_C2_0 (an IMPLEMENTATION DEFINED register we do not emulate).
+        let action = route(&info(esr(0x18, sysreg_iss(3, 0, 15, 2, 0, 3, true))));
+        assert_eq!(action, Action::Undefined(UndefReason::UnknownSysReg(SysReg::new(3, 0, 15, 2, 0))));
+    }
+
+    #[test]
+    fn sgi1r_write_is_an_sgi_and_its_read_is_undef() {
+        assert_eq!(route(&info(esr(0x18, sysreg_iss(3, 0, 12, 11, 5, 7, false)))), Action::SendSgi { rt: 7 });
+        assert!(matches!(route(&info(esr(0x18, sysreg_iss(3, 0, 12, 11, 5, 7, true)))), Action::Undefined(_)));
+    }
+
+    #[test]
+    fn wfi_wfe_hvc_smc() {
+        assert_eq!(route(&info(esr(0x01, 0))), Action::WaitForInterrupt);
+        assert_eq!(route(&info(esr(0x01, 1))), Action::StepOver);
+        assert_eq!(route(&info(esr(0x16, 0))), Action::Hvc);
+        assert_eq!(route(&info(esr(0x17, 0))), Action::Smc);
+    }
+
+    #[test]
+    fn data_abort_uses_hpfar_for_the_ipa() {
+        // ISV=1, SAS=word (2), SRT=1, WnR=1, DFSC=translation fault level 3.
+        let iss = (1 << 24) | (2 << 22) | (1 << 16) | (1 << 6) | 0x07;
+        match route(&info(esr(0x24, iss))) {
+            Action::Mmio { ipa, access } => {
+                assert_eq!(ipa, 0x0900_0abc, "IPA from HPFAR_EL2 and FAR_EL2[11:0], not the VA");
+                assert!(access.is_write);
+                assert_eq!((access.size, access.reg), (4, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        let no_isv = (1 << 6) | 0x07;
+        assert_eq!(route(&info(esr(0x24, no_isv))), Action::MmioWithoutSyndrome { ipa: 0x0900_0abc, is_write: true });
+    }
+
+    #[test]
+    fn unhandled_classes_become_undef() {
+        // EC 0x07 (FP trap) and 0x3f (unallocated).
+        assert_eq!(route(&info(esr(0x07, 0))), Action::Undefined(UndefReason::UnhandledClass(0x07)));
+        assert_eq!(route(&info(esr(0x3f, 0))), Action::Undefined(UndefReason::UnhandledClass(0x3f)));
+        assert!(matches!(route(&info(esr(0x20, 0x07))), Action::InstructionFetchFault { .. }));
+    }
+}

@@ -1,0 +1,243 @@
+//! Moving interrupts between the shadow state and a vCPU's list registers.
+//!
+//! [`Vgic::sync_lrs`] runs after a guest exit and learns what the guest did with its list
+//! registers: an Invalid one was completed (acknowledged, EOI'd and deactivated).
+//! [`Vgic::flush_lrs`] runs before entry: it applies what happened meanwhile to the occupied
+//! list registers (new edges, guest MMIO edits, disabling, re-routing), then fills free ones
+//! with the highest-priority waiting interrupts, evicting lower-priority pending ones if
+//! needed. Both work on plain `u64` values; the integrator reads and writes ICH_LR<n>_EL2.
+//!
+//! Each vCPU keeps a record of which INTID sits in which list register, and each interrupt
+//! knows its list register, so an interrupt is never in two list registers at once.
+
+use super::irq::{IrqState, LrFixup, LrSlot, INTID_END, NUM_INTIDS};
+use super::lr::{ListRegister, LrState};
+use super::vgic::{effective_lr_state, LrEntry, Vgic};
+use super::{Kick, MAX_LRS};
+
+/// What the integrator must do after [`Vgic::flush_lrs`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushResult {
+    /// More interrupts wait than fit, and every list register is in use: set ICH_HCR_EL2.UIE
+    /// (maintenance interrupt once at most one list register is valid) so the rest are
+    /// flushed as the guest completes interrupts. Not NPIE: with every list register active
+    /// and none pending it would fire at once, over and over.
+    pub overflow: bool,
+    /// Other vCPUs to kick: interrupts withdrawn from this vCPU that are now theirs.
+    pub kick: Kick,
+}
+
+impl Vgic {
+    /// Learns from `lrs` (ICH_LR<n>_EL2 of `vcpu`, as read after an exit) what the guest did.
+    /// Completed interrupts leave the record and their list register is zeroed; for a
+    /// level-triggered one whose line is still high that makes it pending again.
+    pub fn sync_lrs(&mut self, vcpu: usize, lrs: &mut [u64]) {
+        if vcpu >= self.num_vcpus {
+            return;
+        }
+        for (index, raw) in lrs.iter_mut().enumerate().take(MAX_LRS) {
+            let Some(entry) = self.vcpus[vcpu].lrs[index] else {
+                continue;
+            };
+            let lr = ListRegister::decode(*raw);
+            // A list register holding something else than we put there is treated as
+            // completed too: our record must never point at a stranger.
+            if lr.state == LrState::Invalid || lr.vintid != entry.intid {
+                self.release(vcpu, index);
+                if let Some(irq) = self.irq_mut(vcpu, entry.intid) {
+                    acknowledged(irq);
+                }
+                *raw = 0;
+                continue;
+            }
+            self.vcpus[vcpu].lrs[index] = Some(LrEntry {
+                state: lr.state,
+                ..entry
+            });
+            if let Some(irq) = self.irq_mut(vcpu, entry.intid) {
+                if !lr.state.is_pending() {
+                    acknowledged(irq);
+                }
+            }
+        }
+    }
+
+    /// Prepares `lrs` (ICH_LR<n>_EL2 of `vcpu`; its length is the number of list registers)
+    /// for entering the guest. Syncs first, so a preceding [`Vgic::sync_lrs`] is optional.
+    /// Every element may change and must be written back.
+    pub fn flush_lrs(&mut self, vcpu: usize, lrs: &mut [u64]) -> FlushResult {
+        if vcpu >= self.num_vcpus {
+            return FlushResult::default();
+        }
+        self.sync_lrs(vcpu, lrs);
+        let usable = lrs.len().min(MAX_LRS);
+        let lrs = &mut lrs[..usable];
+
+        let mut kick = Kick::NONE;
+        for (index, raw) in lrs.iter_mut().enumerate() {
+            if self.vcpus[vcpu].lrs[index].is_some() {
+                kick |= self.refresh(vcpu, index, raw);
+            } else {
+                // Not ours: never let a stale value reach the guest.
+                *raw = 0;
+            }
+        }
+
+        // Waiting interrupts, best first: lower priority value, then lower INTID.
+        let mut waiting = [(0u8, 0u32); NUM_INTIDS];
+        let mut count = 0;
+        for intid in 0..INTID_END {
+            if self.deliverable_to(vcpu, intid) {
+                if let Some(irq) = self.irq(vcpu, intid) {
+                    waiting[count] = (irq.priority & self.lr_priority_mask, intid);
+                    count += 1;
+                }
+            }
+        }
+        let waiting = &mut waiting[..count];
+        waiting.sort_unstable();
+
+        let mut overflow = false;
+        for &(priority, intid) in waiting.iter() {
+            let free = self.vcpus[vcpu].lrs[..lrs.len()]
+                .iter()
+                .position(Option::is_none);
+            let Some(index) = free.or_else(|| self.evict_below(vcpu, priority, lrs)) else {
+                // The rest rank no higher: they wait for a maintenance interrupt.
+                overflow = true;
+                break;
+            };
+            // An eviction leaves the evicted interrupt waiting.
+            overflow |= free.is_none();
+            self.place(vcpu, index, intid, &mut lrs[index]);
+        }
+        FlushResult {
+            overflow,
+            kick: kick.without(vcpu),
+        }
+    }
+
+    /// Applies what happened since the last sync to the interrupt in list register `index`.
+    /// Returns the vCPU that should take over an interrupt withdrawn from here.
+    fn refresh(&mut self, vcpu: usize, index: usize, raw: &mut u64) -> Kick {
+        let Some(entry) = self.vcpus[vcpu].lrs[index] else {
+            return Kick::NONE;
+        };
+        let intid = entry.intid;
+        let forwarded_here = self
+            .irq(vcpu, intid)
+            .is_some_and(|irq| self.deliverable(irq))
+            && self.target(vcpu, intid) == Some(vcpu);
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return Kick::NONE;
+        };
+
+        let mut lr = ListRegister::decode(*raw);
+        let state = effective_lr_state(irq, lr.state);
+        irq.fix = LrFixup::default();
+        let (mut pending, active) = (state.is_pending(), state.is_active());
+        // A new edge merges into the list register, even one the guest has active (it becomes
+        // pending and active). Not for a hardware-linked interrupt: its physical source stays
+        // active until the guest deactivates, so the edge waits for the list register to empty.
+        if irq.is_edge() && irq.latch && !(active && irq.hw_pintid.is_some()) {
+            pending = true;
+            irq.latch = false;
+        }
+        // Pending state the distributor no longer forwards here goes back to the distributor.
+        if pending && !forwarded_here {
+            pending = false;
+            irq.latch |= irq.is_edge();
+        }
+
+        lr.state = LrState::new(pending, active);
+        if lr.state == LrState::Invalid {
+            self.release(vcpu, index);
+            *raw = 0;
+            return self.attention(vcpu, intid);
+        }
+        *raw = lr.encode();
+        self.vcpus[vcpu].lrs[index] = Some(LrEntry {
+            state: lr.state,
+            ..entry
+        });
+        Kick::NONE
+    }
+
+    /// Frees the pending-only list register with the lowest priority below `priority`, if any,
+    /// returning its interrupt to the distributor.
+    fn evict_below(&mut self, vcpu: usize, priority: u8, lrs: &mut [u64]) -> Option<usize> {
+        let (index, _) = lrs
+            .iter()
+            .enumerate()
+            .map(|(index, &raw)| (index, ListRegister::decode(raw)))
+            .filter(|(index, lr)| {
+                self.vcpus[vcpu].lrs[*index].is_some()
+                    && lr.state == LrState::Pending
+                    && lr.priority > priority
+            })
+            .max_by_key(|(_, lr)| lr.priority)?;
+        let intid = self.vcpus[vcpu].lrs[index]?.intid;
+        self.release(vcpu, index);
+        if let Some(irq) = self.irq_mut(vcpu, intid) {
+            irq.latch |= irq.is_edge();
+        }
+        lrs[index] = 0;
+        Some(index)
+    }
+
+    /// Puts pending `intid` into free list register `index`.
+    fn place(&mut self, vcpu: usize, index: usize, intid: u32, raw: &mut u64) {
+        let priority_mask = self.lr_priority_mask;
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return;
+        };
+        // The active state moves into the list register. A hardware-linked interrupt is never
+        // made pending and active (see `refresh`): it goes in active, its edge still latched.
+        let pending = !(irq.active && irq.hw_pintid.is_some());
+        let lr = ListRegister {
+            state: LrState::new(pending, irq.active),
+            pintid: irq.hw_pintid,
+            group1: irq.group1,
+            priority: irq.priority & priority_mask,
+            // Level-triggered: learn when the guest is done, to re-pend if the line is high.
+            eoi_maintenance: !irq.is_edge() && irq.hw_pintid.is_none(),
+            vintid: intid,
+        };
+        if irq.is_edge() && pending {
+            irq.latch = false;
+        }
+        irq.active = false;
+        irq.fix = LrFixup::default();
+        irq.lr = Some(LrSlot { vcpu, index });
+        self.vcpus[vcpu].lrs[index] = Some(LrEntry {
+            intid,
+            state: lr.state,
+        });
+        *raw = lr.encode();
+    }
+
+    /// Forgets list register `index` of `vcpu` (both sides of the record).
+    fn release(&mut self, vcpu: usize, index: usize) {
+        let Some(entry) = self.vcpus[vcpu].lrs[index].take() else {
+            return;
+        };
+        if let Some(irq) = self.irq_mut(vcpu, entry.intid) {
+            if irq.lr == Some(LrSlot { vcpu, index }) {
+                irq.lr = None;
+                irq.active = false;
+                irq.fix = LrFixup::default();
+            }
+        }
+    }
+}
+
+/// The guest has acknowledged the interrupt: a level-triggered one's software pending latch
+/// is used up (its line, if still high, keeps it pending).
+fn acknowledged(irq: &mut IrqState) {
+    if !irq.is_edge() {
+        irq.latch = false;
+    }
+}
+
+#[cfg(test)]
+mod tests;

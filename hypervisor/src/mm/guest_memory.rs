@@ -1,0 +1,78 @@
+//! Access to guest RAM from the hypervisor: guest-physical (IPA) addresses are translated to
+//! host-physical ones (identity-mapped at EL2) with bounds checks, so a guest-supplied address
+//! can never make the hypervisor touch memory outside the guest's RAM.
+
+use super::MemRange;
+
+/// The guest's RAM: `ipa` range and where it lives in host memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestMemory {
+    pub ipa: MemRange,
+    host_base: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutsideGuestRam {
+    pub ipa: u64,
+    pub len: u64,
+}
+
+impl GuestMemory {
+    /// # Safety
+    /// `host_base..host_base + ipa.size` must be memory the hypervisor may read and write, used
+    /// for nothing but this guest's RAM, for as long as the value lives.
+    pub const unsafe fn new(ipa: MemRange, host_base: u64) -> Self {
+        Self { ipa, host_base }
+    }
+
+    /// The host address of `len` bytes at `ipa`, if they all lie in guest RAM.
+    pub fn host_address(&self, ipa: u64, len: u64) -> Result<u64, OutsideGuestRam> {
+        let inside = ipa >= self.ipa.start && ipa.checked_add(len).is_some_and(|end| end <= self.ipa.end());
+        if inside {
+            Ok(self.host_base + (ipa - self.ipa.start))
+        } else {
+            Err(OutsideGuestRam { ipa, len })
+        }
+    }
+
+    /// Copies `bytes` into guest RAM at `ipa`.
+    pub fn write(&self, ipa: u64, bytes: &[u8]) -> Result<(), OutsideGuestRam> {
+        let host = self.host_address(ipa, bytes.len() as u64)?;
+        // SAFETY: `host_address` checked the whole range lies in guest RAM, which `new`'s
+        // contract makes ours to write; `bytes` cannot overlap it (it is hypervisor memory or a
+        // module outside guest RAM).
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), host as *mut u8, bytes.len()) };
+        Ok(())
+    }
+
+    /// Copies from guest RAM at `ipa` into `out`.
+    pub fn read(&self, ipa: u64, out: &mut [u8]) -> Result<(), OutsideGuestRam> {
+        let host = self.host_address(ipa, out.len() as u64)?;
+        // SAFETY: as in `write`, the range was checked to lie in guest RAM.
+        unsafe { core::ptr::copy_nonoverlapping(host as *const u8, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn reads_and_writes_stay_inside_guest_ram() {
+        let mut backing = vec![0u8; 0x2000];
+        let ipa = MemRange::new(0x4000_0000, 0x2000);
+        // SAFETY: the Vec outlives `memory` and is used for nothing else.
+        let memory = unsafe { GuestMemory::new(ipa, backing.as_mut_ptr() as u64) };
+        memory.write(0x4000_1ffe, &[1, 2]).unwrap();
+        let mut out = [0u8; 2];
+        memory.read(0x4000_1ffe, &mut out).unwrap();
+        assert_eq!(out, [1, 2]);
+        assert!(memory.write(0x4000_1fff, &[1, 2]).is_err(), "crosses the end");
+        assert!(memory.read(0x3fff_ffff, &mut out).is_err(), "starts below");
+        assert!(memory.host_address(u64::MAX, 2).is_err(), "wraps");
+        drop(memory);
+        assert_eq!(backing[0x1ffe], 1);
+    }
+}

@@ -1,0 +1,172 @@
+//! Carrying out what `exit::dispatch` decided for a guest exit, on the vCPU that exited.
+
+use hvm_ros_lib::abi::{HvmError, HVM_HCALL_ID};
+
+use super::{irq, vm, Vm};
+use crate::arch::aarch64::cpu;
+use crate::arch::aarch64::firmware;
+use crate::arch::aarch64::guest;
+use crate::arch::aarch64::trap::TrapFrame;
+use crate::console::CONSOLE;
+use crate::exit::dispatch::{route, Action, ExitInfo};
+use crate::exit::syndrome::instruction_length;
+use crate::exit::{read_gpr, write_gpr, MmioAccess};
+use crate::guest_map;
+use crate::mm::MemRange;
+use crate::psci::{self, PsciOutcome};
+use crate::vcpu::inject::{inject, GuestException};
+
+/// Handles one synchronous exit of the vCPU running on this pCPU.
+pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo) {
+    let vcpu = cpu::current_index();
+    match route(&info) {
+        Action::WaitForInterrupt => {
+            irq::wait_for_interrupt(vcpu);
+            step(frame, info.esr);
+        }
+        Action::StepOver => step(frame, info.esr),
+        Action::Hvc => call(frame, vcpu),
+        Action::Smc => {
+            call(frame, vcpu);
+            step(frame, info.esr);
+        }
+        Action::SendSgi { rt } => {
+            let value = read_gpr(&frame.x, rt);
+            let vm = vm();
+            let kick = vm.vgic.lock().send_sgi(vcpu, value);
+            vm.kick(kick);
+            step(frame, info.esr);
+        }
+        Action::Mmio { ipa, access } => mmio(frame, vcpu, ipa, access, &info),
+        Action::MmioWithoutSyndrome { ipa, is_write } => {
+            log::warn!(
+                "vcpu{vcpu}: {} at IPA {ipa:#x} without a syndrome (ISV=0) at PC {:#x}: cannot emulate; external abort injected",
+                if is_write { "write" } else { "read" },
+                frame.elr
+            );
+            inject_exception(frame, GuestException::DataExternalAbort { address: info.far, is_write });
+        }
+        Action::InstructionFetchFault { ipa } => {
+            log::warn!("vcpu{vcpu}: instruction fetch from IPA {ipa:#x} (PC {:#x}) outside RAM: external abort injected", frame.elr);
+            inject_exception(frame, GuestException::InstructionExternalAbort { address: info.far });
+        }
+        Action::Undefined(reason) => {
+            log::warn!("vcpu{vcpu}: {reason:?} at PC {:#x} (ESR_EL2 {:#x}): UNDEF injected", frame.elr, info.esr);
+            inject_exception(frame, GuestException::Undefined);
+        }
+    }
+}
+
+/// Moves the guest past the trapped instruction.
+fn step(frame: &mut TrapFrame, esr: u64) {
+    frame.elr = frame.elr.wrapping_add(instruction_length(esr));
+}
+
+fn inject_exception(frame: &mut TrapFrame, exception: GuestException) {
+    let injection = inject(exception, frame.elr, frame.spsr, guest::vbar_el1());
+    guest::write_exception_registers(injection.elr_el1, injection.spsr_el1, injection.esr_el1, injection.far_el1);
+    frame.elr = injection.pc;
+    frame.spsr = injection.pstate;
+}
+
+/// An emulated MMIO access: the virtual GIC's frames or a device; anything else is an
+/// unassigned address and gets an external abort.
+fn mmio(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioAccess, info: &ExitInfo) {
+    let vm = vm();
+    let gicd = MemRange::new(guest_map::GICD_BASE, guest_map::GICD_SIZE);
+    let gicr = MemRange::new(guest_map::GICR_BASE, guest_map::GICR_STRIDE * vm.vcpu_count as u64);
+    let handled = if access.is_write {
+        let value = access.store_value(read_gpr(&frame.x, access.reg));
+        if gicd.contains(ipa) {
+            let result = vm.vgic.lock().gicd_write(ipa - gicd.start, access.size, value);
+            note_gic_access(vcpu, "GICD write", ipa, result.access);
+            vm.kick(result.kick);
+            true
+        } else if gicr.contains(ipa) {
+            let result = vm.vgic.lock().gicr_write(ipa - gicr.start, access.size, value);
+            note_gic_access(vcpu, "GICR write", ipa, result.access);
+            vm.kick(result.kick);
+            true
+        } else {
+            let ok = vm.devices.lock().write(ipa, access.size, value).is_ok();
+            vm.sync_uart_irq();
+            ok
+        }
+    } else {
+        let raw = if gicd.contains(ipa) {
+            let result = vm.vgic.lock().gicd_read(ipa - gicd.start, access.size);
+            note_gic_access(vcpu, "GICD read", ipa, result.access);
+            Some(result.value)
+        } else if gicr.contains(ipa) {
+            let result = vm.vgic.lock().gicr_read(ipa - gicr.start, access.size);
+            note_gic_access(vcpu, "GICR read", ipa, result.access);
+            Some(result.value)
+        } else {
+            let value = vm.devices.lock().read(ipa, access.size).ok();
+            vm.sync_uart_irq();
+            value
+        };
+        if let Some(raw) = raw {
+            write_gpr(&mut frame.x, access.reg, access.load_value(raw));
+        }
+        raw.is_some()
+    };
+    if handled {
+        step(frame, info.esr);
+    } else {
+        log::warn!(
+            "vcpu{vcpu}: {}-byte {} at unassigned IPA {ipa:#x} (PC {:#x}): external abort injected",
+            access.size,
+            if access.is_write { "write" } else { "read" },
+            frame.elr
+        );
+        inject_exception(frame, GuestException::DataExternalAbort { address: info.far, is_write: access.is_write });
+    }
+}
+
+fn note_gic_access(vcpu: usize, what: &str, ipa: u64, access: crate::gic::RegAccess) {
+    if access != crate::gic::RegAccess::Ok {
+        log::debug!("vcpu{vcpu}: {what} at {ipa:#x}: {access:?} (read as zero / ignored)");
+    }
+}
+
+/// An HVC or SMC call: PSCI and SMCCC, or the HVM hypercall.
+fn call(frame: &mut TrapFrame, vcpu: usize) {
+    let vm = vm();
+    let function_id = frame.x[0];
+    let args = [frame.x[1], frame.x[2], frame.x[3]];
+    let outcome = psci::handle(&mut vm.psci.lock(), vcpu, function_id, args);
+    match outcome {
+        PsciOutcome::Return(value) => frame.x[0] = value,
+        PsciOutcome::NotPsci if function_id == HVM_HCALL_ID => {
+            // The hybrid-VM protocol arrives with its own issue; until then say so.
+            frame.x[0] = HvmError::NotHvm.code();
+        }
+        PsciOutcome::NotPsci => {
+            log::debug!("vcpu{vcpu}: unknown SMCCC function {function_id:#x}");
+            frame.x[0] = status_code(psci::status::NOT_SUPPORTED);
+        }
+        PsciOutcome::CpuOn { target, entry, context_id } => {
+            frame.x[0] = status_code(psci::status::SUCCESS);
+            super::run::request_start(vm, target, entry, context_id);
+        }
+        PsciOutcome::CpuOff => super::run::power_off_self(vm, vcpu),
+        PsciOutcome::Suspend => {
+            irq::wait_for_interrupt(vcpu);
+            frame.x[0] = status_code(psci::status::SUCCESS);
+        }
+        PsciOutcome::SystemOff => system_off(vm),
+        PsciOutcome::SystemReset => super::run::system_reset(vm),
+    }
+}
+
+/// A PSCI status as the 64-bit x0 value (negative codes sign-extended).
+fn status_code(status: i32) -> u64 {
+    status as i64 as u64
+}
+
+fn system_off(_vm: &Vm) -> ! {
+    log::info!("guest powered off (PSCI SYSTEM_OFF)");
+    CONSOLE.flush();
+    firmware::system_off()
+}

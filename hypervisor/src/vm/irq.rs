@@ -1,0 +1,76 @@
+//! Physical interrupts taken while a guest runs (or while its vCPU waits), turned into virtual
+//! ones: the guest's timers, console input, kicks from other pCPUs, GIC maintenance.
+
+use super::vm;
+use crate::arch::aarch64::gic as pgic;
+use crate::console::CONSOLE;
+use crate::guest_map::{PPI_GIC_MAINTENANCE, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER, SPI_BASE, UART_SPI};
+
+/// INTIDs from this value up are special (1020..1023: spurious / no interrupt pending).
+const FIRST_SPECIAL_INTID: u32 = 1020;
+/// The host UART's interrupt: QEMU virt wires its PL011 to SPI 1, as we do for the guest.
+pub const HOST_UART_INTID: u32 = SPI_BASE + UART_SPI;
+
+/// Takes every pending physical interrupt on this pCPU (running vCPU `vcpu`).
+pub fn handle_pending(vcpu: usize) {
+    while let Some(intid) = pgic::acknowledge() {
+        if intid >= FIRST_SPECIAL_INTID {
+            break;
+        }
+        match intid {
+            PPI_VIRT_TIMER | PPI_NONSECURE_PHYS_TIMER => {
+                // Hardware-linked: stays active physically until the guest deactivates the
+                // virtual interrupt (list register HW bit), so only drop the priority here.
+                let vm = vm();
+                let kick = vm.vgic.lock().set_pending(intid, vcpu);
+                vm.kick(kick);
+                pgic::priority_drop(intid);
+            }
+            HOST_UART_INTID => {
+                receive_console_input();
+                complete(intid);
+            }
+            PPI_GIC_MAINTENANCE | pgic::SGI_KICK => {
+                // Nothing to do here: the list registers are synced and refilled on the way
+                // back into the guest, which is what both of these ask for.
+                complete(intid);
+            }
+            other => {
+                log::warn!("unexpected physical interrupt {other} on vcpu{vcpu}'s pCPU");
+                complete(other);
+            }
+        }
+    }
+}
+
+fn complete(intid: u32) {
+    pgic::priority_drop(intid);
+    pgic::deactivate(intid);
+}
+
+/// Moves typed bytes from the physical UART into the guest's UART.
+fn receive_console_input() {
+    let vm = vm();
+    while let Some(byte) = CONSOLE.read_byte() {
+        if !vm.uart.lock().receive(byte) {
+            log::debug!("guest console input dropped: receive FIFO full");
+        }
+    }
+    vm.sync_uart_irq();
+}
+
+/// WFI: returns once vCPU `vcpu` has an interrupt to take; until then the pCPU sleeps and
+/// handles its physical interrupts (one of which will eventually be for this vCPU).
+pub fn wait_for_interrupt(vcpu: usize) {
+    loop {
+        if vm().vgic.lock().has_deliverable(vcpu) {
+            return;
+        }
+        // IRQs stay masked at EL2; WFI still wakes when one becomes pending.
+        aarch64_cpu::asm::wfi();
+        handle_pending(vcpu);
+        if super::run::must_leave(vcpu) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The running VM: its shared state, how it is built from the boot modules, and its reset.
+//!
+//! One VM per hypervisor. vCPU `i` is pinned to pCPU `i`: the guest owns that pCPU's EL1 state,
+//! so exits only pass general registers through the trap frame. State several vCPUs share (the
+//! virtual GIC, PSCI power states, devices) sits behind spin locks.
+
+pub mod exits;
+pub mod irq;
+pub mod run;
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use spin::{Mutex, Once};
+
+use crate::arch::aarch64::gic as pgic;
+use crate::boot::guest_dtb::{self, GuestDtbConfig};
+use crate::boot::host_dtb::HostPlatform;
+use crate::boot::linux_image::{self, LoadPlan};
+use crate::console::CONSOLE;
+use crate::devices::vpl011::{TxSink, Vpl011};
+use crate::devices::{DeviceManager, MmioDevice};
+use crate::gic::Vgic;
+use crate::guest_map;
+use crate::mm::guest_memory::GuestMemory;
+use crate::mm::stage2::GuestStage2;
+use crate::mm::MemRange;
+use crate::psci::PsciState;
+
+/// The VMID of the (only) VM.
+const VMID: u16 = 1;
+
+/// Everything needed to (re)load the guest's boot images into its RAM.
+pub struct BootImages {
+    kernel: &'static [u8],
+    initrd: Option<&'static [u8]>,
+    dtb: Vec<u8>,
+    pub plan: LoadPlan,
+}
+
+pub struct Vm {
+    pub vcpu_count: usize,
+    pub memory: GuestMemory,
+    pub stage2: GuestStage2,
+    pub vgic: Mutex<Vgic>,
+    pub psci: Mutex<PsciState>,
+    pub devices: Mutex<DeviceManager>,
+    pub uart: Arc<Mutex<Vpl011>>,
+    pub boot: BootImages,
+    /// MPIDR affinity of the pCPU each vCPU is pinned to (for kicks).
+    pub pcpu_mpidr: Vec<u64>,
+}
+
+static VM: Once<Vm> = Once::new();
+
+/// The VM, once built.
+pub fn vm() -> &'static Vm {
+    VM.get().expect("the VM is built before any vCPU runs")
+}
+
+/// Sends guest UART output to the physical console.
+struct ConsoleSink;
+
+impl TxSink for ConsoleSink {
+    fn put(&mut self, byte: u8) {
+        CONSOLE.write_guest_byte(byte);
+    }
+}
+
+/// The vPL011 as a device of the device manager (it is also reached from the UART IRQ path).
+struct SharedUart(Arc<Mutex<Vpl011>>);
+
+impl MmioDevice for SharedUart {
+    fn name(&self) -> &'static str {
+        "pl011"
+    }
+    fn read(&mut self, offset: u64, size: u8) -> u64 {
+        self.0.lock().read(offset, size)
+    }
+    fn write(&mut self, offset: u64, size: u8, value: u64) {
+        self.0.lock().write(offset, size, value)
+    }
+}
+
+/// Why the VM could not be built; each names its fix.
+#[derive(Debug)]
+pub enum BuildError {
+    NoKernel,
+    Kernel(linux_image::ImageError),
+    Dtb(guest_dtb::GuestDtbError),
+    Stage2(crate::mm::stage2::Stage2Error),
+    Load,
+}
+
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoKernel => write!(f, "no guest kernel module"),
+            Self::Kernel(e) => write!(f, "the guest kernel module is not a usable arm64 Linux Image: {e:?}"),
+            Self::Dtb(e) => write!(f, "cannot build the guest device tree: {e:?}"),
+            Self::Stage2(e) => write!(f, "cannot map guest RAM: {e:?}"),
+            Self::Load => write!(f, "the guest images do not fit in guest RAM; raise mem="),
+        }
+    }
+}
+
+/// Module bytes in host memory (modules are identity-mapped RAM outside guest RAM).
+fn module_bytes(range: MemRange) -> &'static [u8] {
+    // SAFETY: the memory plan checked every module lies in RAM outside hypervisor memory and
+    // guest RAM; nothing writes to module memory after boot.
+    unsafe { core::slice::from_raw_parts(range.start as *const u8, range.size as usize) }
+}
+
+/// Builds the VM: stage-2 map of guest RAM, devices, virtual GIC, and the boot images loaded.
+pub fn build(platform: &HostPlatform, guest_ram_host: MemRange, vcpu_count: usize, pcpu_mpidr: Vec<u64>) -> Result<&'static Vm, BuildError> {
+    let kernel_module = platform.kernel_module().ok_or(BuildError::NoKernel)?;
+    let kernel = module_bytes(kernel_module.range);
+    let initrd = platform.ramdisk_module().map(|m| module_bytes(m.range));
+    let header = linux_image::parse(kernel).map_err(BuildError::Kernel)?;
+
+    let ram_ipa = MemRange::new(guest_map::RAM_BASE, guest_ram_host.size);
+    // The DTB's size is needed for the plan and the plan's initrd range for the DTB: plan with
+    // a generous DTB bound first.
+    const DTB_MAX: u64 = 64 << 10;
+    let plan = linux_image::plan_load(ram_ipa, &header, kernel.len() as u64, initrd.map(|i| i.len() as u64), DTB_MAX)
+        .map_err(BuildError::Kernel)?;
+    let bootargs = kernel_module.bootargs.as_deref().unwrap_or("");
+    let dtb = guest_dtb::build(&GuestDtbConfig {
+        vcpus: vcpu_count,
+        ram: ram_ipa,
+        bootargs,
+        initrd: plan.initrd,
+        virtio_mmio: &[],
+    })
+    .map_err(BuildError::Dtb)?;
+    if dtb.len() as u64 > plan.dtb.size {
+        return Err(BuildError::Load);
+    }
+
+    let mut stage2 = GuestStage2::new(VMID);
+    stage2.map_ram(ram_ipa.start, guest_ram_host.start, ram_ipa.size).map_err(BuildError::Stage2)?;
+    // SAFETY: the memory plan reserved guest_ram_host for the guest alone.
+    let memory = unsafe { GuestMemory::new(ram_ipa, guest_ram_host.start) };
+
+    let uart = Arc::new(Mutex::new(Vpl011::new(Box::new(ConsoleSink))));
+    let mut devices = DeviceManager::new();
+    devices
+        .add(MemRange::new(guest_map::UART_BASE, guest_map::UART_SIZE), Box::new(SharedUart(uart.clone())))
+        .expect("first device cannot overlap");
+
+    let vm = Vm {
+        vcpu_count,
+        memory,
+        stage2,
+        vgic: Mutex::new(new_vgic(vcpu_count)),
+        psci: Mutex::new(PsciState::new(vcpu_count, ram_ipa.start, ram_ipa.size)),
+        devices: Mutex::new(devices),
+        uart,
+        boot: BootImages { kernel, initrd, dtb, plan },
+        pcpu_mpidr,
+    };
+    vm.load_images()?;
+    Ok(VM.call_once(|| vm))
+}
+
+fn new_vgic(vcpu_count: usize) -> Vgic {
+    let mut vgic = Vgic::new(vcpu_count);
+    // The guest's timers are the pCPU's: their interrupts are linked to the physical ones.
+    vgic.set_hw_mapping(guest_map::PPI_VIRT_TIMER, guest_map::PPI_VIRT_TIMER);
+    vgic.set_hw_mapping(guest_map::PPI_NONSECURE_PHYS_TIMER, guest_map::PPI_NONSECURE_PHYS_TIMER);
+    vgic
+}
+
+impl Vm {
+    /// Copies kernel, initrd and DTB into guest RAM where the load plan says.
+    fn load_images(&self) -> Result<(), BuildError> {
+        let plan = &self.boot.plan;
+        self.memory.write(plan.kernel.start, self.boot.kernel).map_err(|_| BuildError::Load)?;
+        if let (Some(range), Some(initrd)) = (plan.initrd, self.boot.initrd) {
+            self.memory.write(range.start, initrd).map_err(|_| BuildError::Load)?;
+        }
+        self.memory.write(plan.dtb.start, &self.boot.dtb).map_err(|_| BuildError::Load)?;
+        Ok(())
+    }
+
+    /// PSCI SYSTEM_RESET: the guest starts again from a clean state: images reloaded, virtual
+    /// GIC, PSCI states and the UART reset. The caller restarts vCPU 0.
+    pub fn reset(&self) {
+        if let Err(error) = self.load_images() {
+            log::error!("guest reset failed: {error}");
+        }
+        *self.vgic.lock() = new_vgic(self.vcpu_count);
+        *self.psci.lock() = PsciState::new(self.vcpu_count, self.memory.ipa.start, self.memory.ipa.size);
+        *self.uart.lock() = Vpl011::new(Box::new(ConsoleSink));
+    }
+
+    /// Makes the given vCPUs re-evaluate their interrupts: kick the pCPUs they are pinned to.
+    pub fn kick(&self, kick: crate::gic::Kick) {
+        let me = crate::arch::aarch64::cpu::current_index();
+        for vcpu in kick.iter() {
+            if vcpu != me {
+                if let Some(&mpidr) = self.pcpu_mpidr.get(vcpu) {
+                    pgic::kick(mpidr);
+                }
+            }
+        }
+    }
+
+    /// Updates the UART's interrupt line in the virtual GIC.
+    pub fn sync_uart_irq(&self) {
+        let level = self.uart.lock().irq_asserted();
+        let kick = self.vgic.lock().set_level(guest_map::SPI_BASE + guest_map::UART_SPI, 0, level);
+        self.kick(kick);
+    }
+}
