@@ -178,7 +178,7 @@ pub fn primary(dtb_address: usize) -> ! {
         }
     );
     gic::enable_shared(vm::irq::HOST_UART_INTID, true);
-    CONSOLE.enable_receive_interrupt();
+    CONSOLE.set_receive_interrupt(true);
     GUEST_READY.store(true, Ordering::Release);
     aarch64_cpu::asm::sev();
     vm::run::start_vcpu(0, vm.boot.plan.entry, vm.boot.plan.dtb.start)

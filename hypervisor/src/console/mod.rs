@@ -76,10 +76,10 @@ impl Console {
         }
     }
 
-    /// Asks the UART to interrupt when input arrives.
-    pub fn enable_receive_interrupt(&self) {
+    /// Whether the UART interrupts when input arrives.
+    pub fn set_receive_interrupt(&self, enabled: bool) {
         if let Some(uart) = self.uart.lock().as_ref() {
-            uart.enable_receive_interrupt();
+            uart.set_receive_interrupt(enabled);
         }
     }
 

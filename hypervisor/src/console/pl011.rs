@@ -72,9 +72,13 @@ impl Pl011 {
         }
     }
 
-    /// Raises the UART's interrupt when input arrives (or sits unread).
-    pub fn enable_receive_interrupt(&self) {
-        self.regs().imsc.write(IMSC::RXIM::SET + IMSC::RTIM::SET);
+    /// Whether the UART interrupts when input arrives (or sits unread).
+    pub fn set_receive_interrupt(&self, enabled: bool) {
+        if enabled {
+            self.regs().imsc.write(IMSC::RXIM::SET + IMSC::RTIM::SET);
+        } else {
+            self.regs().imsc.set(0);
+        }
     }
 
     /// Waits until the last byte has left the transmitter (before powering off).

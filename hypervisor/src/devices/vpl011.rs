@@ -93,6 +93,11 @@ impl Vpl011 {
         true
     }
 
+    /// Whether another received byte fits in the FIFO.
+    pub fn has_room(&self) -> bool {
+        self.rx.len() < RX_FIFO_DEPTH
+    }
+
     /// Whether the interrupt line is asserted.
     pub fn irq_asserted(&self) -> bool {
         self.raw_interrupts & self.interrupt_mask != 0

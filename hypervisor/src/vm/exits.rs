@@ -89,7 +89,9 @@ fn mmio(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioAccess, info: 
             true
         } else {
             let ok = vm.devices.lock().write(ipa, access.size, value).is_ok();
-            vm.sync_uart_irq();
+            if ok && is_uart(ipa) {
+                vm.sync_uart_irq();
+            }
             ok
         }
     } else {
@@ -103,7 +105,10 @@ fn mmio(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioAccess, info: 
             Some(result.value)
         } else {
             let value = vm.devices.lock().read(ipa, access.size).ok();
-            vm.sync_uart_irq();
+            if value.is_some() && is_uart(ipa) {
+                // The guest may have made room in its receive FIFO.
+                irq::pump_console_input();
+            }
             value
         };
         if let Some(raw) = raw {
@@ -122,6 +127,10 @@ fn mmio(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioAccess, info: 
         );
         inject_exception(frame, GuestException::DataExternalAbort { address: info.far, is_write: access.is_write });
     }
+}
+
+fn is_uart(ipa: u64) -> bool {
+    MemRange::new(guest_map::UART_BASE, guest_map::UART_SIZE).contains(ipa)
 }
 
 fn note_gic_access(vcpu: usize, what: &str, ipa: u64, access: crate::gic::RegAccess) {

@@ -17,6 +17,7 @@ pub fn handle_pending(vcpu: usize) {
         if intid >= FIRST_SPECIAL_INTID {
             break;
         }
+        log::trace!("physical interrupt {intid} on vcpu{vcpu}'s pCPU");
         match intid {
             PPI_VIRT_TIMER | PPI_NONSECURE_PHYS_TIMER => {
                 // Hardware-linked: stays active physically until the guest deactivates the
@@ -48,14 +49,29 @@ fn complete(intid: u32) {
     pgic::deactivate(intid);
 }
 
-/// Moves typed bytes from the physical UART into the guest's UART.
+/// Moves typed bytes from the physical UART into the guest's UART, as many as its FIFO takes.
+/// The rest waits in the physical UART (and QEMU's character device behind it) with the
+/// receive interrupt masked, until the guest reads and [`pump_console_input`] runs again:
+/// backpressure instead of dropped keystrokes.
 fn receive_console_input() {
+    pump_console_input();
+}
+
+/// See [`receive_console_input`]; also called after the guest touches its UART.
+pub fn pump_console_input() {
     let vm = vm();
-    while let Some(byte) = CONSOLE.read_byte() {
-        if !vm.uart.lock().receive(byte) {
-            log::debug!("guest console input dropped: receive FIFO full");
+    let mut uart = vm.uart.lock();
+    while uart.has_room() {
+        match CONSOLE.read_byte() {
+            Some(byte) => {
+                uart.receive(byte);
+            }
+            None => break,
         }
     }
+    let full = !uart.has_room();
+    drop(uart);
+    CONSOLE.set_receive_interrupt(!full);
     vm.sync_uart_irq();
 }
 

@@ -121,7 +121,15 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         *lr = pgic::read_lr(n);
     }
     let vm = vm();
+    let before = lrs;
     vm.vgic.lock().sync_lrs(vcpu, &mut lrs[..count]);
+    // Completed entries must leave the hardware now, not at the next entry: an EOI'd entry
+    // keeps the maintenance interrupt asserted, which would wake a WFI wait over and over.
+    for n in 0..count {
+        if lrs[n] != before[n] {
+            pgic::write_lr(n, lrs[n]);
+        }
+    }
 
     if kind.is_sync() {
         let info = ExitInfo { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get() };
