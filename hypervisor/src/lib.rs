@@ -14,6 +14,7 @@ pub mod gic;
 pub mod guest_map;
 pub mod mm;
 pub mod options;
+pub mod profile;
 pub mod psci;
 pub mod vcpu;
 #[cfg(target_os = "none")]

@@ -13,13 +13,26 @@ use crate::exit::syndrome::instruction_length;
 use crate::exit::{read_gpr, write_gpr, MmioAccess};
 use crate::guest_map;
 use crate::mm::MemRange;
+use crate::profile::ExitKind;
 use crate::psci::{self, PsciOutcome};
 use crate::vcpu::inject::{inject, GuestException};
 
-/// Handles one synchronous exit of the vCPU running on this pCPU.
-pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo) {
+/// Handles one synchronous exit of the vCPU running on this pCPU; says what kind it was.
+pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo) -> ExitKind {
     let vcpu = cpu::current_index();
-    match route(&info) {
+    let action = route(&info);
+    let kind = match action {
+        Action::WaitForInterrupt => ExitKind::Wfi,
+        Action::StepOver => ExitKind::Wfe,
+        Action::Hvc => ExitKind::Hvc,
+        Action::Smc => ExitKind::Smc,
+        Action::SendSgi { .. } => ExitKind::Sgi,
+        Action::Mmio { .. } => ExitKind::Mmio,
+        Action::MmioWithoutSyndrome { .. } => ExitKind::MmioNoSyndrome,
+        Action::InstructionFetchFault { .. } => ExitKind::InstructionAbort,
+        Action::Undefined(_) => ExitKind::Undef,
+    };
+    match action {
         Action::WaitForInterrupt => {
             irq::wait_for_interrupt(vcpu);
             step(frame, info.esr);
@@ -55,6 +68,7 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo) {
             inject_exception(frame, GuestException::Undefined);
         }
     }
+    kind
 }
 
 /// Moves the guest past the trapped instruction.
@@ -176,6 +190,7 @@ fn status_code(status: i32) -> u64 {
 
 fn system_off(_vm: &Vm) -> ! {
     log::info!("guest powered off (PSCI SYSTEM_OFF)");
+    super::stats::print_profile();
     CONSOLE.flush();
     firmware::system_off()
 }

@@ -57,12 +57,20 @@ fn receive_console_input() {
     pump_console_input();
 }
 
+/// Typing this on the console (Ctrl-]) prints the exit profile instead of reaching the guest.
+pub const PROFILE_KEY: u8 = 0x1d;
+
 /// See [`receive_console_input`]; also called after the guest touches its UART.
 pub fn pump_console_input() {
     let vm = vm();
     let mut uart = vm.uart.lock();
     while uart.has_room() {
         match CONSOLE.read_byte() {
+            Some(PROFILE_KEY) => {
+                drop(uart);
+                super::stats::print_profile();
+                uart = vm.uart.lock();
+            }
             Some(byte) => {
                 uart.receive(byte);
             }
@@ -83,7 +91,9 @@ pub fn wait_for_interrupt(vcpu: usize) {
             return;
         }
         // IRQs stay masked at EL2; WFI still wakes when one becomes pending.
+        let idle_start = crate::arch::aarch64::cpu::counter();
         aarch64_cpu::asm::wfi();
+        super::stats::add_idle(vcpu, crate::arch::aarch64::cpu::counter() - idle_start);
         handle_pending(vcpu);
         if super::run::must_leave(vcpu) {
             return;

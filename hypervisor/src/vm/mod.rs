@@ -7,6 +7,7 @@
 pub mod exits;
 pub mod irq;
 pub mod run;
+pub mod stats;
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;

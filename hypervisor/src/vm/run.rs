@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
 use spin::Mutex;
 
-use super::{exits, irq, vm, Vm};
+use super::{exits, irq, stats, vm, Vm};
 use crate::arch::aarch64::trap::{TrapFrame, VectorKind};
 use crate::arch::aarch64::{cpu, gic as pgic, guest};
 use crate::exit::dispatch::ExitInfo;
@@ -14,6 +14,7 @@ use crate::gic::MAX_LRS;
 use crate::guest_map::{self, PPI_GIC_MAINTENANCE, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER};
 use crate::mm::stage2::vtcr_value;
 use crate::options::MAX_VCPUS;
+use crate::profile::ExitKind;
 
 /// A pending PSCI CPU_ON for a parked vCPU: entry point and context id.
 static START_REQUESTS: [Mutex<Option<(u64, u64)>>; MAX_VCPUS] = [const { Mutex::new(None) }; MAX_VCPUS];
@@ -44,6 +45,7 @@ pub fn start_vcpu(vcpu: usize, entry: u64, x0: u64) -> ! {
         pgic::enable_private(intid, vcpu, level);
     }
     vm.psci.lock().mark_on(vcpu);
+    stats::vcpu_started(vcpu);
     log::debug!("vcpu{vcpu}: starting at {entry:#x} (x0={x0:#x})");
     let frame = guest::initial_frame(entry, x0);
     let top = STACK_TOPS[vcpu].load(Ordering::Relaxed);
@@ -114,6 +116,7 @@ fn quiesce_virtual_interface() {
 /// The exit path for exceptions from the guest (vector kinds 8..15): sync the list registers,
 /// handle the exit, refill the list registers.
 pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
+    let exit_start = cpu::counter();
     let vcpu = cpu::current_index();
     let count = pgic::list_register_count().min(MAX_LRS);
     let mut lrs = [0u64; MAX_LRS];
@@ -131,23 +134,31 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         }
     }
 
-    if kind.is_sync() {
+    let exit_kind = if kind.is_sync() {
         let info = ExitInfo { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get() };
-        exits::handle_sync(frame, info);
+        exits::handle_sync(frame, info)
     } else if kind.is_irq() {
         irq::handle_pending(vcpu);
+        ExitKind::Irq
     } else {
         log::warn!("vcpu{vcpu}: {kind} at PC {:#x} (ESR_EL2 {:#x}) ignored", frame.elr, ESR_EL2.get());
-    }
+        ExitKind::Other
+    };
     if must_leave(vcpu) {
         quiesce_virtual_interface();
         park(vcpu);
     }
 
+    let synced = lrs;
     let result = vm.vgic.lock().flush_lrs(vcpu, &mut lrs[..count]);
+    let mut injected = 0;
     for (n, lr) in lrs.iter().enumerate().take(count) {
         pgic::write_lr(n, *lr);
+        if synced[n] == 0 && *lr != 0 {
+            injected += 1;
+        }
     }
     pgic::set_virtual_interface(result.overflow);
     vm.kick(result.kick);
+    stats::record_exit(vcpu, exit_kind, exit_start, injected);
 }
