@@ -16,6 +16,7 @@ pub mod mm;
 pub mod options;
 pub mod profile;
 pub mod psci;
+pub mod sched;
 pub mod vcpu;
 #[cfg(target_os = "none")]
 pub mod vm;

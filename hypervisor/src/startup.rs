@@ -156,13 +156,10 @@ pub fn primary(dtb_address: usize) -> ! {
     }
     let pcpus = platform.cpus.len().min(cpu::MAX_PCPUS);
     let vcpus = opts.vcpus.unwrap_or(pcpus);
-    if vcpus > pcpus {
-        fatal(format_args!(
-            "vcpus={vcpus} is more than the {pcpus} pCPUs: each vCPU is pinned to its own pCPU; \
-             lower vcpus= or raise QEMU's -smp"
-        ));
-    }
     let mpidrs: Vec<u64> = pcpu_mpidrs(&platform).into_iter().take(vcpus).collect();
+    if vcpus > pcpus {
+        log::info!("{vcpus} vCPUs on {pcpus} pCPUs: time-sliced ({} ms slices)", vm::run::TIME_SLICE_MS);
+    }
     let vm = match vm::build(&platform, plan.guest_ram, vcpus, mpidrs) {
         Ok(vm) => vm,
         Err(error) => fatal(format_args!("{error}")),
@@ -181,7 +178,8 @@ pub fn primary(dtb_address: usize) -> ! {
     CONSOLE.set_receive_interrupt(true);
     GUEST_READY.store(true, Ordering::Release);
     aarch64_cpu::asm::sev();
-    vm::run::start_vcpu(0, vm.boot.plan.entry, vm.boot.plan.dtb.start)
+    vm::run::request_start(vm, 0, vm.boot.plan.entry, vm.boot.plan.dtb.start);
+    vm::run::pcpu_main(0)
 }
 
 /// MPIDRs of the pCPUs in logical-index order (boot pCPU first).
@@ -234,5 +232,5 @@ pub fn secondary(index: usize) -> ! {
     while !GUEST_READY.load(Ordering::Acquire) {
         aarch64_cpu::asm::wfe();
     }
-    vm::run::park(index)
+    vm::run::pcpu_main(index)
 }

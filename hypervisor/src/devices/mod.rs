@@ -4,6 +4,7 @@
 //! map. An access to an address no device claims is reported as [`MmioError::Unassigned`], which
 //! the caller turns into an external abort for the guest.
 
+pub mod virtio;
 pub mod vpl011;
 
 use alloc::boxed::Box;

@@ -2,8 +2,9 @@
 
 use hvm_ros_lib::abi::{HvmError, HVM_HCALL_ID};
 
+use super::run::{self, Resched};
 use super::{irq, vm, Vm};
-use crate::arch::aarch64::cpu;
+use crate::arch::aarch64::context::TimerRegisters;
 use crate::arch::aarch64::firmware;
 use crate::arch::aarch64::guest;
 use crate::arch::aarch64::trap::TrapFrame;
@@ -17,10 +18,11 @@ use crate::profile::ExitKind;
 use crate::psci::{self, PsciOutcome};
 use crate::vcpu::inject::{inject, GuestException};
 
-/// Handles one synchronous exit of the vCPU running on this pCPU; says what kind it was.
-pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo) -> ExitKind {
-    let vcpu = cpu::current_index();
+/// Handles one synchronous exit of the loaded vCPU `vcpu`; says what kind it was and whether
+/// the scheduler must act.
+pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, vcpu: usize) -> (ExitKind, Resched) {
     let action = route(&info);
+    let mut resched = Resched::No;
     let kind = match action {
         Action::WaitForInterrupt => ExitKind::Wfi,
         Action::StepOver => ExitKind::Wfe,
@@ -34,14 +36,14 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo) -> ExitKind {
     };
     match action {
         Action::WaitForInterrupt => {
-            irq::wait_for_interrupt(vcpu);
             step(frame, info.esr);
+            resched = wait(vcpu);
         }
         Action::StepOver => step(frame, info.esr),
-        Action::Hvc => call(frame, vcpu),
+        Action::Hvc => resched = call(frame, vcpu),
         Action::Smc => {
-            call(frame, vcpu);
             step(frame, info.esr);
+            resched = call(frame, vcpu);
         }
         Action::SendSgi { rt } => {
             let value = read_gpr(&frame.x, rt);
@@ -68,7 +70,20 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo) -> ExitKind {
             inject_exception(frame, GuestException::Undefined);
         }
     }
-    kind
+    (kind, resched)
+}
+
+/// WFI (or CPU_SUSPEND): a vCPU alone on its pCPU waits in place; one that shares its pCPU
+/// yields it until an interrupt arrives or its timer expires.
+fn wait(vcpu: usize) -> Resched {
+    if vm().vgic.lock().has_deliverable(vcpu) {
+        return Resched::No;
+    }
+    if run::pcpu_is_shared() {
+        return Resched::Wait { wake_at: TimerRegisters::read().deadline() };
+    }
+    irq::wait_for_interrupt(vcpu);
+    Resched::No
 }
 
 /// Moves the guest past the trapped instruction.
@@ -154,7 +169,7 @@ fn note_gic_access(vcpu: usize, what: &str, ipa: u64, access: crate::gic::RegAcc
 }
 
 /// An HVC or SMC call: PSCI and SMCCC, or the HVM hypercall.
-fn call(frame: &mut TrapFrame, vcpu: usize) {
+fn call(frame: &mut TrapFrame, vcpu: usize) -> Resched {
     let vm = vm();
     let function_id = frame.x[0];
     let args = [frame.x[1], frame.x[2], frame.x[3]];
@@ -171,16 +186,20 @@ fn call(frame: &mut TrapFrame, vcpu: usize) {
         }
         PsciOutcome::CpuOn { target, entry, context_id } => {
             frame.x[0] = status_code(psci::status::SUCCESS);
-            super::run::request_start(vm, target, entry, context_id);
+            run::request_start(vm, target, entry, context_id);
         }
-        PsciOutcome::CpuOff => super::run::power_off_self(vm, vcpu),
+        PsciOutcome::CpuOff => {
+            log::debug!("vcpu{vcpu}: off (PSCI CPU_OFF)");
+            return Resched::Off;
+        }
         PsciOutcome::Suspend => {
-            irq::wait_for_interrupt(vcpu);
             frame.x[0] = status_code(psci::status::SUCCESS);
+            return wait(vcpu);
         }
         PsciOutcome::SystemOff => system_off(vm),
-        PsciOutcome::SystemReset => super::run::system_reset(vm),
+        PsciOutcome::SystemReset => run::system_reset(vm),
     }
+    Resched::No
 }
 
 /// A PSCI status as the 64-bit x0 value (negative codes sign-extended).

@@ -1,25 +1,40 @@
 //! Physical interrupts taken while a guest runs (or while its vCPU waits), turned into virtual
 //! ones: the guest's timers, console input, kicks from other pCPUs, GIC maintenance.
 
+use super::run::Resched;
 use super::vm;
+use crate::arch::aarch64::hyp_timer;
 use crate::arch::aarch64::gic as pgic;
 use crate::console::CONSOLE;
-use crate::guest_map::{PPI_GIC_MAINTENANCE, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER, SPI_BASE, UART_SPI};
+use crate::guest_map::{PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER, SPI_BASE, UART_SPI};
 
 /// INTIDs from this value up are special (1020..1023: spurious / no interrupt pending).
 const FIRST_SPECIAL_INTID: u32 = 1020;
 /// The host UART's interrupt: QEMU virt wires its PL011 to SPI 1, as we do for the guest.
 pub const HOST_UART_INTID: u32 = SPI_BASE + UART_SPI;
 
-/// Takes every pending physical interrupt on this pCPU (running vCPU `vcpu`).
-pub fn handle_pending(vcpu: usize) {
+/// Takes every pending physical interrupt on this pCPU, whose loaded vCPU (if any) is `vcpu`;
+/// says whether the scheduler must act (the time slice ended).
+pub fn handle_pending(vcpu: Option<usize>) -> Resched {
+    let mut resched = Resched::No;
     while let Some(intid) = pgic::acknowledge() {
         if intid >= FIRST_SPECIAL_INTID {
             break;
         }
-        log::trace!("physical interrupt {intid} on vcpu{vcpu}'s pCPU");
+        log::trace!("physical interrupt {intid} (loaded vCPU {vcpu:?})");
         match intid {
+            PPI_HYP_PHYS_TIMER => {
+                // The slice ended (or an idle pCPU's wake-up time came): the scheduler decides.
+                hyp_timer::disarm();
+                complete(intid);
+                resched = Resched::Preempt;
+            }
             PPI_VIRT_TIMER | PPI_NONSECURE_PHYS_TIMER => {
+                let Some(vcpu) = vcpu else {
+                    // No vCPU is loaded, so no guest timer should be running: drop it.
+                    complete(intid);
+                    continue;
+                };
                 // Hardware-linked: stays active physically until the guest deactivates the
                 // virtual interrupt (list register HW bit), so only drop the priority here.
                 let vm = vm();
@@ -37,11 +52,12 @@ pub fn handle_pending(vcpu: usize) {
                 complete(intid);
             }
             other => {
-                log::warn!("unexpected physical interrupt {other} on vcpu{vcpu}'s pCPU");
+                log::warn!("unexpected physical interrupt {other} (loaded vCPU {vcpu:?})");
                 complete(other);
             }
         }
     }
+    resched
 }
 
 fn complete(intid: u32) {
@@ -94,8 +110,8 @@ pub fn wait_for_interrupt(vcpu: usize) {
         let idle_start = crate::arch::aarch64::cpu::counter();
         aarch64_cpu::asm::wfi();
         super::stats::add_idle(vcpu, crate::arch::aarch64::cpu::counter() - idle_start);
-        handle_pending(vcpu);
-        if super::run::must_leave(vcpu) {
+        handle_pending(Some(vcpu));
+        if super::run::reset_pending() {
             return;
         }
     }

@@ -196,12 +196,16 @@ impl Vm {
         *self.uart.lock() = Vpl011::new(Box::new(ConsoleSink));
     }
 
-    /// Makes the given vCPUs re-evaluate their interrupts: kick the pCPUs they are pinned to.
+    /// Makes the given vCPUs re-evaluate their interrupts: kick the pCPUs they live on (a
+    /// vCPU on this pCPU sees the change at its next exit or scheduling decision).
     pub fn kick(&self, kick: crate::gic::Kick) {
         let me = crate::arch::aarch64::cpu::current_index();
+        let mut kicked = 0u32;
         for vcpu in kick.iter() {
-            if vcpu != me {
-                if let Some(&mpidr) = self.pcpu_mpidr.get(vcpu) {
+            let home = crate::sched::home_pcpu(vcpu, self.pcpu_mpidr.len());
+            if home != me && kicked & (1 << home) == 0 {
+                kicked |= 1 << home;
+                if let Some(&mpidr) = self.pcpu_mpidr.get(home) {
                     pgic::kick(mpidr);
                 }
             }

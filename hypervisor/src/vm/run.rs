@@ -1,5 +1,9 @@
-//! Running vCPUs on pCPUs: first entry, the exit path (list-register sync, dispatch, refill),
-//! PSCI CPU_ON/CPU_OFF for pinned vCPUs, and SYSTEM_RESET.
+//! Running vCPUs on pCPUs: the exit path (list-register sync, dispatch, refill), scheduling
+//! (pinned, or time-sliced on the CNTHP tick; policy in `crate::sched`), PSCI CPU_ON/CPU_OFF
+//! and SYSTEM_RESET.
+//!
+//! A vCPU is either *loaded* on its home pCPU (its registers are the pCPU's; its general
+//! registers are the trap frame on that pCPU's stack) or *saved* in its [`VcpuSlot`].
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -7,21 +11,39 @@ use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
 use spin::Mutex;
 
 use super::{exits, irq, stats, vm, Vm};
+use crate::arch::aarch64::context::VcpuContext;
 use crate::arch::aarch64::trap::{TrapFrame, VectorKind};
-use crate::arch::aarch64::{cpu, gic as pgic, guest};
+use crate::arch::aarch64::{cpu, gic as pgic, guest, hyp_timer};
 use crate::exit::dispatch::ExitInfo;
 use crate::gic::MAX_LRS;
-use crate::guest_map::{self, PPI_GIC_MAINTENANCE, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER};
+use crate::guest_map::{self, PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER};
 use crate::mm::stage2::vtcr_value;
 use crate::options::MAX_VCPUS;
 use crate::profile::ExitKind;
+use crate::sched::{RunQueue, RunState};
 
-/// A pending PSCI CPU_ON for a parked vCPU: entry point and context id.
-static START_REQUESTS: [Mutex<Option<(u64, u64)>>; MAX_VCPUS] = [const { Mutex::new(None) }; MAX_VCPUS];
-/// Bumped by SYSTEM_RESET; a vCPU that sees a newer value than it started with parks.
+/// Length of a time slice when vCPUs share a pCPU.
+pub const TIME_SLICE_MS: u64 = 10;
+
+/// A vCPU's saved state and scheduling state.
+struct VcpuSlot {
+    state: RunState,
+    frame: TrapFrame,
+    context: VcpuContext,
+    /// The saved state is a fresh start (load reset EL1 state rather than `context`).
+    fresh: bool,
+}
+
+static SLOTS: [Mutex<VcpuSlot>; MAX_VCPUS] = [const {
+    Mutex::new(VcpuSlot { state: RunState::Off, frame: TrapFrame::zeroed(), context: VcpuContext::zeroed(), fresh: false })
+}; MAX_VCPUS];
+
+/// Each pCPU's run queue (its vCPUs and which one is loaded).
+static QUEUES: [Mutex<Option<RunQueue>>; MAX_VCPUS] = [const { Mutex::new(None) }; MAX_VCPUS];
+/// Bumped by SYSTEM_RESET: a pCPU whose loaded vCPU started before the bump drops it.
 static RESET_EPOCH: AtomicU32 = AtomicU32::new(0);
-static STARTED_EPOCH: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
-/// Where each pCPU's stack ends (vCPU entry restarts it from the top).
+static LOADED_EPOCH: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+/// Where each pCPU's stack ends (the first entry into a guest starts it from the top).
 static STACK_TOPS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 
 /// Records this pCPU's stack top (boot code, once per pCPU).
@@ -29,26 +51,46 @@ pub fn set_stack_top(index: usize, top: u64) {
     STACK_TOPS[index].store(top, Ordering::Relaxed);
 }
 
-/// Starts vCPU `vcpu` on this pCPU at `entry` with x0 = `x0`. Never returns: the pCPU now
-/// runs the guest and comes back only through exits.
-pub fn start_vcpu(vcpu: usize, entry: u64, x0: u64) -> ! {
+fn pcpu_count(vm: &Vm) -> usize {
+    vm.pcpu_mpidr.len()
+}
+
+/// Prepares vCPU `vcpu` to start at `entry` with x0 = `x0` and wakes its home pCPU.
+pub fn request_start(vm: &Vm, vcpu: usize, entry: u64, x0: u64) {
+    {
+        let mut slot = SLOTS[vcpu].lock();
+        slot.frame = guest::initial_frame(entry, x0);
+        slot.fresh = true;
+        slot.state = RunState::Runnable;
+    }
+    let home = crate::sched::home_pcpu(vcpu, pcpu_count(vm));
+    if home == cpu::current_index() {
+        return;
+    }
+    if let Some(&mpidr) = vm.pcpu_mpidr.get(home) {
+        pgic::kick(mpidr);
+    }
+}
+
+/// A pCPU's life once the VM exists: set up EL2 for guests, then run whatever its run queue
+/// offers. Never returns.
+pub fn pcpu_main(pcpu: usize) -> ! {
     let vm = vm();
-    STARTED_EPOCH[vcpu].store(RESET_EPOCH.load(Ordering::Acquire), Ordering::Release);
+    *QUEUES[pcpu].lock() = Some(RunQueue::new(pcpu, vm.vcpu_count, pcpu_count(vm)));
     guest::configure_el2(vm.stage2.vttbr(), vtcr_value(physical_address_range()));
-    guest::reset_el1(guest_map::vcpu_mpidr(vcpu));
-    for lr in 0..pgic::list_register_count() {
-        pgic::write_lr(lr, 0);
+    for (intid, level) in [
+        (PPI_VIRT_TIMER, true),
+        (PPI_NONSECURE_PHYS_TIMER, true),
+        (PPI_GIC_MAINTENANCE, true),
+        (PPI_HYP_PHYS_TIMER, true),
+        (pgic::SGI_KICK, false),
+    ] {
+        pgic::enable_private(intid, pcpu, level);
     }
-    pgic::write_vmcr(0);
-    pgic::set_virtual_interface(false);
-    for (intid, level) in [(PPI_VIRT_TIMER, true), (PPI_NONSECURE_PHYS_TIMER, true), (PPI_GIC_MAINTENANCE, true), (pgic::SGI_KICK, false)] {
-        pgic::enable_private(intid, vcpu, level);
-    }
-    vm.psci.lock().mark_on(vcpu);
-    stats::vcpu_started(vcpu);
-    log::debug!("vcpu{vcpu}: starting at {entry:#x} (x0={x0:#x})");
-    let frame = guest::initial_frame(entry, x0);
-    let top = STACK_TOPS[vcpu].load(Ordering::Relaxed);
+    quiesce_virtual_interface();
+    let mut frame = TrapFrame::zeroed();
+    idle_until_runnable(pcpu, &mut frame);
+    let top = STACK_TOPS[pcpu].load(Ordering::Relaxed);
     // SAFETY: `top` is this pCPU's stack top (recorded at boot) and nothing on the stack is
     // needed again: everything from here on starts from guest exits.
     unsafe { guest::enter(&frame, top) }
@@ -59,51 +101,113 @@ fn physical_address_range() -> u64 {
     ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange)
 }
 
-/// A parked pCPU: waits for PSCI CPU_ON of its vCPU, then runs it.
-pub fn park(vcpu: usize) -> ! {
-    loop {
-        if let Some((entry, context_id)) = START_REQUESTS[vcpu].lock().take() {
-            start_vcpu(vcpu, entry, context_id);
+/// Run states of all vCPUs (a snapshot for the scheduler).
+fn states() -> [RunState; MAX_VCPUS] {
+    core::array::from_fn(|v| SLOTS[v].lock().state)
+}
+
+/// Picks the next vCPU for this pCPU, or `None`.
+fn pick(pcpu: usize) -> Option<usize> {
+    let states = states();
+    let vm = vm();
+    let queue = QUEUES[pcpu].lock();
+    queue.as_ref()?.pick_next(&states, cpu::counter(), |v| vm.vgic.lock().has_deliverable(v))
+}
+
+/// Loads vCPU `vcpu` (saved in its slot) onto this pCPU, its registers into `frame`.
+fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
+    let mut slot = SLOTS[vcpu].lock();
+    *frame = slot.frame;
+    if slot.fresh {
+        slot.fresh = false;
+        guest::reset_el1(guest_map::vcpu_mpidr(vcpu));
+        for n in 0..pgic::list_register_count() {
+            pgic::write_lr(n, 0);
         }
-        aarch64_cpu::asm::wfe();
+        pgic::write_vmcr(0);
+        drop(slot);
+        vm().psci.lock().mark_on(vcpu);
+        stats::vcpu_started(vcpu);
+        log::debug!("vcpu{vcpu}: starting at {:#x} (x0={:#x})", frame.elr, frame.x[0]);
+    } else {
+        slot.context.restore();
+        drop(slot);
+        stats::vcpu_switched_in(vcpu);
+    }
+    SLOTS[vcpu].lock().state = RunState::Runnable;
+    LOADED_EPOCH[pcpu].store(RESET_EPOCH.load(Ordering::Acquire), Ordering::Release);
+    let mut queue = QUEUES[pcpu].lock();
+    if let Some(queue) = queue.as_mut() {
+        queue.current = Some(vcpu);
+        if queue.is_shared() {
+            hyp_timer::arm_at(cpu::counter() + cpu::counter_frequency() * TIME_SLICE_MS / 1000);
+        } else {
+            hyp_timer::disarm();
+        }
     }
 }
 
-/// PSCI CPU_ON accepted for `target`: wake its parked pCPU.
-pub fn request_start(vm: &Vm, target: usize, entry: u64, context_id: u64) {
-    if target >= vm.pcpu_mpidr.len() {
-        log::error!("vcpu{target} has no pCPU to run on");
-        return;
+/// Saves the loaded vCPU `vcpu` (registers in `frame`) into its slot with run state `state`.
+fn save(vcpu: usize, frame: &TrapFrame, state: RunState) {
+    let context = VcpuContext::save();
+    let mut slot = SLOTS[vcpu].lock();
+    slot.frame = *frame;
+    slot.context = context;
+    slot.state = state;
+}
+
+/// No vCPU is loaded on this pCPU: sleep until one is runnable, then load it into `frame`.
+fn idle_until_runnable(pcpu: usize, frame: &mut TrapFrame) {
+    if let Some(queue) = QUEUES[pcpu].lock().as_mut() {
+        queue.current = None;
     }
-    *START_REQUESTS[target].lock() = Some((entry, context_id));
-    aarch64_cpu::asm::sev();
+    loop {
+        if let Some(next) = pick(pcpu) {
+            load(pcpu, next, frame);
+            return;
+        }
+        let deadline = QUEUES[pcpu].lock().as_ref().and_then(|q| q.earliest_deadline(&states()));
+        match deadline {
+            Some(deadline) => hyp_timer::arm_at(deadline),
+            None => hyp_timer::disarm(),
+        }
+        aarch64_cpu::asm::wfi();
+        irq::handle_pending(None);
+    }
 }
 
-/// PSCI CPU_OFF: this vCPU stops; its pCPU parks until the next CPU_ON.
-pub fn power_off_self(_vm: &Vm, vcpu: usize) -> ! {
-    log::debug!("vcpu{vcpu}: off (PSCI CPU_OFF)");
-    quiesce_virtual_interface();
-    park(vcpu)
+/// What the exit handler asks of the scheduler.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Resched {
+    /// Keep running the loaded vCPU.
+    No,
+    /// The time slice ended: run another runnable vCPU if there is one.
+    Preempt,
+    /// The vCPU waits for an interrupt (WFI) until `wake_at` at the latest.
+    Wait { wake_at: Option<u64> },
+    /// The vCPU powered itself off (PSCI CPU_OFF).
+    Off,
 }
 
-/// PSCI SYSTEM_RESET: every other vCPU parks, the VM is reset and vCPU 0 boots again.
-pub fn system_reset(vm: &Vm) -> ! {
-    let me = cpu::current_index();
+/// Whether the loaded vCPU shares its pCPU (WFI then yields instead of waiting in place).
+pub fn pcpu_is_shared() -> bool {
+    QUEUES[cpu::current_index()].lock().as_ref().is_some_and(RunQueue::is_shared)
+}
+
+/// PSCI SYSTEM_RESET: all vCPUs stop, the VM is reset and vCPU 0 boots again.
+pub fn system_reset(vm: &Vm) {
     log::info!("guest reset (PSCI SYSTEM_RESET): rebooting the guest");
-    RESET_EPOCH.fetch_add(1, Ordering::AcqRel);
-    vm.kick(crate::gic::Kick::first(vm.vcpu_count));
-    quiesce_virtual_interface();
-    vm.reset();
-    if me == 0 {
-        start_vcpu(0, vm.boot.plan.entry, vm.boot.plan.dtb.start)
+    for slot in SLOTS.iter().take(vm.vcpu_count) {
+        slot.lock().state = RunState::Off;
     }
+    RESET_EPOCH.fetch_add(1, Ordering::AcqRel);
+    vm.reset();
     request_start(vm, 0, vm.boot.plan.entry, vm.boot.plan.dtb.start);
-    park(me)
-}
-
-/// Whether vCPU `vcpu` must stop running because the VM was reset since it started.
-pub fn must_leave(vcpu: usize) -> bool {
-    STARTED_EPOCH[vcpu].load(Ordering::Acquire) != RESET_EPOCH.load(Ordering::Acquire)
+    for &mpidr in &vm.pcpu_mpidr {
+        if mpidr != cpu::current_mpidr() {
+            pgic::kick(mpidr);
+        }
+    }
 }
 
 fn quiesce_virtual_interface() {
@@ -114,10 +218,14 @@ fn quiesce_virtual_interface() {
 }
 
 /// The exit path for exceptions from the guest (vector kinds 8..15): sync the list registers,
-/// handle the exit, refill the list registers.
+/// handle the exit, reschedule if needed, refill the list registers.
 pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let exit_start = cpu::counter();
-    let vcpu = cpu::current_index();
+    let pcpu = cpu::current_index();
+    let Some(vcpu) = QUEUES[pcpu].lock().as_ref().and_then(|q| q.current) else {
+        log::error!("pcpu{pcpu}: guest exit with no vCPU loaded");
+        return;
+    };
     let count = pgic::list_register_count().min(MAX_LRS);
     let mut lrs = [0u64; MAX_LRS];
     for (n, lr) in lrs.iter_mut().enumerate().take(count) {
@@ -134,23 +242,54 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         }
     }
 
-    let exit_kind = if kind.is_sync() {
+    let (exit_kind, resched) = if kind.is_sync() {
         let info = ExitInfo { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get() };
-        exits::handle_sync(frame, info)
+        exits::handle_sync(frame, info, vcpu)
     } else if kind.is_irq() {
-        irq::handle_pending(vcpu);
-        ExitKind::Irq
+        (ExitKind::Irq, irq::handle_pending(Some(vcpu)))
     } else {
         log::warn!("vcpu{vcpu}: {kind} at PC {:#x} (ESR_EL2 {:#x}) ignored", frame.elr, ESR_EL2.get());
-        ExitKind::Other
+        (ExitKind::Other, Resched::No)
     };
-    if must_leave(vcpu) {
+
+    let mut current = vcpu;
+    if LOADED_EPOCH[pcpu].load(Ordering::Acquire) != RESET_EPOCH.load(Ordering::Acquire) {
+        // The VM was reset: the loaded vCPU is gone; its registers must not be saved.
         quiesce_virtual_interface();
-        park(vcpu);
+        idle_until_runnable(pcpu, frame);
+        current = QUEUES[pcpu].lock().as_ref().and_then(|q| q.current).unwrap_or(vcpu);
+    } else if resched != Resched::No {
+        let state = match resched {
+            Resched::Wait { wake_at } => RunState::Waiting { wake_at },
+            Resched::Off => RunState::Off,
+            _ => RunState::Runnable,
+        };
+        // Mark the state first so the scheduler sees it, then switch only if someone else runs.
+        SLOTS[vcpu].lock().state = state;
+        match pick(pcpu) {
+            Some(next) if next == vcpu => {
+                SLOTS[vcpu].lock().state = RunState::Runnable;
+                if pcpu_is_shared() {
+                    rearm_slice();
+                }
+            }
+            next => {
+                save(vcpu, frame, state);
+                pgic::set_virtual_interface(false);
+                match next {
+                    Some(next) => load(pcpu, next, frame),
+                    None => idle_until_runnable(pcpu, frame),
+                }
+                current = QUEUES[pcpu].lock().as_ref().and_then(|q| q.current).unwrap_or(vcpu);
+                for (n, lr) in lrs.iter_mut().enumerate().take(count) {
+                    *lr = pgic::read_lr(n);
+                }
+            }
+        }
     }
 
     let synced = lrs;
-    let result = vm.vgic.lock().flush_lrs(vcpu, &mut lrs[..count]);
+    let result = vm.vgic.lock().flush_lrs(current, &mut lrs[..count]);
     let mut injected = 0;
     for (n, lr) in lrs.iter().enumerate().take(count) {
         pgic::write_lr(n, *lr);
@@ -161,4 +300,14 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     pgic::set_virtual_interface(result.overflow);
     vm.kick(result.kick);
     stats::record_exit(vcpu, exit_kind, exit_start, injected);
+}
+
+/// Whether the VM was reset since this pCPU loaded its vCPU (it must drop it).
+pub fn reset_pending() -> bool {
+    LOADED_EPOCH[cpu::current_index()].load(Ordering::Acquire) != RESET_EPOCH.load(Ordering::Acquire)
+}
+
+/// Re-arms the slice timer after its tick (called from the IRQ path on a shared pCPU).
+pub fn rearm_slice() {
+    hyp_timer::arm_at(cpu::counter() + cpu::counter_frequency() * TIME_SLICE_MS / 1000);
 }

@@ -25,6 +25,12 @@ pub fn vcpu_started(vcpu: usize) {
     LAST_ENTRY[vcpu].store(cpu::counter(), Ordering::Relaxed);
 }
 
+/// A saved vCPU is loaded again (a context switch).
+pub fn vcpu_switched_in(vcpu: usize) {
+    PROFILES[vcpu].lock().switches += 1;
+    LAST_ENTRY[vcpu].store(cpu::counter(), Ordering::Relaxed);
+}
+
 /// Time the vCPU spent idle in WFI, to leave out of the exit's cost.
 pub fn add_idle(vcpu: usize, ticks: u64) {
     IDLE[vcpu].fetch_add(ticks, Ordering::Relaxed);

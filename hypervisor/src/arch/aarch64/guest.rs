@@ -38,9 +38,11 @@ pub fn configure_el2(vttbr: u64, vtcr: u64) {
     // The guest may read the physical counter and use the physical timer directly.
     CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET);
     CNTVOFF_EL2.set(0);
-    // No traps of FP/SIMD, SVE or trace: RES1 bits only (CPTR_EL2 with E2H = 0: bits 13, 12, 9..0).
-    const CPTR_EL2_RES1: u64 = 0x0000_33ff;
-    CPTR_EL2.set(CPTR_EL2_RES1);
+    // FP/SIMD and trace untrapped; SVE trapped (TZ): the ID registers hide it from the guest.
+    // With E2H = 0, bits 13, 12, 9 and 7..0 are RES1.
+    const CPTR_EL2_RES1: u64 = 0x0000_32ff;
+    const CPTR_EL2_TZ: u64 = 1 << 8;
+    CPTR_EL2.set(CPTR_EL2_RES1 | CPTR_EL2_TZ);
     // Debug registers are the guest's; HPMN = number of counters keeps PMU access at EL1.
     MDCR_EL2.set(0);
     VTCR_EL2.set(vtcr);

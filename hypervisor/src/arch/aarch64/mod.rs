@@ -1,8 +1,10 @@
 //! AArch64 at EL2: boot, exception vectors, the hypervisor's own MMU, firmware calls.
 
+pub mod context;
 pub mod cpu;
 pub mod gic;
 pub mod guest;
+pub mod hyp_timer;
 pub mod firmware;
 pub mod mmu;
 pub mod trap;

@@ -14,6 +14,12 @@ pub struct TrapFrame {
     _pad: u64,
 }
 
+impl TrapFrame {
+    pub const fn zeroed() -> Self {
+        Self { x: [0; 31], elr: 0, spsr: 0, _pad: 0 }
+    }
+}
+
 const _: () = assert!(core::mem::size_of::<TrapFrame>() == 34 * 8, "must match TRAP_FRAME_SIZE in vectors.S");
 
 /// Which of the 16 vector-table entries was taken.

@@ -1,0 +1,329 @@
+//! A virtio block device (virtio 1.1, section 5.2) over a pluggable storage backend.
+//!
+//! Each request is a descriptor chain: a 16-byte header `{type: u32, reserved: u32, sector: u64}`
+//! in device-readable buffers, the data (readable for writes, writable for reads), and a status
+//! byte as the very last writable byte. Buffers may split these fields at any byte, so the chain
+//! is read and written as two byte streams rather than by descriptor.
+//!
+//! Data moves through a fixed-size bounce buffer, a chunk at a time, so the hypervisor never
+//! allocates in proportion to a guest-supplied length. Every buffer is checked to lie in guest
+//! RAM before anything is done, so a bad buffer cannot leave a write half-applied to the disk.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::mmio::QUEUE_SIZE_MAX;
+use super::queue::{BufferCursor, DescriptorChain, QueueError, Virtqueue};
+use super::{QueueOutcome, VirtioDevice, VirtioError};
+use crate::mm::guest_memory::{GuestMemory, OutsideGuestRam};
+
+/// The virtio device ID of a block device.
+pub const VIRTIO_ID_BLOCK: u32 = 2;
+/// Bytes per sector: the unit of `sector` and `capacity`, whatever the backend's block size.
+pub const SECTOR_SIZE: u64 = 512;
+/// Bytes of the GET_ID answer.
+pub const DEVICE_ID_LEN: usize = 20;
+
+// Feature bits (section 5.2.3).
+pub const VIRTIO_BLK_F_SEG_MAX: u64 = 1 << 2;
+pub const VIRTIO_BLK_F_BLK_SIZE: u64 = 1 << 6;
+pub const VIRTIO_BLK_F_FLUSH: u64 = 1 << 9;
+const FEATURES: u64 = VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH;
+
+// Request types (section 5.2.6).
+pub const VIRTIO_BLK_T_IN: u32 = 0;
+pub const VIRTIO_BLK_T_OUT: u32 = 1;
+pub const VIRTIO_BLK_T_FLUSH: u32 = 4;
+pub const VIRTIO_BLK_T_GET_ID: u32 = 8;
+
+// Request status values.
+pub const VIRTIO_BLK_S_OK: u8 = 0;
+pub const VIRTIO_BLK_S_IOERR: u8 = 1;
+pub const VIRTIO_BLK_S_UNSUPP: u8 = 2;
+
+/// Bytes of the request header, and where its fields are.
+pub const HEADER_LEN: usize = 16;
+const HEADER_TYPE: usize = 0;
+const HEADER_SECTOR: usize = 8;
+/// Bytes of the status trailer.
+const STATUS_LEN: u64 = 1;
+
+// Config space layout (struct virtio_blk_config), up to the last field we offer.
+pub const CONFIG_CAPACITY: usize = 0;
+pub const CONFIG_SEG_MAX: usize = 12;
+pub const CONFIG_BLK_SIZE: usize = 20;
+const CONFIG_LEN: usize = 24;
+
+/// The one request queue.
+const REQUEST_QUEUE: u16 = 0;
+const NUM_QUEUES: u16 = 1;
+/// Data buffers per request: a full queue's worth, less the header and status descriptors.
+pub const SEG_MAX: u32 = QUEUE_SIZE_MAX as u32 - 2;
+/// Size of the bounce buffer data moves through; a whole number of sectors.
+const BOUNCE_SIZE: usize = 64 * 1024;
+
+/// Storage behind the device, in 512-byte sectors.
+pub trait BlockBackend: Send {
+    /// Size of the disk in sectors.
+    fn capacity_sectors(&self) -> u64;
+    /// Fills `buf` (a whole number of sectors) from the disk starting at `sector`.
+    fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BackendError>;
+    /// Writes `buf` (a whole number of sectors) to the disk starting at `sector`.
+    fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BackendError>;
+    /// Makes completed writes durable.
+    fn flush(&mut self) -> Result<(), BackendError>;
+    /// The disk's ID string: ASCII, NUL-padded unless all 20 bytes are used.
+    fn device_id(&self) -> [u8; DEVICE_ID_LEN];
+}
+
+/// Why the backend could not do what was asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendError {
+    /// The storage reported a failure.
+    Io,
+    /// The sectors are past the end of the storage.
+    OutOfRange,
+}
+
+/// Why a request failed; the guest gets IOERR (UNSUPP for an unknown type) where a status byte
+/// can be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestError {
+    /// The chain does not end in a writable status byte inside guest RAM: it was completed with
+    /// used length 0 and no status.
+    NoStatus,
+    /// A buffer lies outside guest RAM.
+    BufferOutsideRam(OutsideGuestRam),
+    /// A device-readable buffer follows a device-writable one.
+    ReadableAfterWritable,
+    /// Fewer readable bytes than a request header.
+    HeaderTooShort { len: usize },
+    /// The data is not a whole number of sectors.
+    PartialSector { len: u64 },
+    /// The transfer reaches past the end of the disk.
+    BeyondCapacity { sector: u64, len: u64 },
+    /// A request type this device does not implement.
+    Unsupported { request_type: u32 },
+    /// The backend failed.
+    Backend(BackendError),
+}
+
+impl RequestError {
+    /// The status byte the guest sees.
+    fn status(&self) -> u8 {
+        match self {
+            RequestError::Unsupported { .. } => VIRTIO_BLK_S_UNSUPP,
+            _ => VIRTIO_BLK_S_IOERR,
+        }
+    }
+}
+
+impl From<OutsideGuestRam> for RequestError {
+    fn from(outside: OutsideGuestRam) -> Self {
+        RequestError::BufferOutsideRam(outside)
+    }
+}
+
+impl From<BackendError> for RequestError {
+    fn from(error: BackendError) -> Self {
+        RequestError::Backend(error)
+    }
+}
+
+/// The decoded request header.
+struct Header {
+    request_type: u32,
+    sector: u64,
+}
+
+/// A virtio block device serving requests from `B`.
+pub struct VirtioBlk<B: BlockBackend> {
+    backend: B,
+    /// Data passes through here between guest buffers and the backend.
+    bounce: Vec<u8>,
+}
+
+impl<B: BlockBackend> VirtioBlk<B> {
+    pub fn new(backend: B) -> Self {
+        Self { backend, bounce: vec![0; BOUNCE_SIZE] }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    fn config(&self) -> [u8; CONFIG_LEN] {
+        let mut config = [0u8; CONFIG_LEN];
+        let capacity = self.backend.capacity_sectors().to_le_bytes();
+        config[CONFIG_CAPACITY..CONFIG_CAPACITY + capacity.len()].copy_from_slice(&capacity);
+        config[CONFIG_SEG_MAX..CONFIG_SEG_MAX + 4].copy_from_slice(&SEG_MAX.to_le_bytes());
+        let block_size = (SECTOR_SIZE as u32).to_le_bytes();
+        config[CONFIG_BLK_SIZE..CONFIG_BLK_SIZE + 4].copy_from_slice(&block_size);
+        config
+    }
+
+    /// Serves one request and writes its status; returns the used length (bytes written into
+    /// the guest's buffers) and the problem, if any, for the log.
+    fn serve(&mut self, mem: &GuestMemory, chain: &DescriptorChain) -> (u32, Option<RequestError>) {
+        let Some(status_addr) = status_address(mem, chain) else {
+            return (0, Some(RequestError::NoStatus));
+        };
+        let mut data_written = 0;
+        let (status, error) = match self.execute(mem, chain, &mut data_written) {
+            Ok(()) => (VIRTIO_BLK_S_OK, None),
+            Err(error) => (error.status(), Some(error)),
+        };
+        // The address was checked by `status_address`, so this cannot fail; stay safe anyway.
+        let status_written = mem.write(status_addr, &[status]).is_ok();
+        let used = data_written + if status_written { STATUS_LEN } else { 0 };
+        // At most seg_max buffers of u32 length each; saturate rather than wrap on a hostile
+        // chain of huge buffers.
+        (u32::try_from(used).unwrap_or(u32::MAX), error)
+    }
+
+    /// Carries out the request; `data_written` counts bytes stored into the guest's data
+    /// buffers, even if it then fails.
+    fn execute(&mut self, mem: &GuestMemory, chain: &DescriptorChain, data_written: &mut u64) -> Result<(), RequestError> {
+        if let Some(outside) = chain.outside_ram {
+            return Err(outside.into());
+        }
+        let (readable, writable) = chain.split().ok_or(RequestError::ReadableAfterWritable)?;
+        let mut input = BufferCursor::new(readable);
+        let mut output = BufferCursor::new(writable);
+        output.truncate_end(STATUS_LEN);
+        let header = read_header(mem, &mut input)?;
+        match header.request_type {
+            VIRTIO_BLK_T_IN => self.read_sectors(mem, header.sector, &mut output, data_written),
+            VIRTIO_BLK_T_OUT => self.write_sectors(mem, header.sector, &mut input),
+            VIRTIO_BLK_T_FLUSH => Ok(self.backend.flush()?),
+            VIRTIO_BLK_T_GET_ID => {
+                // A shorter buffer gets a truncated ID, as the spec's "up to 20 bytes" allows.
+                *data_written += output.write(mem, &self.backend.device_id())? as u64;
+                Ok(())
+            }
+            request_type => Err(RequestError::Unsupported { request_type }),
+        }
+    }
+
+    /// Refuses transfers of partial sectors or past the end of the disk.
+    fn check_range(&self, sector: u64, len: u64) -> Result<(), RequestError> {
+        if len % SECTOR_SIZE != 0 {
+            return Err(RequestError::PartialSector { len });
+        }
+        let end = sector.checked_add(len / SECTOR_SIZE);
+        if !end.is_some_and(|end| end <= self.backend.capacity_sectors()) {
+            return Err(RequestError::BeyondCapacity { sector, len });
+        }
+        Ok(())
+    }
+
+    /// Disk to guest: fills the whole of `output`.
+    fn read_sectors(&mut self, mem: &GuestMemory, mut sector: u64, output: &mut BufferCursor, data_written: &mut u64) -> Result<(), RequestError> {
+        self.check_range(sector, output.remaining())?;
+        while output.remaining() > 0 {
+            // Both are whole sectors, so every chunk is too.
+            let chunk = &mut self.bounce[..output.remaining().min(BOUNCE_SIZE as u64) as usize];
+            self.backend.read(sector, chunk)?;
+            *data_written += output.write(mem, chunk)? as u64;
+            sector += chunk.len() as u64 / SECTOR_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Guest to disk: stores the whole of `input`.
+    fn write_sectors(&mut self, mem: &GuestMemory, mut sector: u64, input: &mut BufferCursor) -> Result<(), RequestError> {
+        self.check_range(sector, input.remaining())?;
+        while input.remaining() > 0 {
+            let chunk = &mut self.bounce[..input.remaining().min(BOUNCE_SIZE as u64) as usize];
+            input.read(mem, chunk)?;
+            self.backend.write(sector, chunk)?;
+            sector += chunk.len() as u64 / SECTOR_SIZE;
+        }
+        Ok(())
+    }
+}
+
+/// Where the status byte goes: the last byte of the last buffer, which must be writable and in
+/// guest RAM. `None` means no status can be reported.
+fn status_address(mem: &GuestMemory, chain: &DescriptorChain) -> Option<u64> {
+    let last = chain.buffers.last().filter(|b| b.writable && b.len > 0)?;
+    let addr = last.addr.checked_add(u64::from(last.len) - 1)?;
+    mem.host_address(addr, STATUS_LEN).ok().map(|_| addr)
+}
+
+fn read_header(mem: &GuestMemory, input: &mut BufferCursor) -> Result<Header, RequestError> {
+    let mut raw = [0u8; HEADER_LEN];
+    let len = input.read(mem, &mut raw)?;
+    if len < HEADER_LEN {
+        return Err(RequestError::HeaderTooShort { len });
+    }
+    let mut request_type = [0u8; 4];
+    request_type.copy_from_slice(&raw[HEADER_TYPE..HEADER_TYPE + 4]);
+    let mut sector = [0u8; 8];
+    sector.copy_from_slice(&raw[HEADER_SECTOR..HEADER_SECTOR + 8]);
+    Ok(Header { request_type: u32::from_le_bytes(request_type), sector: u64::from_le_bytes(sector) })
+}
+
+impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
+    fn name(&self) -> &'static str {
+        "virtio-blk"
+    }
+
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_BLOCK
+    }
+
+    fn features(&self) -> u64 {
+        FEATURES
+    }
+
+    fn num_queues(&self) -> u16 {
+        NUM_QUEUES
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        let config = self.config();
+        for (i, byte) in data.iter_mut().enumerate() {
+            let at = usize::try_from(offset).ok().and_then(|offset| offset.checked_add(i));
+            *byte = at.and_then(|at| config.get(at)).copied().unwrap_or(0);
+        }
+    }
+
+    fn process_queue(&mut self, index: u16, queue: &mut Virtqueue, mem: &GuestMemory) -> QueueOutcome {
+        let mut outcome = QueueOutcome::default();
+        if index != REQUEST_QUEUE {
+            return outcome;
+        }
+        loop {
+            let (head, used_len) = match queue.pop(mem) {
+                Ok(None) => break,
+                Ok(Some(chain)) => {
+                    let (used_len, error) = self.serve(mem, &chain);
+                    if let Some(error) = error {
+                        outcome.note(VirtioError::Block { head: chain.head, error });
+                    }
+                    (chain.head, used_len)
+                }
+                // One unusable chain: hand it back empty and carry on.
+                Err(error @ QueueError::BadChain { head, .. }) => {
+                    outcome.note(VirtioError::Queue(error));
+                    (head, 0)
+                }
+                Err(error) => {
+                    outcome.note(VirtioError::Queue(error));
+                    break;
+                }
+            };
+            if let Err(error) = queue.push_used(mem, head, used_len) {
+                outcome.note(VirtioError::Queue(error));
+                break;
+            }
+            outcome.completed = outcome.completed.saturating_add(1);
+        }
+        outcome
+    }
+}

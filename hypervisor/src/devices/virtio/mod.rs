@@ -1,0 +1,88 @@
+//! Virtio devices for the guest: a virtio-mmio transport ([`mmio::VirtioMmio`]) in front of
+//! device models such as the block device ([`blk::VirtioBlk`]).
+//!
+//! The split mirrors the virtio spec: the transport owns the register file, feature
+//! negotiation, device status and queue setup; a [`VirtioDevice`] owns the device type, its
+//! feature bits, its config space and what a request on one of its queues means. Queues live in
+//! guest RAM and are walked by [`queue::Virtqueue`], which is where all guest-supplied addresses
+//! are checked. Everything here is pure logic over [`GuestMemory`], so it is tested on the host.
+//!
+//! [`GuestMemory`]: crate::mm::guest_memory::GuestMemory
+
+pub mod blk;
+pub mod mmio;
+pub mod queue;
+
+#[cfg(test)]
+mod tests;
+
+use crate::mm::guest_memory::GuestMemory;
+use queue::{QueueError, Virtqueue};
+
+/// Feature bit: the device follows virtio 1.x (required for the modern MMIO transport).
+pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// Feature bit: the driver may use indirect descriptor tables.
+pub const VIRTIO_F_INDIRECT_DESC: u64 = 1 << 28;
+
+/// One device model behind a virtio transport.
+pub trait VirtioDevice: Send {
+    /// Short name for logs.
+    fn name(&self) -> &'static str;
+    /// The virtio device ID (spec section 5), e.g. 2 for a block device.
+    fn device_type(&self) -> u32;
+    /// Device-specific feature bits offered; the transport adds the transport and ring ones.
+    fn features(&self) -> u64;
+    /// How many virtqueues the device has.
+    fn num_queues(&self) -> u16;
+    /// Fills `data` from the device config space at `offset`; bytes past its end read as zero.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// A driver write to the config space; ignored unless the device has writable fields.
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    /// The driver accepted `features` (it set FEATURES_OK and the transport agreed).
+    fn ack_features(&mut self, _features: u64) {}
+    /// Handles the new buffers on queue `index`. Synchronous devices complete every request
+    /// before returning; a device that completes later would push to the used ring then.
+    fn process_queue(&mut self, index: u16, queue: &mut Virtqueue, mem: &GuestMemory) -> QueueOutcome;
+    /// The driver reset the device: forget all negotiated and in-flight state.
+    fn reset(&mut self) {}
+}
+
+/// What one [`VirtioDevice::process_queue`] call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueOutcome {
+    /// Used ring entries added.
+    pub completed: u32,
+    /// The first problem met, for the integrator to log.
+    pub error: Option<VirtioError>,
+}
+
+impl QueueOutcome {
+    /// Remembers `error` unless an earlier one is already recorded; an error that breaks the
+    /// queue wins over one that did not, so the transport learns it must stop.
+    pub fn note(&mut self, error: VirtioError) {
+        let replace = match self.error {
+            None => true,
+            Some(earlier) => error.needs_reset() && !earlier.needs_reset(),
+        };
+        if replace {
+            self.error = Some(error);
+        }
+    }
+}
+
+/// Something the guest got wrong. None of these stop the hypervisor; they are returned so the
+/// integrator can log them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VirtioError {
+    /// A queue-level problem (setup refused, ring unusable, or one malformed chain).
+    Queue(QueueError),
+    /// A block request that completed with an error status, or with none.
+    Block { head: u16, error: blk::RequestError },
+}
+
+impl VirtioError {
+    /// Whether the device can no longer trust the queue and needs a reset by the driver.
+    pub fn needs_reset(&self) -> bool {
+        matches!(self, VirtioError::Queue(error) if error.is_fatal())
+    }
+}
