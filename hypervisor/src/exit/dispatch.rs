@@ -36,6 +36,8 @@ pub enum Action {
     Smc,
     /// A write to ICC_SGI1R_EL1 (or ASGI1R) from register `rt`.
     SendSgi { rt: u8 },
+    /// A read of a feature ID register (HCR_EL2.TID3) into register `rt`.
+    ReadIdRegister { reg: SysReg, rt: u8 },
     /// A data abort with a usable syndrome at guest-physical `ipa`: emulate the access.
     Mmio { ipa: u64, access: MmioAccess },
     /// A data abort without a syndrome (ISV = 0) at `ipa`: cannot be emulated.
@@ -97,6 +99,9 @@ fn sysreg(info: &ExitInfo, exit: Exit) -> Action {
         Exit::SysReg(access) if !access.is_read && (access.reg == SysReg::ICC_SGI1R_EL1 || access.reg == SysReg::ICC_ASGI1R_EL1) => {
             Action::SendSgi { rt: access.rt }
         }
+        Exit::SysReg(access) if access.is_read && super::id_regs::is_id_register(access.reg) => {
+            Action::ReadIdRegister { reg: access.reg, rt: access.rt }
+        }
         Exit::SysReg(access) => Action::Undefined(UndefReason::UnknownSysReg(access.reg)),
         _ => unhandled(info, exit),
     }
@@ -148,6 +153,15 @@ mod tests {
     fn sgi1r_write_is_an_sgi_and_its_read_is_undef() {
         assert_eq!(route(&info(esr(0x18, sysreg_iss(3, 0, 12, 11, 5, 7, false)))), Action::SendSgi { rt: 7 });
         assert!(matches!(route(&info(esr(0x18, sysreg_iss(3, 0, 12, 11, 5, 7, true)))), Action::Undefined(_)));
+    }
+
+    #[test]
+    fn id_register_reads_are_emulated() {
+        // MRS x5, ID_AA64PFR0_EL1
+        assert_eq!(
+            route(&info(esr(0x18, sysreg_iss(3, 0, 0, 4, 0, 5, true)))),
+            Action::ReadIdRegister { reg: SysReg::new(3, 0, 0, 4, 0), rt: 5 }
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub enum ExitKind {
     Hvc,
     Smc,
     Sgi,
+    IdRegister,
     Mmio,
     MmioNoSyndrome,
     InstructionAbort,
@@ -30,12 +31,13 @@ pub enum ExitKind {
 }
 
 impl ExitKind {
-    pub const ALL: [ExitKind; 11] = [
+    pub const ALL: [ExitKind; 12] = [
         Self::Wfi,
         Self::Wfe,
         Self::Hvc,
         Self::Smc,
         Self::Sgi,
+        Self::IdRegister,
         Self::Mmio,
         Self::MmioNoSyndrome,
         Self::InstructionAbort,
@@ -52,6 +54,7 @@ impl ExitKind {
             Self::Hvc => "hvc",
             Self::Smc => "smc",
             Self::Sgi => "sgi",
+            Self::IdRegister => "id_register",
             Self::Mmio => "mmio",
             Self::MmioNoSyndrome => "mmio_no_syndrome",
             Self::InstructionAbort => "instruction_abort",

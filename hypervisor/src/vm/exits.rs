@@ -29,6 +29,7 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, vcpu: usize) -> (ExitK
         Action::Hvc => ExitKind::Hvc,
         Action::Smc => ExitKind::Smc,
         Action::SendSgi { .. } => ExitKind::Sgi,
+        Action::ReadIdRegister { .. } => ExitKind::IdRegister,
         Action::Mmio { .. } => ExitKind::Mmio,
         Action::MmioWithoutSyndrome { .. } => ExitKind::MmioNoSyndrome,
         Action::InstructionFetchFault { .. } => ExitKind::InstructionAbort,
@@ -50,6 +51,11 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, vcpu: usize) -> (ExitK
             let vm = vm();
             let kick = vm.vgic.lock().send_sgi(vcpu, value);
             vm.kick(kick);
+            step(frame, info.esr);
+        }
+        Action::ReadIdRegister { reg, rt } => {
+            let hardware = crate::arch::aarch64::id_regs::read(reg.crm, reg.op2);
+            write_gpr(&mut frame.x, rt, crate::exit::id_regs::guest_value(reg, hardware));
             step(frame, info.esr);
         }
         Action::Mmio { ipa, access } => mmio(frame, vcpu, ipa, access, &info),

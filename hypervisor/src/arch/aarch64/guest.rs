@@ -5,7 +5,7 @@
 //! pass through the trap frame. Every trap bit below is chosen deliberately.
 
 use aarch64_cpu::registers::{
-    Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, MDCR_EL2, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
+    ReadWriteable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, MDCR_EL2, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
 };
 
 use super::trap::TrapFrame;
@@ -33,8 +33,14 @@ pub fn configure_el2(vttbr: u64, vtcr: u64) {
             + HCR_EL2::BSU::InnerShareable
             + HCR_EL2::TWI::SET  // WFI traps: an idle vCPU gives up its pCPU
             + HCR_EL2::TSC::SET  // SMC traps: PSCI over SMC is emulated like HVC
+            + HCR_EL2::TID3::SET // feature ID registers trap: SVE/SME/MTE are hidden
             + HCR_EL2::RW::EL1IsAarch64,
     );
+    if super::context::has_pauth() {
+        // Pointer authentication instructions and keys stay with the guest (keys are switched
+        // with the vCPU).
+        HCR_EL2.modify(HCR_EL2::API::SET + HCR_EL2::APK::SET);
+    }
     // The guest may read the physical counter and use the physical timer directly.
     CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET);
     CNTVOFF_EL2.set(0);

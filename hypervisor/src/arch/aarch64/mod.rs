@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod gic;
 pub mod guest;
 pub mod hyp_timer;
+pub mod id_regs;
 pub mod firmware;
 pub mod mmu;
 pub mod trap;
