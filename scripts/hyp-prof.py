@@ -572,12 +572,16 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         return 1
 
-    if args.json:
-        data = [profile_to_json(p) for p in selected]
-        print(json.dumps({"profiles": data} if args.all else data[0], indent=2))
-    else:
-        micro = micro_sign(sys.stdout)
-        print("\n\n".join(render_report(p, args.sort, micro) for p in selected))
+    try:
+        if args.json:
+            data = [profile_to_json(p) for p in selected]
+            print(json.dumps({"profiles": data} if args.all else data[0], indent=2))
+        else:
+            micro = micro_sign(sys.stdout)
+            print("\n\n".join(render_report(p, args.sort, micro) for p in selected))
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into head: not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if plt is not None:
         try:
             write_png(selected[-1], args.png, plt)

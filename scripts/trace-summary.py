@@ -167,15 +167,17 @@ def sysreg_name(op0: int, op1: int, crn: int, crm: int, op2: int) -> str:
     return SYSREG_NAMES.get((op0, op1, crn, crm, op2), f"S{op0}_{op1}_C{crn}_C{crm}_{op2}")
 
 
-def sysreg_access(iss: int) -> tuple[str, str]:
-    """Decodes an EC 0x18 ISS into (register name, "MRS xN, REG"-style access text)."""
+def sysreg_access(iss: int) -> tuple[str, str, str]:
+    """Decodes an EC 0x18 ISS into (register name, "read"/"write"/"sys", "MRS xN, REG" text)."""
     op0, op2, op1 = (iss >> 20) & 3, (iss >> 17) & 7, (iss >> 14) & 7
     crn, rt, crm, is_read = (iss >> 10) & 15, (iss >> 5) & 31, (iss >> 1) & 15, iss & 1
     name = sysreg_name(op0, op1, crn, crm, op2)
     reg = "xzr" if rt == 31 else f"x{rt}"
     if op0 == 1:
-        return name, f"SYS {name}, {reg}"
-    return name, (f"MRS {reg}, {name}" if is_read else f"MSR {name}, {reg}")
+        return name, "sys", f"SYS {name}, {reg}"
+    if is_read:
+        return name, "read", f"MRS {reg}, {name}"
+    return name, "write", f"MSR {name}, {reg}"
 
 
 def describe_syndrome(syndrome: int) -> str:
@@ -186,7 +188,7 @@ def describe_syndrome(syndrome: int) -> str:
     if ec in (0x15, 0x16, 0x17, 0x11, 0x12, 0x13):
         return f"imm #0x{iss & 0xFFFF:x}"
     if ec == 0x18:
-        return sysreg_access(iss)[1]
+        return sysreg_access(iss)[2]
     if ec in (0x24, 0x25):
         parts = ["write" if iss & (1 << 6) else "read"]
         if iss & (1 << 24):  # ISV: the access is described
@@ -255,7 +257,7 @@ class TakenException:
             "from_el": self.from_el,
             "to_el": self.to_el,
             "esr": hx(self.syndrome) if ec_valid else None,
-            "ec": hx(self.ec) if ec_valid else None,
+            "ec": f"0x{self.ec:02x}" if ec_valid else None,
             "ec_name": exception_class_name(self.ec) if ec_valid else None,
             "detail": describe_syndrome(self.syndrome) if ec_valid and self.syndrome is not None else None,
             "far": hx(self.far),
@@ -277,6 +279,7 @@ class Summary:
     incomplete: int = 0
     by_kind: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     by_transition: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    by_transition_kind: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(collections.Counter))
     by_ec: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     by_cpu_kind: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(collections.Counter))
     by_cpu_ec: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(collections.Counter))
@@ -297,13 +300,14 @@ class Summary:
         self.incomplete += not record.complete
         self.by_kind[record.kind] += 1
         self.by_transition[record.transition()] += 1
+        self.by_transition_kind[record.transition()][record.kind] += 1
         self.by_cpu_kind[record.cpu][record.kind] += 1
         if record.synchronous and record.ec is not None:
             self.by_ec[record.ec] += 1
             self.by_cpu_ec[record.cpu][record.ec] += 1
             if record.ec == 0x18 and record.syndrome is not None:
-                name, access = sysreg_access(record.syndrome & 0x1FFFFFF)
-                self.sysregs[f"{'read ' if access.startswith('MRS') else 'write'} {name}"] += 1
+                name, access, _ = sysreg_access(record.syndrome & 0x1FFFFFF)
+                self.sysregs[f"{access} {name}"] += 1
         if record.handled_as:
             self.handled_as[record.handled_as] += 1
         if self.last_n > 0:
@@ -405,6 +409,9 @@ def summary_to_json(summary: Summary, source: str) -> dict:
         "incomplete_exceptions": summary.incomplete,
         "by_kind": dict(summary.by_kind.most_common()),
         "by_transition": dict(summary.by_transition.most_common()),
+        "by_transition_kind": {
+            t: dict(summary.by_transition_kind[t].most_common()) for t, _ in summary.by_transition.most_common()
+        },
         "by_ec": {
             f"0x{ec:02x}": {
                 "name": EXCEPTION_CLASSES.get(ec, ("?", ""))[0],
@@ -432,12 +439,14 @@ def summary_to_json(summary: Summary, source: str) -> dict:
     }
 
 
-def format_table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> str:
-    """Aligns a table: the first column to the left, the others to the right."""
+def format_table(headers: list[str], rows: list[list[str]], align: str = "", indent: str = "  ") -> str:
+    """Aligns a table; `align` has one letter per column ("l" or "r"), default: the first
+    column left, the others right."""
+    align = align or "l" + "r" * (len(headers) - 1)
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
 
     def fmt(row: list[str]) -> str:
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        cells = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align)]
         return indent + "  ".join(cells).rstrip()
 
     return "\n".join([fmt(headers), indent + "  ".join("-" * w for w in widths), *map(fmt, rows)])
@@ -453,11 +462,14 @@ def per_cpu_table(title: str, keys: list, label, total: collections.Counter, per
 
 def last_table(records: Iterable[TakenException]) -> str:
     """The last-N-exceptions table of one CPU (oldest first)."""
-    def hx(value: int | None) -> str:
-        return "?" if value is None else f"0x{value:x}"
-
     rows = []
     for r in records:
+        def hx(value: int | None, record: TakenException = r) -> str:
+            """Hex, "-" for a field QEMU does not print, "?" for one cut off the log."""
+            if value is None:
+                return "-" if record.complete else "?"
+            return f"0x{value:x}"
+
         if not r.synchronous:
             esr, cls, detail = "-", "-", ""
         elif r.syndrome is None:
@@ -468,11 +480,9 @@ def last_table(records: Iterable[TakenException]) -> str:
             detail = (detail + "; " if detail else "") + f"handled as {r.handled_as}"
         if not r.complete:
             detail = (detail + "; " if detail else "") + "record incomplete"
-        far = "-" if r.far is None else hx(r.far)
-        pc = "-" if r.pc is None else hx(r.pc)
-        rows.append([str(r.line), r.kind, r.transition(), esr, cls, far, hx(r.elr), pc, detail])
-    table = format_table(["line", "kind", "EL", "ESR", "class", "FAR", "ELR", "handler PC", "detail"], rows)
-    return table
+        rows.append([str(r.line), r.kind, r.transition(), esr, cls, hx(r.far), hx(r.elr), hx(r.pc), detail])
+    headers = ["line", "kind", "EL", "ESR", "class", "FAR", "ELR", "handler PC", "detail"]
+    return format_table(headers, rows, align="rllrlrrrl")
 
 
 def render_text(summary: Summary, source: str) -> str:
@@ -492,13 +502,20 @@ def render_text(summary: Summary, source: str) -> str:
             "kind", kinds, lambda k: f"{k} ({'async' if k in ASYNC_KINDS else 'sync'})",
             summary.by_kind, summary.by_cpu_kind, cpus,
         ))
+        if any(summary.by_transition_kind[t]["Undefined Instruction"] for t in summary.by_transition if t.endswith("EL2")):
+            out.append("  (QEMU names every instruction trapped to EL2 - WFI, MSR/MRS - 'Undefined Instruction'; "
+                       "the ESR classes below tell them apart)")
         out += ["", "Exceptions by level"]
-        out.append(format_table(["from -> to", "count"], [[t, str(n)] for t, n in summary.by_transition.most_common()]))
+        rows = [
+            [t, str(n), ", ".join(f"{k} {c}" for k, c in summary.by_transition_kind[t].most_common())]
+            for t, n in summary.by_transition.most_common()
+        ]
+        out.append(format_table(["from -> to", "count", "kinds"], rows, align="lrl"))
     if summary.by_ec:
         out += ["", "Synchronous exceptions by ESR class (IRQ/FIQ left out: QEMU prints a stale ESR for them)"]
         out.append(per_cpu_table(
             "class", [ec for ec, _ in summary.by_ec.most_common()],
-            lambda ec: f"{exception_class_name(ec)}  {EXCEPTION_CLASSES.get(ec, ('', 'unknown class'))[1]}",
+            lambda ec: f"{exception_class_name(ec):<16} {EXCEPTION_CLASSES.get(ec, ('', 'unknown class'))[1]}",
             summary.by_ec, summary.by_cpu_ec, cpus,
         ))
     if summary.sysregs:
@@ -574,10 +591,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.log is None:
             print("trace-summary: run 'make trace' first or name a log file", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(summary_to_json(summary, source), indent=2))
-    else:
-        print(render_text(summary, source))
+    try:
+        if args.json:
+            print(json.dumps(summary_to_json(summary, source), indent=2))
+        else:
+            print(render_text(summary, source))
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into head: not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

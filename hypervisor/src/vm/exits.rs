@@ -40,7 +40,12 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, vcpu: usize) -> (ExitK
             step(frame, info.esr);
             resched = wait(vcpu);
         }
-        Action::StepOver => step(frame, info.esr),
+        Action::StepOver => {
+            // WFE traps only where vCPUs share a pCPU: a waiter spinning on a lock yields, so
+            // the lock holder gets to run.
+            step(frame, info.esr);
+            resched = Resched::Preempt;
+        }
         Action::Hvc => resched = call(frame, vcpu),
         Action::Smc => {
             step(frame, info.esr);

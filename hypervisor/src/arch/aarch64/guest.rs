@@ -22,7 +22,9 @@ const MPIDR_RES1: u64 = 1 << 31;
 
 /// Sets the EL2 controls for running a guest: stage-2 on, physical interrupts to EL2, WFI and
 /// SMC trapped, EL1 in AArch64, FP/SIMD untrapped (the hypervisor itself is soft-float).
-pub fn configure_el2(vttbr: u64, vtcr: u64) {
+/// `trap_wfe`: on a pCPU that time-slices vCPUs, WFE (a spinning lock waiter) traps so the
+/// vCPU can yield to the one holding the lock (on hardware; QEMU's TCG never traps WFE).
+pub fn configure_el2(vttbr: u64, vtcr: u64, trap_wfe: bool) {
     HCR_EL2.write(
         HCR_EL2::VM::Enable      // stage-2 translation
             + HCR_EL2::SWIO::SET // set/way invalidate is clean+invalidate
@@ -36,6 +38,9 @@ pub fn configure_el2(vttbr: u64, vtcr: u64) {
             + HCR_EL2::TID3::SET // feature ID registers trap: SVE/SME/MTE are hidden
             + HCR_EL2::RW::EL1IsAarch64,
     );
+    if trap_wfe {
+        HCR_EL2.modify(HCR_EL2::TWE::SET);
+    }
     if super::context::has_pauth() {
         // Pointer authentication instructions and keys stay with the guest (keys are switched
         // with the vCPU).

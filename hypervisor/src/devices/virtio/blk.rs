@@ -59,8 +59,10 @@ const REQUEST_QUEUE: u16 = 0;
 const NUM_QUEUES: u16 = 1;
 /// Data buffers per request: a full queue's worth, less the header and status descriptors.
 pub const SEG_MAX: u32 = QUEUE_SIZE_MAX as u32 - 2;
-/// Size of the bounce buffer data moves through; a whole number of sectors.
-const BOUNCE_SIZE: usize = 64 * 1024;
+/// Size of the bounce buffer data moves through; a whole number of sectors, so that every
+/// chunk of a whole-sector transfer is whole sectors too.
+pub(super) const BOUNCE_SIZE: usize = 64 * 1024;
+const _: () = assert!((BOUNCE_SIZE as u64).is_multiple_of(SECTOR_SIZE));
 
 /// Storage behind the device, in 512-byte sectors.
 pub trait BlockBackend: Send {
@@ -145,7 +147,10 @@ pub struct VirtioBlk<B: BlockBackend> {
 
 impl<B: BlockBackend> VirtioBlk<B> {
     pub fn new(backend: B) -> Self {
-        Self { backend, bounce: vec![0; BOUNCE_SIZE] }
+        Self {
+            backend,
+            bounce: vec![0; BOUNCE_SIZE],
+        }
     }
 
     pub fn backend(&self) -> &B {
@@ -180,14 +185,18 @@ impl<B: BlockBackend> VirtioBlk<B> {
         // The address was checked by `status_address`, so this cannot fail; stay safe anyway.
         let status_written = mem.write(status_addr, &[status]).is_ok();
         let used = data_written + if status_written { STATUS_LEN } else { 0 };
-        // At most seg_max buffers of u32 length each; saturate rather than wrap on a hostile
-        // chain of huge buffers.
+        // Writable buffers can add up to more than 4 GiB; saturate rather than wrap.
         (u32::try_from(used).unwrap_or(u32::MAX), error)
     }
 
     /// Carries out the request; `data_written` counts bytes stored into the guest's data
     /// buffers, even if it then fails.
-    fn execute(&mut self, mem: &GuestMemory, chain: &DescriptorChain, data_written: &mut u64) -> Result<(), RequestError> {
+    fn execute(
+        &mut self,
+        mem: &GuestMemory,
+        chain: &DescriptorChain,
+        data_written: &mut u64,
+    ) -> Result<(), RequestError> {
         if let Some(outside) = chain.outside_ram {
             return Err(outside.into());
         }
@@ -211,21 +220,26 @@ impl<B: BlockBackend> VirtioBlk<B> {
 
     /// Refuses transfers of partial sectors or past the end of the disk.
     fn check_range(&self, sector: u64, len: u64) -> Result<(), RequestError> {
-        if len % SECTOR_SIZE != 0 {
+        if !len.is_multiple_of(SECTOR_SIZE) {
             return Err(RequestError::PartialSector { len });
         }
         let end = sector.checked_add(len / SECTOR_SIZE);
-        if !end.is_some_and(|end| end <= self.backend.capacity_sectors()) {
+        if end.is_none_or(|end| end > self.backend.capacity_sectors()) {
             return Err(RequestError::BeyondCapacity { sector, len });
         }
         Ok(())
     }
 
     /// Disk to guest: fills the whole of `output`.
-    fn read_sectors(&mut self, mem: &GuestMemory, mut sector: u64, output: &mut BufferCursor, data_written: &mut u64) -> Result<(), RequestError> {
+    fn read_sectors(
+        &mut self,
+        mem: &GuestMemory,
+        mut sector: u64,
+        output: &mut BufferCursor,
+        data_written: &mut u64,
+    ) -> Result<(), RequestError> {
         self.check_range(sector, output.remaining())?;
         while output.remaining() > 0 {
-            // Both are whole sectors, so every chunk is too.
             let chunk = &mut self.bounce[..output.remaining().min(BOUNCE_SIZE as u64) as usize];
             self.backend.read(sector, chunk)?;
             *data_written += output.write(mem, chunk)? as u64;
@@ -235,7 +249,12 @@ impl<B: BlockBackend> VirtioBlk<B> {
     }
 
     /// Guest to disk: stores the whole of `input`.
-    fn write_sectors(&mut self, mem: &GuestMemory, mut sector: u64, input: &mut BufferCursor) -> Result<(), RequestError> {
+    fn write_sectors(
+        &mut self,
+        mem: &GuestMemory,
+        mut sector: u64,
+        input: &mut BufferCursor,
+    ) -> Result<(), RequestError> {
         self.check_range(sector, input.remaining())?;
         while input.remaining() > 0 {
             let chunk = &mut self.bounce[..input.remaining().min(BOUNCE_SIZE as u64) as usize];
@@ -265,7 +284,10 @@ fn read_header(mem: &GuestMemory, input: &mut BufferCursor) -> Result<Header, Re
     request_type.copy_from_slice(&raw[HEADER_TYPE..HEADER_TYPE + 4]);
     let mut sector = [0u8; 8];
     sector.copy_from_slice(&raw[HEADER_SECTOR..HEADER_SECTOR + 8]);
-    Ok(Header { request_type: u32::from_le_bytes(request_type), sector: u64::from_le_bytes(sector) })
+    Ok(Header {
+        request_type: u32::from_le_bytes(request_type),
+        sector: u64::from_le_bytes(sector),
+    })
 }
 
 impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
@@ -288,12 +310,19 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let config = self.config();
         for (i, byte) in data.iter_mut().enumerate() {
-            let at = usize::try_from(offset).ok().and_then(|offset| offset.checked_add(i));
+            let at = usize::try_from(offset)
+                .ok()
+                .and_then(|offset| offset.checked_add(i));
             *byte = at.and_then(|at| config.get(at)).copied().unwrap_or(0);
         }
     }
 
-    fn process_queue(&mut self, index: u16, queue: &mut Virtqueue, mem: &GuestMemory) -> QueueOutcome {
+    fn process_queue(
+        &mut self,
+        index: u16,
+        queue: &mut Virtqueue,
+        mem: &GuestMemory,
+    ) -> QueueOutcome {
         let mut outcome = QueueOutcome::default();
         if index != REQUEST_QUEUE {
             return outcome;
@@ -304,7 +333,10 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
                 Ok(Some(chain)) => {
                     let (used_len, error) = self.serve(mem, &chain);
                     if let Some(error) = error {
-                        outcome.note(VirtioError::Block { head: chain.head, error });
+                        outcome.note(VirtioError::Block {
+                            head: chain.head,
+                            error,
+                        });
                     }
                     (chain.head, used_len)
                 }

@@ -12,8 +12,8 @@
 
 use alloc::vec::Vec;
 
-use super::queue::{Virtqueue, MAX_QUEUE_SIZE};
-use super::{QueueOutcome, VirtioDevice, VirtioError, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1};
+use super::queue::{QueueError, Virtqueue};
+use super::{VirtioDevice, VirtioError, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1};
 use crate::devices::MmioDevice;
 use crate::mm::guest_memory::GuestMemory;
 
@@ -76,7 +76,8 @@ const MAX_CONFIG_ACCESS: usize = 8;
 /// One queue's setup registers, and the live queue once the driver enables it.
 #[derive(Clone, Debug, Default)]
 struct QueueSlot {
-    num: u16,
+    /// QueueNum as written; validated when the queue is enabled.
+    num: u32,
     desc: u64,
     driver: u64,
     device: u64,
@@ -103,7 +104,9 @@ pub struct VirtioMmio<D: VirtioDevice> {
 impl<D: VirtioDevice> VirtioMmio<D> {
     /// Puts `device` behind a transport whose queues live in `mem`.
     pub fn new(device: D, mem: GuestMemory) -> Self {
-        let queues = (0..device.num_queues()).map(|_| QueueSlot::default()).collect();
+        let queues = (0..device.num_queues())
+            .map(|_| QueueSlot::default())
+            .collect();
         Self {
             device,
             mem,
@@ -161,7 +164,9 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         self.driver_features_sel = 0;
         self.driver_features = 0;
         self.queue_sel = 0;
-        self.queues.iter_mut().for_each(|slot| *slot = QueueSlot::default());
+        self.queues
+            .iter_mut()
+            .for_each(|slot| *slot = QueueSlot::default());
         self.interrupt_status = 0;
         self.device.reset();
     }
@@ -172,7 +177,8 @@ impl<D: VirtioDevice> VirtioMmio<D> {
             return;
         }
         let mut value = value;
-        let newly_features_ok = value & STATUS_FEATURES_OK != 0 && self.status & STATUS_FEATURES_OK == 0;
+        let newly_features_ok =
+            value & STATUS_FEATURES_OK != 0 && self.status & STATUS_FEATURES_OK == 0;
         if newly_features_ok {
             if self.features_acceptable() {
                 self.device.ack_features(self.driver_features);
@@ -189,7 +195,8 @@ impl<D: VirtioDevice> VirtioMmio<D> {
     /// The driver's features are a subset of ours and include VERSION_1 (this is a modern-only
     /// device; legacy drivers cannot use this transport anyway).
     fn features_acceptable(&self) -> bool {
-        self.driver_features & !self.offered_features() == 0 && self.driver_features & VIRTIO_F_VERSION_1 != 0
+        self.driver_features & !self.offered_features() == 0
+            && self.driver_features & VIRTIO_F_VERSION_1 != 0
     }
 
     fn write_driver_features(&mut self, value: u32) {
@@ -202,12 +209,15 @@ impl<D: VirtioDevice> VirtioMmio<D> {
             1 => 32,
             _ => return,
         };
-        self.driver_features = (self.driver_features & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift);
+        self.driver_features =
+            (self.driver_features & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift);
     }
 
     fn write_queue_ready(&mut self, value: u32) {
         let mem = self.mem;
-        let Some(slot) = self.queues.get_mut(self.queue_sel as usize) else { return };
+        let Some(slot) = self.queues.get_mut(self.queue_sel as usize) else {
+            return;
+        };
         if value == 0 {
             slot.active = None;
             return;
@@ -215,15 +225,30 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         if slot.active.is_some() {
             return;
         }
-        match Virtqueue::new(&mem, slot.num, QUEUE_SIZE_MAX, slot.desc, slot.driver, slot.device) {
+        let queue = u16::try_from(slot.num)
+            .map_err(|_| QueueError::BadSize { size: slot.num })
+            .and_then(|num| {
+                Virtqueue::new(
+                    &mem,
+                    num,
+                    QUEUE_SIZE_MAX,
+                    slot.desc,
+                    slot.driver,
+                    slot.device,
+                )
+            });
+        match queue {
             Ok(queue) => slot.active = Some(queue),
+            // QueueReady keeps reading 0, which is how the driver learns of the refusal.
             Err(error) => self.error = Some(VirtioError::Queue(error)),
         }
     }
 
     /// Writes one 32-bit half of a queue address, unless the queue is live.
     fn write_queue_address(&mut self, offset: u64, value: u32) {
-        let Some(slot) = self.selected_queue() else { return };
+        let Some(slot) = self.selected_queue() else {
+            return;
+        };
         if slot.active.is_some() {
             return;
         }
@@ -241,13 +266,11 @@ impl<D: VirtioDevice> VirtioMmio<D> {
     }
 
     fn write_queue_num(&mut self, value: u32) {
-        let Some(slot) = self.selected_queue() else { return };
-        // Only sizes the device could accept are latched; QueueReady then refuses a queue whose
-        // size was never validly set.
-        let valid = u16::try_from(value)
-            .is_ok_and(|num| num.is_power_of_two() && num <= QUEUE_SIZE_MAX.min(MAX_QUEUE_SIZE));
-        if slot.active.is_none() && valid {
-            slot.num = value as u16;
+        let Some(slot) = self.selected_queue() else {
+            return;
+        };
+        if slot.active.is_none() {
+            slot.num = value;
         }
     }
 
@@ -258,11 +281,17 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         if self.status & usable != STATUS_DRIVER_OK {
             return;
         }
-        let Ok(index) = u16::try_from(index) else { return };
-        let Some(queue) = self.queues.get_mut(usize::from(index)).and_then(|slot| slot.active.as_mut()) else {
+        let Ok(index) = u16::try_from(index) else {
             return;
         };
-        let outcome: QueueOutcome = self.device.process_queue(index, queue, &self.mem);
+        let Some(queue) = self
+            .queues
+            .get_mut(usize::from(index))
+            .and_then(|slot| slot.active.as_mut())
+        else {
+            return;
+        };
+        let outcome = self.device.process_queue(index, queue, &self.mem);
         if outcome.completed > 0 && queue.needs_interrupt(&self.mem) {
             self.interrupt_status |= INT_USED_BUFFER;
         }
@@ -288,8 +317,12 @@ impl<D: VirtioDevice> VirtioMmio<D> {
                 _ => 0,
             },
             // Zero tells the driver the selected queue does not exist.
-            QUEUE_NUM_MAX => self.selected_queue().map_or(0, |_| u32::from(QUEUE_SIZE_MAX)),
-            QUEUE_READY => self.selected_queue().map_or(0, |slot| u32::from(slot.active.is_some())),
+            QUEUE_NUM_MAX => self
+                .selected_queue()
+                .map_or(0, |_| u32::from(QUEUE_SIZE_MAX)),
+            QUEUE_READY => self
+                .selected_queue()
+                .map_or(0, |slot| u32::from(slot.active.is_some())),
             INTERRUPT_STATUS => self.interrupt_status,
             STATUS => self.status,
             CONFIG_GENERATION => self.config_generation,
@@ -316,6 +349,12 @@ impl<D: VirtioDevice> VirtioMmio<D> {
     }
 }
 
+/// Whether an access below the config space is one the spec allows: 32 bits wide and aligned.
+/// Anything else reads as zero and writes are dropped.
+fn is_register_access(offset: u64, size: u8) -> bool {
+    size == REGISTER_SIZE && offset.is_multiple_of(u64::from(REGISTER_SIZE))
+}
+
 impl<D: VirtioDevice> MmioDevice for VirtioMmio<D> {
     fn name(&self) -> &'static str {
         self.device.name()
@@ -328,7 +367,7 @@ impl<D: VirtioDevice> MmioDevice for VirtioMmio<D> {
             self.device.read_config(offset - CONFIG, &mut bytes[..len]);
             return u64::from_le_bytes(bytes);
         }
-        if size != REGISTER_SIZE || offset % u64::from(REGISTER_SIZE) != 0 {
+        if !is_register_access(offset, size) {
             return 0;
         }
         u64::from(self.read_register(offset))
@@ -337,10 +376,11 @@ impl<D: VirtioDevice> MmioDevice for VirtioMmio<D> {
     fn write(&mut self, offset: u64, size: u8, value: u64) {
         if offset >= CONFIG {
             let len = usize::from(size).min(MAX_CONFIG_ACCESS);
-            self.device.write_config(offset - CONFIG, &value.to_le_bytes()[..len]);
+            self.device
+                .write_config(offset - CONFIG, &value.to_le_bytes()[..len]);
             return;
         }
-        if size != REGISTER_SIZE || offset % u64::from(REGISTER_SIZE) != 0 {
+        if !is_register_access(offset, size) {
             return;
         }
         self.write_register(offset, value as u32);

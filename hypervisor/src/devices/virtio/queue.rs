@@ -45,7 +45,7 @@ pub const MAX_QUEUE_SIZE: u16 = 32768;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueueError {
     /// The size is zero, not a power of two, or above the limit.
-    BadSize { size: u16 },
+    BadSize { size: u32 },
     /// A ring address is not aligned as the spec requires.
     Misaligned { addr: u64 },
     /// A ring lies (partly) outside guest RAM.
@@ -110,9 +110,16 @@ impl DescriptorChain {
     /// Splits the buffers into the device-readable ones and the device-writable ones that follow
     /// them; `None` if a readable buffer comes after a writable one (the spec forbids it).
     pub fn split(&self) -> Option<(&[Buffer], &[Buffer])> {
-        let first_writable = self.buffers.iter().position(|b| b.writable).unwrap_or(self.buffers.len());
+        let first_writable = self
+            .buffers
+            .iter()
+            .position(|b| b.writable)
+            .unwrap_or(self.buffers.len());
         let (readable, writable) = self.buffers.split_at(first_writable);
-        writable.iter().all(|b| b.writable).then_some((readable, writable))
+        writable
+            .iter()
+            .all(|b| b.writable)
+            .then_some((readable, writable))
     }
 }
 
@@ -148,23 +155,46 @@ impl Virtqueue {
     /// A queue of `size` entries with its descriptor table at `desc`, avail ring at `avail` and
     /// used ring at `used` (guest physical addresses). Refused unless the size is a power of two
     /// no larger than `max_size` and all three areas are aligned and inside guest RAM.
-    pub fn new(mem: &GuestMemory, size: u16, max_size: u16, desc: u64, avail: u64, used: u64) -> Result<Self, QueueError> {
+    pub fn new(
+        mem: &GuestMemory,
+        size: u16,
+        max_size: u16,
+        desc: u64,
+        avail: u64,
+        used: u64,
+    ) -> Result<Self, QueueError> {
         if size == 0 || !size.is_power_of_two() || size > max_size.min(MAX_QUEUE_SIZE) {
-            return Err(QueueError::BadSize { size });
+            return Err(QueueError::BadSize { size: size.into() });
         }
         let n = u64::from(size);
         let areas = [
             (desc, DESC_ALIGN, DESC_SIZE * n),
-            (avail, AVAIL_ALIGN, RING_ENTRIES + AVAIL_ENTRY_SIZE * n + RING_TRAILER),
-            (used, USED_ALIGN, RING_ENTRIES + USED_ENTRY_SIZE * n + RING_TRAILER),
+            (
+                avail,
+                AVAIL_ALIGN,
+                RING_ENTRIES + AVAIL_ENTRY_SIZE * n + RING_TRAILER,
+            ),
+            (
+                used,
+                USED_ALIGN,
+                RING_ENTRIES + USED_ENTRY_SIZE * n + RING_TRAILER,
+            ),
         ];
         for (addr, align, len) in areas {
-            if addr % align != 0 {
+            if !addr.is_multiple_of(align) {
                 return Err(QueueError::Misaligned { addr });
             }
-            mem.host_address(addr, len).map_err(QueueError::RingOutsideRam)?;
+            mem.host_address(addr, len)
+                .map_err(QueueError::RingOutsideRam)?;
         }
-        Ok(Self { size, desc, avail, used, last_avail_idx: 0, next_used_idx: 0 })
+        Ok(Self {
+            size,
+            desc,
+            avail,
+            used,
+            last_avail_idx: 0,
+            next_used_idx: 0,
+        })
     }
 
     pub fn size(&self) -> u16 {
@@ -182,7 +212,10 @@ impl Virtqueue {
             return Ok(None);
         }
         if published.wrapping_sub(self.last_avail_idx) > self.size {
-            return Err(QueueError::AvailIndexJump { last_seen: self.last_avail_idx, published });
+            return Err(QueueError::AvailIndexJump {
+                last_seen: self.last_avail_idx,
+                published,
+            });
         }
         // Pairs with the driver's barrier between filling ring entries and bumping `idx`: the
         // entry and its descriptors must be read after the index that published them.
@@ -194,13 +227,23 @@ impl Virtqueue {
         if head >= self.size {
             return Err(QueueError::HeadOutOfRange { head });
         }
-        self.walk(mem, head).map(Some).map_err(|error| QueueError::BadChain { head, error })
+        self.walk(mem, head)
+            .map(Some)
+            .map_err(|error| QueueError::BadChain { head, error })
     }
 
     /// Follows the chain starting at `head`, flattening at most one level of indirection.
     fn walk(&self, mem: &GuestMemory, head: u16) -> Result<DescriptorChain, ChainError> {
-        let mut chain = DescriptorChain { head, buffers: Vec::new(), outside_ram: None };
-        let mut table = Table { addr: self.desc, entries: u32::from(self.size), indirect: false };
+        let mut chain = DescriptorChain {
+            head,
+            buffers: Vec::new(),
+            outside_ram: None,
+        };
+        let mut table = Table {
+            addr: self.desc,
+            entries: u32::from(self.size),
+            indirect: false,
+        };
         let mut index = head;
         // A chain that visits more descriptors than its table holds must revisit one: a loop.
         let mut visited: u32 = 0;
@@ -226,7 +269,11 @@ impl Virtqueue {
                 chain.outside_ram = mem.host_address(desc.addr, u64::from(desc.len)).err();
             }
             let writable = desc.flags & VIRTQ_DESC_F_WRITE != 0;
-            chain.buffers.push(Buffer { addr: desc.addr, len: desc.len, writable });
+            chain.buffers.push(Buffer {
+                addr: desc.addr,
+                len: desc.len,
+                writable,
+            });
             if desc.flags & VIRTQ_DESC_F_NEXT == 0 {
                 return Ok(chain);
             }
@@ -241,7 +288,8 @@ impl Virtqueue {
         entry[..4].copy_from_slice(&u32::from(head).to_le_bytes());
         entry[4..].copy_from_slice(&len.to_le_bytes());
         let entry_addr = self.used + RING_ENTRIES + USED_ENTRY_SIZE * slot;
-        mem.write(entry_addr, &entry).map_err(QueueError::RingOutsideRam)?;
+        mem.write(entry_addr, &entry)
+            .map_err(QueueError::RingOutsideRam)?;
         // The entry (and the data the device wrote into the buffers) must be visible before
         // the index that tells the driver to look at it.
         fence(Ordering::Release);
@@ -256,31 +304,42 @@ impl Virtqueue {
         // The used index store must be ordered before the flags load, or a driver re-enabling
         // interrupts could miss this completion.
         fence(Ordering::SeqCst);
-        read_u16(mem, self.avail + RING_FLAGS).map_or(true, |flags| flags & VIRTQ_AVAIL_F_NO_INTERRUPT == 0)
+        read_u16(mem, self.avail + RING_FLAGS)
+            .map_or(true, |flags| flags & VIRTQ_AVAIL_F_NO_INTERRUPT == 0)
     }
 }
 
 /// Checks an indirect descriptor and returns the table it points to.
-fn indirect_table(mem: &GuestMemory, current: &Table, desc: &Descriptor) -> Result<Table, ChainError> {
+fn indirect_table(
+    mem: &GuestMemory,
+    current: &Table,
+    desc: &Descriptor,
+) -> Result<Table, ChainError> {
     if current.indirect {
         return Err(ChainError::NestedIndirect);
     }
     if desc.flags & VIRTQ_DESC_F_NEXT != 0 {
         return Err(ChainError::IndirectWithNext);
     }
-    if desc.len == 0 || u64::from(desc.len) % DESC_SIZE != 0 {
+    if desc.len == 0 || !u64::from(desc.len).is_multiple_of(DESC_SIZE) {
         return Err(ChainError::BadIndirectLength { len: desc.len });
     }
-    mem.host_address(desc.addr, u64::from(desc.len)).map_err(ChainError::DescriptorOutsideRam)?;
+    mem.host_address(desc.addr, u64::from(desc.len))
+        .map_err(ChainError::DescriptorOutsideRam)?;
     // `next` fields are u16, so entries past 65536 can never be reached; the cap keeps the
     // count within the type used for indices.
     let entries = (u64::from(desc.len) / DESC_SIZE).min(1 << 16) as u32;
-    Ok(Table { addr: desc.addr, entries, indirect: true })
+    Ok(Table {
+        addr: desc.addr,
+        entries,
+        indirect: true,
+    })
 }
 
 fn read_descriptor(mem: &GuestMemory, addr: u64) -> Result<Descriptor, ChainError> {
     let mut raw = [0u8; DESC_SIZE as usize];
-    mem.read(addr, &mut raw).map_err(ChainError::DescriptorOutsideRam)?;
+    mem.read(addr, &mut raw)
+        .map_err(ChainError::DescriptorOutsideRam)?;
     let field = |range: core::ops::Range<usize>| {
         let mut bytes = [0u8; 8];
         bytes[..range.len()].copy_from_slice(&raw[range]);
@@ -296,7 +355,8 @@ fn read_descriptor(mem: &GuestMemory, addr: u64) -> Result<Descriptor, ChainErro
 
 fn read_u16(mem: &GuestMemory, addr: u64) -> Result<u16, QueueError> {
     let mut bytes = [0u8; 2];
-    mem.read(addr, &mut bytes).map_err(QueueError::RingOutsideRam)?;
+    mem.read(addr, &mut bytes)
+        .map_err(QueueError::RingOutsideRam)?;
     Ok(u16::from_le_bytes(bytes))
 }
 
@@ -315,7 +375,12 @@ impl<'a> BufferCursor<'a> {
     /// A stream over all of `buffers`.
     pub fn new(buffers: &'a [Buffer]) -> Self {
         let total = buffers.iter().map(|b| u64::from(b.len)).sum();
-        Self { buffers, index: 0, offset: 0, remaining: total }
+        Self {
+            buffers,
+            index: 0,
+            offset: 0,
+            remaining: total,
+        }
     }
 
     /// Bytes left in the stream.
@@ -334,7 +399,9 @@ impl<'a> BufferCursor<'a> {
     pub fn read(&mut self, mem: &GuestMemory, out: &mut [u8]) -> Result<usize, OutsideGuestRam> {
         let mut done = 0;
         while done < out.len() {
-            let Some((addr, n)) = self.next_piece((out.len() - done) as u64) else { break };
+            let Some((addr, n)) = self.next_piece((out.len() - done) as u64) else {
+                break;
+            };
             mem.read(addr, &mut out[done..done + n])?;
             done += n;
         }
@@ -346,7 +413,9 @@ impl<'a> BufferCursor<'a> {
     pub fn write(&mut self, mem: &GuestMemory, data: &[u8]) -> Result<usize, OutsideGuestRam> {
         let mut done = 0;
         while done < data.len() {
-            let Some((addr, n)) = self.next_piece((data.len() - done) as u64) else { break };
+            let Some((addr, n)) = self.next_piece((data.len() - done) as u64) else {
+                break;
+            };
             mem.write(addr, &data[done..done + n])?;
             done += n;
         }

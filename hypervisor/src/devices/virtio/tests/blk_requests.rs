@@ -1,0 +1,459 @@
+//! Block requests end to end: chains built in guest RAM, served through a queue notify.
+
+use super::*;
+use crate::devices::virtio::blk::*;
+use crate::devices::virtio::queue::{ChainError, QueueError};
+use crate::devices::virtio::VirtioError;
+
+const SECTOR: u32 = SECTOR_SIZE as u32;
+
+/// Bytes unlike the disk's pattern, for writes.
+fn fresh_data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + 7) as u8 ^ 0xa5).collect()
+}
+
+/// Splits `total` bytes at `DATA` into buffers of the given lengths (the last takes the rest).
+fn split_buffers(lengths: &[u32], total: u32, make: fn(u64, u32) -> Buf) -> Vec<Buf> {
+    let mut buffers = Vec::new();
+    let mut offset = 0;
+    for &len in lengths {
+        buffers.push(make(DATA + u64::from(offset), len));
+        offset += len;
+    }
+    buffers.push(make(DATA + u64::from(offset), total - offset));
+    buffers
+}
+
+#[test]
+fn reads_sectors_into_guest_memory() {
+    let mut guest = Guest::ready();
+    assert_eq!(guest.read_sectors(3, 2), (VIRTIO_BLK_S_OK, 2 * SECTOR + 1));
+    assert_eq!(guest.ram.read(DATA, 1024), &Guest::expected(3, 1024)[..]);
+    assert_eq!(guest.dev.take_error(), None);
+}
+
+#[test]
+fn written_sectors_read_back() {
+    let mut guest = Guest::ready();
+    let data = fresh_data(3 * 512);
+    guest.ram.write(DATA, &data);
+    let header = guest.header(VIRTIO_BLK_T_OUT, 10);
+    let status = guest.status();
+    assert_eq!(
+        guest.submit(&[header, readable(DATA, 3 * SECTOR), status]),
+        1,
+        "only the status is written"
+    );
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_OK);
+    assert_eq!(&guest.disk()[10 * 512..13 * 512], &data[..]);
+    assert_eq!(
+        &guest.disk()[9 * 512..10 * 512],
+        &Guest::expected(9, 512)[..],
+        "neighbours untouched"
+    );
+
+    guest.ram.write(DATA, &[0; 3 * 512]);
+    assert_eq!(guest.read_sectors(10, 3), (VIRTIO_BLK_S_OK, 3 * SECTOR + 1));
+    assert_eq!(guest.ram.read(DATA, 3 * 512), &data[..]);
+}
+
+#[test]
+fn flush_reaches_the_backend() {
+    let mut guest = Guest::ready();
+    let header = guest.header(VIRTIO_BLK_T_FLUSH, 0);
+    let status = guest.status();
+    assert_eq!(guest.submit(&[header, status]), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_OK);
+    assert_eq!(guest.dev.device().backend().flushes, 1);
+}
+
+#[test]
+fn get_id_returns_the_backend_id() {
+    let mut guest = Guest::ready();
+    let header = guest.header(VIRTIO_BLK_T_GET_ID, 0);
+    let status = guest.status();
+    assert_eq!(guest.submit(&[header, writable(DATA, 20), status]), 21);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_OK);
+    assert_eq!(guest.ram.read(DATA, 20), DISK_ID);
+}
+
+#[test]
+fn unknown_request_types_are_unsupported() {
+    let mut guest = Guest::ready();
+    let header = guest.header(11, 0); // DISCARD, not offered
+    let status = guest.status();
+    assert_eq!(guest.submit(&[header, status]), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_UNSUPP);
+    assert!(matches!(
+        guest.dev.take_error(),
+        Some(VirtioError::Block {
+            error: RequestError::Unsupported { request_type: 11 },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_single_descriptor_chain_gets_an_error() {
+    let mut guest = Guest::ready();
+    // Writable only: a status byte but no header.
+    guest.ram.write(DATA, &[0xff; 16]);
+    assert_eq!(guest.submit(&[writable(DATA, 16)]), 1);
+    assert_eq!(guest.ram.read(DATA + 15, 1), [VIRTIO_BLK_S_IOERR]);
+    assert!(matches!(
+        guest.dev.take_error(),
+        Some(VirtioError::Block {
+            error: RequestError::HeaderTooShort { len: 0 },
+            ..
+        })
+    ));
+    // Readable only: a header but nowhere to put the status.
+    let header = guest.header(VIRTIO_BLK_T_IN, 0);
+    assert_eq!(guest.submit(&[header]), 0);
+    assert!(matches!(
+        guest.dev.take_error(),
+        Some(VirtioError::Block {
+            error: RequestError::NoStatus,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn data_may_be_split_across_many_descriptors_at_any_byte() {
+    let mut guest = Guest::ready();
+    // Uneven pieces, including empty ones: 14 data buffers for 4 sectors.
+    let lengths = [100, 412, 0, 1, 511, 256, 3, 253, 7, 9, 300, 1, 50];
+    let header = guest.header(VIRTIO_BLK_T_IN, 5);
+    let status = guest.status();
+    let mut chain = vec![header];
+    chain.extend(split_buffers(&lengths, 4 * SECTOR, writable));
+    chain.push(status);
+    assert_eq!(chain.len(), 16, "fills the queue");
+    assert_eq!(guest.submit(&chain), 4 * SECTOR + 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_OK);
+    assert_eq!(guest.ram.read(DATA, 2048), &Guest::expected(5, 2048)[..]);
+
+    let data = fresh_data(2048);
+    guest.ram.write(DATA, &data);
+    let header = guest.header(VIRTIO_BLK_T_OUT, 40);
+    let status = guest.status();
+    let mut chain = vec![header];
+    chain.extend(split_buffers(&lengths, 4 * SECTOR, readable));
+    chain.push(status);
+    assert_eq!(guest.submit(&chain), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_OK);
+    assert_eq!(&guest.disk()[40 * 512..44 * 512], &data[..]);
+}
+
+#[test]
+fn header_may_be_split_and_share_descriptors_with_data_and_status() {
+    let mut guest = Guest::ready();
+    let data = fresh_data(512);
+    // Header in two pieces (5 + 11 bytes), the second followed by the data in one buffer.
+    guest.header_at(DATA - 16, VIRTIO_BLK_T_OUT, 7);
+    guest.ram.write(DATA, &data);
+    guest
+        .ram
+        .write(HEADER, guest.ram.read(DATA - 16, 5).to_vec().as_slice());
+    let status = guest.status();
+    let chain = [readable(HEADER, 5), readable(DATA - 11, 11 + 512), status];
+    assert_eq!(guest.submit(&chain), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_OK);
+    assert_eq!(&guest.disk()[7 * 512..8 * 512], &data[..]);
+
+    // A read whose status byte is the last byte of the data buffer.
+    let header = guest.header(VIRTIO_BLK_T_IN, 7);
+    guest.ram.write(DATA, &[0; 513]);
+    guest.ram.write(DATA + 512, &[0xff]);
+    assert_eq!(guest.submit(&[header, writable(DATA, 513)]), 513);
+    assert_eq!(guest.ram.read(DATA, 512), &data[..]);
+    assert_eq!(guest.ram.read(DATA + 512, 1), [VIRTIO_BLK_S_OK]);
+}
+
+#[test]
+fn indirect_tables_are_followed() {
+    let mut guest = Guest::ready();
+    let header = guest.header(VIRTIO_BLK_T_IN, 20);
+    let status = guest.status();
+    let table = [
+        header,
+        writable(DATA, 512),
+        writable(DATA + 512, 512),
+        status,
+    ];
+    guest.ram.chain(INDIRECT, table.len() as u16, 0, &table);
+    assert_eq!(guest.submit(&[indirect(INDIRECT, 4)]), 2 * SECTOR + 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_OK);
+    assert_eq!(guest.ram.read(DATA, 1024), &Guest::expected(20, 1024)[..]);
+
+    // Direct descriptors may precede the indirect one.
+    let header = guest.header(VIRTIO_BLK_T_IN, 30);
+    let status = guest.status();
+    guest
+        .ram
+        .chain(INDIRECT, 2, 0, &[writable(DATA, 512), status]);
+    assert_eq!(guest.submit(&[header, indirect(INDIRECT, 2)]), SECTOR + 1);
+    assert_eq!(guest.ram.read(DATA, 512), &Guest::expected(30, 512)[..]);
+}
+
+#[test]
+fn transfers_past_the_end_of_the_disk_fail() {
+    let mut guest = Guest::ready();
+    assert_eq!(
+        guest.read_sectors(DISK_SECTORS - 1, 1),
+        (VIRTIO_BLK_S_OK, 513),
+        "last sector"
+    );
+    assert_eq!(
+        guest.read_sectors(DISK_SECTORS - 1, 2),
+        (VIRTIO_BLK_S_IOERR, 1),
+        "straddles the end"
+    );
+    assert_eq!(guest.read_sectors(DISK_SECTORS, 1), (VIRTIO_BLK_S_IOERR, 1));
+    assert_eq!(
+        guest.read_sectors(u64::MAX, 1),
+        (VIRTIO_BLK_S_IOERR, 1),
+        "wraps"
+    );
+    assert!(matches!(
+        guest.dev.take_error(),
+        Some(VirtioError::Block {
+            error: RequestError::BeyondCapacity {
+                sector: u64::MAX,
+                len: 512
+            },
+            ..
+        })
+    ));
+
+    let header = guest.header(VIRTIO_BLK_T_OUT, DISK_SECTORS);
+    let status = guest.status();
+    assert_eq!(guest.submit(&[header, readable(DATA, 512), status]), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
+}
+
+#[test]
+fn partial_sectors_fail() {
+    let mut guest = Guest::ready();
+    let header = guest.header(VIRTIO_BLK_T_IN, 0);
+    let status = guest.status();
+    assert_eq!(guest.submit(&[header, writable(DATA, 100), status]), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
+
+    let header = guest.header(VIRTIO_BLK_T_OUT, 0);
+    let status = guest.status();
+    assert_eq!(guest.submit(&[header, readable(DATA, 513), status]), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
+    assert!(matches!(
+        guest.dev.take_error(),
+        Some(VirtioError::Block {
+            error: RequestError::PartialSector { len: 513 },
+            ..
+        })
+    ));
+    assert_eq!(
+        &guest.disk()[..512],
+        &Guest::expected(0, 512)[..],
+        "nothing written"
+    );
+}
+
+#[test]
+fn buffers_outside_guest_ram_fail_without_side_effects() {
+    // A whole bounce buffer of good data, then a buffer outside RAM: IOERR, and none of the
+    // good data may reach the disk.
+    let good = BOUNCE_SIZE as u32;
+    let sectors = u64::from(good / SECTOR + 1);
+    let mut guest = Guest::ready_with(sectors, QUEUE_SIZE);
+    guest.ram.write(DATA, &fresh_data(BOUNCE_SIZE));
+    let header = guest.header(VIRTIO_BLK_T_OUT, 0);
+    let status = guest.status();
+    let chain = [header, readable(DATA, good), readable(OUTSIDE, 512), status];
+    assert_eq!(guest.submit(&chain), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
+    assert_eq!(guest.disk(), &Guest::expected(0, guest.disk().len())[..]);
+    assert!(matches!(
+        guest.dev.take_error(),
+        Some(VirtioError::Block {
+            error: RequestError::BufferOutsideRam(_),
+            ..
+        })
+    ));
+
+    // A buffer running off the end of RAM, and one at an address that wraps.
+    for bad in [writable(OUTSIDE - 256, 512), writable(u64::MAX - 100, 512)] {
+        let header = guest.header(VIRTIO_BLK_T_IN, 0);
+        let status = guest.status();
+        assert_eq!(guest.submit(&[header, bad, status]), 1);
+        assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
+    }
+
+    // Header outside RAM.
+    let status = guest.status();
+    assert_eq!(
+        guest.submit(&[readable(OUTSIDE, 16), writable(DATA, 512), status]),
+        1
+    );
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
+
+    // Status outside RAM: nothing can be reported, the request completes empty.
+    let header = guest.header(VIRTIO_BLK_T_IN, 0);
+    assert_eq!(
+        guest.submit(&[header, writable(DATA, 512), writable(OUTSIDE, 1)]),
+        0
+    );
+    assert!(matches!(
+        guest.dev.take_error(),
+        Some(VirtioError::Block {
+            error: RequestError::NoStatus,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn malformed_layouts_fail() {
+    let mut guest = Guest::ready();
+    // Readable data after the writable status.
+    let header = guest.header(VIRTIO_BLK_T_OUT, 0);
+    let status = guest.status();
+    assert_eq!(
+        guest.submit(&[header, status, readable(DATA, 512), writable(DATA + 512, 1)]),
+        1
+    );
+    assert_eq!(guest.ram.read(DATA + 512, 1), [VIRTIO_BLK_S_IOERR]);
+    // A header one byte short.
+    guest.header(VIRTIO_BLK_T_IN, 0);
+    let status = guest.status();
+    assert_eq!(guest.submit(&[readable(HEADER, 15), status]), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
+    // An empty last buffer cannot hold the status.
+    let header = guest.header(VIRTIO_BLK_T_FLUSH, 0);
+    assert_eq!(guest.submit(&[header, writable(STATUS_BYTE, 0)]), 0);
+}
+
+#[test]
+fn a_descriptor_loop_is_completed_empty_and_the_queue_goes_on() {
+    let mut guest = Guest::ready();
+    let header = guest.header(VIRTIO_BLK_T_IN, 0);
+    let status = guest.status();
+    let head = guest.offer(&[header, writable(DATA, 512), status]);
+    // Point the status descriptor back at the head instead of ending the chain.
+    let status_index = head + 2;
+    guest
+        .ram
+        .descriptor(DESC, status_index, STATUS_BYTE, 1, 2 | 1, head);
+    guest.notify();
+    assert_eq!(guest.ram.used_idx(), 1);
+    assert_eq!(guest.ram.used_entry(QUEUE_SIZE, 0), (u32::from(head), 0));
+    assert_eq!(
+        guest.dev.take_error(),
+        Some(VirtioError::Queue(QueueError::BadChain {
+            head,
+            error: ChainError::Loop
+        }))
+    );
+    assert_eq!(
+        guest.reg(STATUS) & STATUS_DEVICE_NEEDS_RESET,
+        0,
+        "one bad chain is not fatal"
+    );
+    assert_eq!(guest.read_sectors(1, 1), (VIRTIO_BLK_S_OK, 513));
+}
+
+#[test]
+fn chains_longer_than_the_queue_are_refused() {
+    let mut guest = Guest::ready();
+    let header = guest.header(VIRTIO_BLK_T_IN, 0);
+    let status = guest.status();
+    // 17 buffers through an indirect table, on a 16-entry queue.
+    let mut table = vec![header];
+    table.extend((0..15).map(|i| writable(DATA + i * 512, 512)));
+    table.push(status);
+    guest.ram.chain(INDIRECT, table.len() as u16, 0, &table);
+    assert_eq!(guest.submit(&[indirect(INDIRECT, table.len() as u32)]), 0);
+    assert!(matches!(
+        guest.dev.take_error(),
+        Some(VirtioError::Queue(QueueError::BadChain {
+            error: ChainError::TooLong,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn backend_failures_become_io_errors() {
+    let mut guest = Guest::ready();
+    guest.disk_mut().fail = true;
+    assert_eq!(guest.read_sectors(0, 1), (VIRTIO_BLK_S_IOERR, 1));
+    assert!(matches!(
+        guest.dev.take_error(),
+        Some(VirtioError::Block {
+            error: RequestError::Backend(BackendError::Io),
+            ..
+        })
+    ));
+    let header = guest.header(VIRTIO_BLK_T_FLUSH, 0);
+    let status = guest.status();
+    assert_eq!(guest.submit(&[header, status]), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
+}
+
+#[test]
+fn several_requests_complete_on_one_notify() {
+    let mut guest = Guest::ready();
+    // Three reads into separate buffers with separate headers and status bytes.
+    let mut heads = Vec::new();
+    for i in 0..3u64 {
+        guest.header_at(HEADER + 16 * i, VIRTIO_BLK_T_IN, i);
+        let chain = [
+            readable(HEADER + 16 * i, 16),
+            writable(DATA + 512 * i, 512),
+            writable(STATUS_BYTE + i, 1),
+        ];
+        heads.push(guest.offer(&chain));
+    }
+    guest.notify();
+    assert_eq!(guest.ram.used_idx(), 3);
+    for (i, head) in heads.into_iter().enumerate() {
+        assert_eq!(
+            guest.ram.used_entry(QUEUE_SIZE, i as u16),
+            (u32::from(head), 513)
+        );
+        assert_eq!(guest.ram.read(STATUS_BYTE + i as u64, 1), [VIRTIO_BLK_S_OK]);
+    }
+    assert_eq!(guest.ram.read(DATA, 1536), &Guest::expected(0, 1536)[..]);
+}
+
+#[test]
+fn ring_indices_wrap_around_a_small_queue() {
+    let mut guest = Guest::ready_with(DISK_SECTORS, 4);
+    for sector in 0..11 {
+        assert_eq!(guest.read_sectors(sector, 1), (VIRTIO_BLK_S_OK, 513));
+        assert_eq!(guest.ram.read(DATA, 512), &Guest::expected(sector, 512)[..]);
+    }
+    assert_eq!(guest.ram.used_idx(), 11);
+}
+
+#[test]
+fn large_transfers_pass_through_the_bounce_buffer_in_chunks() {
+    // 300 KiB: several bounce-buffer chunks, not a multiple of the chunk size.
+    let sectors = 600;
+    let mut guest = Guest::ready_with(1024, QUEUE_SIZE);
+    let data = fresh_data(sectors * 512);
+    guest.ram.write(DATA, &data);
+    let header = guest.header(VIRTIO_BLK_T_OUT, 100);
+    let status = guest.status();
+    assert_eq!(
+        guest.submit(&[header, readable(DATA, (sectors * 512) as u32), status]),
+        1
+    );
+    assert_eq!(&guest.disk()[100 * 512..(100 + sectors) * 512], &data[..]);
+    guest.ram.write(DATA, &vec![0; sectors * 512]);
+    assert_eq!(
+        guest.read_sectors(100, sectors as u32),
+        (VIRTIO_BLK_S_OK, sectors as u32 * SECTOR + 1)
+    );
+    assert_eq!(guest.ram.read(DATA, sectors * 512), &data[..]);
+}
