@@ -44,9 +44,11 @@ build: bootstrap
 guest: bootstrap
 	@scripts/fetch-guest.sh
 	@scripts/mkinitramfs.sh
+	@scripts/mkdisk.sh
 
+# The guest's disk is build/disk.img (scripts/mkdisk.sh); it keeps what the guest writes.
 run: build guest
-	scripts/qemu.sh
+	DISK=$(BUILD)/disk.img scripts/qemu.sh
 
 # NO_BUILD=1 skips the build (the gdb test runs this while cargo holds the build lock).
 debug: $(if $(NO_BUILD),,build guest)

@@ -4,6 +4,8 @@
 //! map. An access to an address no device claims is reported as [`MmioError::Unassigned`], which
 //! the caller turns into an external abort for the guest.
 
+#[cfg(target_os = "none")]
+pub mod host_blk;
 pub mod virtio;
 pub mod vpl011;
 

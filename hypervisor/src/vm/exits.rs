@@ -131,6 +131,8 @@ fn mmio(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioAccess, info: 
             let ok = vm.devices.lock().write(ipa, access.size, value).is_ok();
             if ok && is_uart(ipa) {
                 vm.sync_uart_irq();
+            } else if ok {
+                vm.sync_disk_irq();
             }
             ok
         }
@@ -148,6 +150,8 @@ fn mmio(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioAccess, info: 
             if value.is_some() && is_uart(ipa) {
                 // The guest may have made room in its receive FIFO.
                 irq::pump_console_input();
+            } else if value.is_some() {
+                vm.sync_disk_irq();
             }
             value
         };

@@ -16,11 +16,14 @@ use alloc::vec::Vec;
 use spin::{Mutex, Once};
 
 use crate::arch::aarch64::gic as pgic;
-use crate::boot::guest_dtb::{self, GuestDtbConfig};
+use crate::boot::guest_dtb::{self, GuestDtbConfig, VirtioMmioNode};
 use crate::boot::host_dtb::HostPlatform;
 use crate::boot::linux_image::{self, LoadPlan};
 use crate::console::CONSOLE;
 use crate::devices::vpl011::{TxSink, Vpl011};
+use crate::devices::host_blk::HostBlock;
+use crate::devices::virtio::blk::VirtioBlk;
+use crate::devices::virtio::mmio::VirtioMmio;
 use crate::devices::{DeviceManager, MmioDevice};
 use crate::gic::Vgic;
 use crate::guest_map;
@@ -28,6 +31,9 @@ use crate::mm::guest_memory::GuestMemory;
 use crate::mm::stage2::GuestStage2;
 use crate::mm::MemRange;
 use crate::psci::PsciState;
+
+/// The guest's virtio-mmio slot 0, where its disk is.
+const DISK_SLOT: MemRange = MemRange::new(guest_map::VIRTIO_MMIO_BASE, guest_map::VIRTIO_MMIO_STRIDE);
 
 /// The VMID of the (only) VM.
 const VMID: u16 = 1;
@@ -48,6 +54,8 @@ pub struct Vm {
     pub psci: Mutex<PsciState>,
     pub devices: Mutex<DeviceManager>,
     pub uart: Arc<Mutex<Vpl011>>,
+    /// The guest's virtio-blk disk, when QEMU has a virtio-blk device for it.
+    pub disk: Option<Arc<Mutex<Disk>>>,
     pub boot: BootImages,
     /// MPIDR affinity of the pCPU each vCPU is pinned to (for kicks).
     pub pcpu_mpidr: Vec<u64>,
@@ -69,12 +77,13 @@ impl TxSink for ConsoleSink {
     }
 }
 
-/// The vPL011 as a device of the device manager (it is also reached from the UART IRQ path).
-struct SharedUart(Arc<Mutex<Vpl011>>);
+/// A device the device manager routes to that other paths also reach (the UART from the
+/// console IRQ, the disk for its interrupt state).
+struct Shared<T: MmioDevice>(Arc<Mutex<T>>);
 
-impl MmioDevice for SharedUart {
+impl<T: MmioDevice> MmioDevice for Shared<T> {
     fn name(&self) -> &'static str {
-        "pl011"
+        self.0.lock().name()
     }
     fn read(&mut self, offset: u64, size: u8) -> u64 {
         self.0.lock().read(offset, size)
@@ -83,6 +92,9 @@ impl MmioDevice for SharedUart {
         self.0.lock().write(offset, size, value)
     }
 }
+
+/// The guest's disk: emulated virtio-blk over QEMU's virtio-blk.
+pub type Disk = VirtioMmio<VirtioBlk<HostBlock>>;
 
 /// Why the VM could not be built; each names its fix.
 #[derive(Debug)]
@@ -127,12 +139,14 @@ pub fn build(platform: &HostPlatform, guest_ram_host: MemRange, vcpu_count: usiz
     let plan = linux_image::plan_load(ram_ipa, &header, kernel.len() as u64, initrd.map(|i| i.len() as u64), DTB_MAX)
         .map_err(BuildError::Kernel)?;
     let bootargs = kernel_module.bootargs.as_deref().unwrap_or("");
+    let host_disk = HostBlock::probe(&platform.virtio_mmio);
+    let disk_node = VirtioMmioNode { base: DISK_SLOT.start, size: DISK_SLOT.size, spi: guest_map::VIRTIO_MMIO_FIRST_SPI };
     let dtb = guest_dtb::build(&GuestDtbConfig {
         vcpus: vcpu_count,
         ram: ram_ipa,
         bootargs,
         initrd: plan.initrd,
-        virtio_mmio: &[],
+        virtio_mmio: if host_disk.is_some() { core::slice::from_ref(&disk_node) } else { &[] },
     })
     .map_err(BuildError::Dtb)?;
     if dtb.len() as u64 > plan.dtb.size {
@@ -147,8 +161,14 @@ pub fn build(platform: &HostPlatform, guest_ram_host: MemRange, vcpu_count: usiz
     let uart = Arc::new(Mutex::new(Vpl011::new(Box::new(ConsoleSink))));
     let mut devices = DeviceManager::new();
     devices
-        .add(MemRange::new(guest_map::UART_BASE, guest_map::UART_SIZE), Box::new(SharedUart(uart.clone())))
+        .add(MemRange::new(guest_map::UART_BASE, guest_map::UART_SIZE), Box::new(Shared(uart.clone())))
         .expect("first device cannot overlap");
+    let disk = host_disk.map(|backend| Arc::new(Mutex::new(VirtioMmio::new(VirtioBlk::new(backend), memory))));
+    if let Some(disk) = &disk {
+        devices.add(DISK_SLOT, Box::new(Shared(disk.clone()))).expect("the disk slot is free");
+    } else {
+        log::info!("disk: none (no virtio-blk device on the QEMU command line)");
+    }
 
     let vm = Vm {
         vcpu_count,
@@ -158,6 +178,7 @@ pub fn build(platform: &HostPlatform, guest_ram_host: MemRange, vcpu_count: usiz
         psci: Mutex::new(PsciState::new(vcpu_count, ram_ipa.start, ram_ipa.size)),
         devices: Mutex::new(devices),
         uart,
+        disk,
         boot: BootImages { kernel, initrd, dtb, plan },
         pcpu_mpidr,
     };
@@ -194,6 +215,9 @@ impl Vm {
         *self.vgic.lock() = new_vgic(self.vcpu_count);
         *self.psci.lock() = PsciState::new(self.vcpu_count, self.memory.ipa.start, self.memory.ipa.size);
         *self.uart.lock() = Vpl011::new(Box::new(ConsoleSink));
+        if let Some(disk) = &self.disk {
+            disk.lock().reset();
+        }
     }
 
     /// Makes the given vCPUs re-evaluate their interrupts: kick the pCPUs they live on (a
@@ -210,6 +234,21 @@ impl Vm {
                 }
             }
         }
+    }
+
+    /// Updates the disk's interrupt line in the virtual GIC, and logs what the guest did wrong.
+    pub fn sync_disk_irq(&self) {
+        let Some(disk) = &self.disk else { return };
+        let (level, error) = {
+            let mut disk = disk.lock();
+            (disk.irq_asserted(), disk.take_error())
+        };
+        if let Some(error) = error {
+            log::warn!("disk: guest request refused: {error:?}");
+        }
+        let intid = guest_map::SPI_BASE + guest_map::VIRTIO_MMIO_FIRST_SPI;
+        let kick = self.vgic.lock().set_level(intid, 0, level);
+        self.kick(kick);
     }
 
     /// Updates the UART's interrupt line in the virtual GIC.

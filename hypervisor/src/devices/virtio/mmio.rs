@@ -158,7 +158,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
     }
 
     /// Back to the power-on state: what a driver writing 0 to Status asks for.
-    fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.status = 0;
         self.device_features_sel = 0;
         self.driver_features_sel = 0;
