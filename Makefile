@@ -28,7 +28,7 @@ help:
 	@echo "make gdb     - gdb-multiarch on $(HYP_ELF), connected to :$(GDB_PORT)"
 	@echo "make trace   - like run, with QEMU -d int,guest_errors into $(BUILD)/qemu-trace.log"
 	@echo "make test    - every test: host unit tests and QEMU integration tests"
-	@echo "make bench   - boot time to /init: plain QEMU vs under the hypervisor (medians, ratio)"
+	@echo "make bench   - boot time and disk throughput: plain QEMU vs under the hypervisor"
 	@echo "make clippy / fmt / clean"
 
 bootstrap:
@@ -71,6 +71,7 @@ test: build guest
 
 bench: build guest
 	scripts/boot-time.sh
+	scripts/disk-bench.sh
 
 clippy: bootstrap
 	cargo clippy -p hypervisor --target $(TARGET) -- -D warnings

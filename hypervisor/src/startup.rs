@@ -179,7 +179,7 @@ pub fn primary(dtb_address: usize) -> ! {
     GUEST_READY.store(true, Ordering::Release);
     aarch64_cpu::asm::sev();
     vm::run::request_start(vm, 0, vm.boot.plan.entry, vm.boot.plan.dtb.start);
-    vm::run::pcpu_main(0)
+    vm::run::run_pcpu(0)
 }
 
 /// MPIDRs of the pCPUs in logical-index order (boot pCPU first).
@@ -232,5 +232,5 @@ pub fn secondary(index: usize) -> ! {
     while !GUEST_READY.load(Ordering::Acquire) {
         aarch64_cpu::asm::wfe();
     }
-    vm::run::pcpu_main(index)
+    vm::run::run_pcpu(index)
 }

@@ -46,16 +46,13 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, vcpu: usize) -> (ExitK
             step(frame, info.esr);
             resched = Resched::Preempt;
         }
-        Action::Hvc => resched = call(frame, vcpu),
+        Action::Hvc => resched = handle_psci_call(frame, vcpu),
         Action::Smc => {
             step(frame, info.esr);
-            resched = call(frame, vcpu);
+            resched = handle_psci_call(frame, vcpu);
         }
         Action::SendSgi { rt } => {
-            let value = read_gpr(&frame.x, rt);
-            let vm = vm();
-            let kick = vm.vgic.lock().send_sgi(vcpu, value);
-            vm.kick(kick);
+            handle_sgi_trap(vcpu, read_gpr(&frame.x, rt));
             step(frame, info.esr);
         }
         Action::ReadIdRegister { reg, rt } => {
@@ -63,7 +60,7 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, vcpu: usize) -> (ExitK
             write_gpr(&mut frame.x, rt, crate::exit::id_regs::guest_value(reg, hardware));
             step(frame, info.esr);
         }
-        Action::Mmio { ipa, access } => mmio(frame, vcpu, ipa, access, &info),
+        Action::Mmio { ipa, access } => handle_mmio_abort(frame, vcpu, ipa, access, &info),
         Action::MmioWithoutSyndrome { ipa, is_write } => {
             log::warn!(
                 "vcpu{vcpu}: {} at IPA {ipa:#x} without a syndrome (ISV=0) at PC {:#x}: cannot emulate; external abort injected",
@@ -97,6 +94,14 @@ fn wait(vcpu: usize) -> Resched {
     Resched::No
 }
 
+/// A guest write to ICC_SGI1R_EL1: mark the SGI pending on its targets and kick them.
+#[inline(never)]
+fn handle_sgi_trap(vcpu: usize, value: u64) {
+    let vm = vm();
+    let kick = vm.vgic.lock().send_sgi(vcpu, value);
+    vm.kick(kick);
+}
+
 /// Moves the guest past the trapped instruction.
 fn step(frame: &mut TrapFrame, esr: u64) {
     frame.elr = frame.elr.wrapping_add(instruction_length(esr));
@@ -111,7 +116,8 @@ fn inject_exception(frame: &mut TrapFrame, exception: GuestException) {
 
 /// An emulated MMIO access: the virtual GIC's frames or a device; anything else is an
 /// unassigned address and gets an external abort.
-fn mmio(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioAccess, info: &ExitInfo) {
+#[inline(never)]
+fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioAccess, info: &ExitInfo) {
     let vm = vm();
     let gicd = MemRange::new(guest_map::GICD_BASE, guest_map::GICD_SIZE);
     let gicr = MemRange::new(guest_map::GICR_BASE, guest_map::GICR_STRIDE * vm.vcpu_count as u64);
@@ -184,7 +190,8 @@ fn note_gic_access(vcpu: usize, what: &str, ipa: u64, access: crate::gic::RegAcc
 }
 
 /// An HVC or SMC call: PSCI and SMCCC, or the HVM hypercall.
-fn call(frame: &mut TrapFrame, vcpu: usize) -> Resched {
+#[inline(never)]
+fn handle_psci_call(frame: &mut TrapFrame, vcpu: usize) -> Resched {
     let vm = vm();
     let function_id = frame.x[0];
     let args = [frame.x[1], frame.x[2], frame.x[3]];

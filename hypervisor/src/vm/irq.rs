@@ -15,7 +15,8 @@ pub const HOST_UART_INTID: u32 = SPI_BASE + UART_SPI;
 
 /// Takes every pending physical interrupt on this pCPU, whose loaded vCPU (if any) is `vcpu`;
 /// says whether the scheduler must act (the time slice ended).
-pub fn handle_pending(vcpu: Option<usize>) -> Resched {
+#[inline(never)]
+pub fn handle_irq(vcpu: Option<usize>) -> Resched {
     let mut resched = Resched::No;
     while let Some(intid) = pgic::acknowledge() {
         if intid >= FIRST_SPECIAL_INTID {
@@ -110,7 +111,7 @@ pub fn wait_for_interrupt(vcpu: usize) {
         let idle_start = crate::arch::aarch64::cpu::counter();
         aarch64_cpu::asm::wfi();
         super::stats::add_idle(vcpu, crate::arch::aarch64::cpu::counter() - idle_start);
-        handle_pending(Some(vcpu));
+        handle_irq(Some(vcpu));
         if super::run::reset_pending() {
             return;
         }

@@ -49,6 +49,11 @@ static LOADED_EPOCH: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_
 /// Where each pCPU's stack ends (the first entry into a guest starts it from the top).
 static STACK_TOPS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 
+/// The list registers each pCPU last entered its guest with, for debuggers (`hyp-lrs` in
+/// scripts/gdb/hyp.py): QEMU's gdb stub does not expose the ICH_* registers.
+#[no_mangle]
+pub static HYP_DEBUG_LRS: [[AtomicU64; MAX_LRS]; MAX_VCPUS] = [const { [const { AtomicU64::new(0) }; MAX_LRS] }; MAX_VCPUS];
+
 /// Records this pCPU's stack top (boot code, once per pCPU).
 pub fn set_stack_top(index: usize, top: u64) {
     STACK_TOPS[index].store(top, Ordering::Relaxed);
@@ -77,7 +82,7 @@ pub fn request_start(vm: &Vm, vcpu: usize, entry: u64, x0: u64) {
 
 /// A pCPU's life once the VM exists: set up EL2 for guests, then run whatever its run queue
 /// offers. Never returns.
-pub fn pcpu_main(pcpu: usize) -> ! {
+pub fn run_pcpu(pcpu: usize) -> ! {
     let vm = vm();
     let queue = RunQueue::new(pcpu, vm.vcpu_count, pcpu_count(vm));
     let shared = queue.is_shared();
@@ -95,11 +100,25 @@ pub fn pcpu_main(pcpu: usize) -> ! {
     quiesce_virtual_interface();
     let mut frame = TrapFrame::zeroed();
     idle_until_runnable(pcpu, &mut frame);
+    // The first entry rebuilds the stack from its top, where this very code's frames live:
+    // stage the guest's registers outside the stack first.
+    let entry = &ENTRY_FRAMES[pcpu];
+    // SAFETY: only this pCPU touches its entry slot, once, here.
+    unsafe { *entry.0.get() = frame };
     let top = STACK_TOPS[pcpu].load(Ordering::Relaxed);
-    // SAFETY: `top` is this pCPU's stack top (recorded at boot) and nothing on the stack is
-    // needed again: everything from here on starts from guest exits.
-    unsafe { guest::enter(&frame, top) }
+    // SAFETY: `top` is this pCPU's stack top (recorded at boot), the frame is in static memory
+    // (not on that stack), and nothing on the stack is needed again: everything from here on
+    // starts from guest exits.
+    unsafe { guest::enter_guest(&*entry.0.get(), top) }
 }
+
+/// A pCPU's first guest frame, staged outside its stack (see `run_pcpu`).
+struct EntryFrame(core::cell::UnsafeCell<TrapFrame>);
+
+// SAFETY: each pCPU only ever accesses its own element.
+unsafe impl Sync for EntryFrame {}
+
+static ENTRY_FRAMES: [EntryFrame; MAX_VCPUS] = [const { EntryFrame(core::cell::UnsafeCell::new(TrapFrame::zeroed())) }; MAX_VCPUS];
 
 fn physical_address_range() -> u64 {
     use aarch64_cpu::registers::ID_AA64MMFR0_EL1;
@@ -111,8 +130,9 @@ fn states() -> [RunState; MAX_VCPUS] {
     core::array::from_fn(|v| SLOTS[v].lock().state)
 }
 
-/// Picks the next vCPU for this pCPU, or `None`.
-fn pick(pcpu: usize) -> Option<usize> {
+/// The scheduler: the next vCPU for this pCPU, or `None`.
+#[inline(never)]
+fn pick_next_vcpu(pcpu: usize) -> Option<usize> {
     let states = states();
     let vm = vm();
     let queue = QUEUES[pcpu].lock();
@@ -125,15 +145,8 @@ fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
     *frame = slot.frame;
     if slot.fresh {
         slot.fresh = false;
-        guest::reset_el1(guest_map::vcpu_mpidr(vcpu));
-        for n in 0..pgic::list_register_count() {
-            pgic::write_lr(n, 0);
-        }
-        pgic::write_vmcr(0);
         drop(slot);
-        vm().psci.lock().mark_on(vcpu);
-        stats::vcpu_started(vcpu);
-        log::debug!("vcpu{vcpu}: starting at {:#x} (x0={:#x})", frame.elr, frame.x[0]);
+        boot_vcpu(vcpu, frame);
     } else {
         slot.context.restore();
         drop(slot);
@@ -150,6 +163,20 @@ fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
             hyp_timer::disarm();
         }
     }
+}
+
+/// First entry of a vCPU (boot or PSCI CPU_ON): EL1 in its reset state, an empty virtual
+/// CPU interface; `frame` holds the entry point and x0.
+#[inline(never)]
+fn boot_vcpu(vcpu: usize, frame: &TrapFrame) {
+    guest::reset_el1(guest_map::vcpu_mpidr(vcpu));
+    for n in 0..pgic::list_register_count() {
+        pgic::write_lr(n, 0);
+    }
+    pgic::write_vmcr(0);
+    vm().psci.lock().mark_on(vcpu);
+    stats::vcpu_started(vcpu);
+    log::debug!("vcpu{vcpu}: starting at {:#x} (x0={:#x})", frame.elr, frame.x[0]);
 }
 
 /// Saves the loaded vCPU `vcpu` (registers in `frame`) into its slot with run state `state`.
@@ -177,7 +204,7 @@ fn idle_until_runnable(pcpu: usize, frame: &mut TrapFrame) {
         queue.current = None;
     }
     loop {
-        if let Some(next) = pick(pcpu) {
+        if let Some(next) = pick_next_vcpu(pcpu) {
             load(pcpu, next, frame);
             return;
         }
@@ -187,7 +214,7 @@ fn idle_until_runnable(pcpu: usize, frame: &mut TrapFrame) {
             None => hyp_timer::disarm(),
         }
         aarch64_cpu::asm::wfi();
-        irq::handle_pending(None);
+        irq::handle_irq(None);
     }
 }
 
@@ -234,6 +261,7 @@ fn quiesce_virtual_interface() {
 
 /// The exit path for exceptions from the guest (vector kinds 8..15): sync the list registers,
 /// handle the exit, reschedule if needed, refill the list registers.
+#[inline(never)]
 pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let exit_start = cpu::counter();
     let pcpu = cpu::current_index();
@@ -261,7 +289,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         let info = ExitInfo { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get() };
         exits::handle_sync(frame, info, vcpu)
     } else if kind.is_irq() {
-        (ExitKind::Irq, irq::handle_pending(Some(vcpu)))
+        (ExitKind::Irq, irq::handle_irq(Some(vcpu)))
     } else {
         log::warn!("vcpu{vcpu}: {kind} at PC {:#x} (ESR_EL2 {:#x}) ignored", frame.elr, ESR_EL2.get());
         (ExitKind::Other, Resched::No)
@@ -281,7 +309,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         };
         // Mark the state first so the scheduler sees it, then switch only if someone else runs.
         SLOTS[vcpu].lock().state = state;
-        match pick(pcpu) {
+        match pick_next_vcpu(pcpu) {
             Some(next) if next == vcpu => {
                 SLOTS[vcpu].lock().state = RunState::Runnable;
                 if pcpu_is_shared() {
@@ -313,6 +341,9 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         }
     }
     pgic::set_virtual_interface(result.overflow);
+    for (n, lr) in lrs.iter().enumerate().take(count) {
+        HYP_DEBUG_LRS[pcpu][n].store(*lr, Ordering::Relaxed);
+    }
     vm.kick(result.kick);
     stats::record_exit(vcpu, exit_kind, exit_start, injected);
 }

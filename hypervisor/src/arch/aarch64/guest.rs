@@ -129,15 +129,16 @@ extern "C" {
 /// later exits from the guest build their frames at the same place.
 ///
 /// # Safety
-/// `stack_top` must be this pCPU's stack top (16-byte aligned) and nothing on that stack may
-/// be needed again: the hypervisor's call chain up to here is abandoned.
-pub unsafe fn enter(frame: &TrapFrame, stack_top: u64) -> ! {
+/// `stack_top` must be this pCPU's stack top (16-byte aligned), `frame` must not lie on that
+/// stack (the copy overwrites the stack's top, where the caller's own frames live), and
+/// nothing on that stack may be needed again: the call chain up to here is abandoned.
+#[inline(never)]
+pub unsafe fn enter_guest(frame: &TrapFrame, stack_top: u64) -> ! {
     let slot = stack_top - core::mem::size_of::<TrapFrame>() as u64;
-    // SAFETY: the slot lies in this pCPU's stack (caller's contract); `copy` tolerates `frame`
-    // itself living there. The
+    // SAFETY: the slot lies in this pCPU's stack and `frame` elsewhere (caller's contract). The
     // assembly switches SP to it and jumps to the frame-restore path.
     unsafe {
-        core::ptr::copy(frame as *const TrapFrame, slot as *mut TrapFrame, 1);
+        core::ptr::copy_nonoverlapping(frame as *const TrapFrame, slot as *mut TrapFrame, 1);
         core::arch::asm!("mov sp, {slot}", "b {ret}", slot = in(reg) slot, ret = sym trap_return, options(noreturn))
     }
 }

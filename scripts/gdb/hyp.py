@@ -1,0 +1,227 @@
+"""gdb helpers for debugging the hypervisor under QEMU (loaded by `make gdb`).
+
+Commands (each takes a snapshot of a stopped machine; see DEBUGGING.md):
+  hyp-vcpus          every vCPU: run state, the pCPU it is loaded on, PC and exception level
+  hyp-lrs [PCPU]     list registers of each pCPU (as last written at guest entry) decoded,
+                     with the derived ELRSR, and those saved with switched-out vCPUs
+  hyp-s2 IPA         walk the guest's stage-2 table (VTTBR_EL2) for a guest-physical address
+  hyp-pending        pending / active SGIs, PPIs and SPIs in the virtual GIC
+  hyp-exits          the exit counters of the exit profile, per vCPU
+
+The state comes from the hypervisor's statics (hypervisor::vm::VM, vm::run::SLOTS/QUEUES,
+vm::run::HYP_DEBUG_LRS, vm::stats::PROFILES) and the CPUs' registers through QEMU's gdb stub.
+"""
+
+import re
+
+import gdb
+
+MAX_VCPUS = 8
+# Must match hypervisor/src/profile/mod.rs (ExitKind::ALL order).
+EXIT_KINDS = ["wfi", "wfe", "hvc", "smc", "sgi", "id_register", "mmio", "mmio_no_syndrome",
+              "instruction_abort", "undef", "irq", "other"]
+LR_STATES = ["invalid", "pending", "active", "pending+active"]
+
+
+def rust(expr):
+    """Evaluates a Rust expression (the stop may be in assembly, so force the language)."""
+    gdb.execute("set language rust", to_string=True)
+    return gdb.parse_and_eval(expr)
+
+
+def locked(value):
+    """The data inside a spin::Mutex / spin::Once / UnsafeCell / MaybeUninit wrapper."""
+    for _ in range(8):
+        names = [f.name for f in value.type.fields()]
+        if "inner" in names and value.type.name.startswith("spin::mutex::Mutex"):
+            value = value["inner"]
+        elif "data" in names:
+            value = value["data"]
+        elif "value" in names:
+            value = value["value"]
+        elif names == ["__0"]:
+            value = value["__0"]
+        else:
+            return value
+    return value
+
+
+def vm():
+    return locked(rust("hypervisor::vm::VM"))
+
+
+def vec_items(vec):
+    """The elements of a Rust Vec."""
+    length = int(vec["len"])
+    pointer = vec["buf"]["inner"]["ptr"]["pointer"]["pointer"]
+    element = vec.type.template_argument(0)
+    base = pointer.cast(element.pointer())
+    return [base[i] for i in range(length)]
+
+
+def thread_registers(pcpu):
+    """PC, CPSR and ELR_EL2 of the QEMU CPU for pCPU `pcpu` (gdb thread pcpu + 1)."""
+    selected = gdb.selected_thread()
+    for thread in gdb.selected_inferior().threads():
+        if thread.num == pcpu + 1:
+            thread.switch()
+            regs = {name: int(gdb.parse_and_eval("$" + name)) & 0xFFFF_FFFF_FFFF_FFFF for name in ("pc", "cpsr", "ELR_EL2")}
+            selected.switch()
+            return regs
+    return None
+
+
+class HypVcpus(gdb.Command):
+    """List vCPUs: run state, pCPU, PC and EL."""
+
+    def __init__(self):
+        super().__init__("hyp-vcpus", gdb.COMMAND_USER)
+
+    def invoke(self, arg, from_tty):
+        count = int(vm()["vcpu_count"])
+        loaded = {}
+        for pcpu in range(MAX_VCPUS):
+            queue = str(locked(rust(f"hypervisor::vm::run::QUEUES[{pcpu}]")))
+            match = re.search(r"current: core::option::Option<usize>::Some\((\d+)\)", queue)
+            if match:
+                loaded[int(match.group(1))] = pcpu
+        print(f"{count} vCPU(s)")
+        for vcpu in range(count):
+            slot = locked(rust(f"hypervisor::vm::run::SLOTS[{vcpu}]"))
+            state = str(slot["state"]).split("::")[-1]
+            if vcpu in loaded:
+                pcpu = loaded[vcpu]
+                regs = thread_registers(pcpu)
+                el = (regs["cpsr"] >> 2) & 3
+                if el == 2:
+                    where = f"pCPU in the hypervisor (pc {regs['pc']:#x}), guest pc {regs['ELR_EL2']:#x}"
+                else:
+                    where = f"guest running at EL{el}, pc {regs['pc']:#x}"
+                print(f"vcpu{vcpu}: {state}, loaded on pcpu{pcpu}: {where}")
+            else:
+                print(f"vcpu{vcpu}: {state}, saved, pc {int(slot['frame']['elr']):#x}")
+
+
+def decode_lr(raw):
+    state = LR_STATES[(raw >> 62) & 3]
+    hw = (raw >> 61) & 1
+    group = (raw >> 60) & 1
+    priority = (raw >> 48) & 0xFF
+    vintid = raw & 0xFFFFFFFF
+    extra = f"pINTID {(raw >> 32) & 0x1FFF}" if hw else f"EOI-maintenance {(raw >> 41) & 1}"
+    return state, f"vINTID {vintid:<4} {state:<14} group{group} priority {priority:#04x} HW {hw} {extra}"
+
+
+class HypLrs(gdb.Command):
+    """Decode list registers (ICH_LR<n>_EL2) and the derived ELRSR."""
+
+    def __init__(self):
+        super().__init__("hyp-lrs", gdb.COMMAND_USER)
+
+    def invoke(self, arg, from_tty):
+        count = int(vm()["vcpu_count"])
+        pcpus = [int(arg)] if arg.strip() else range(count)
+        for pcpu in pcpus:
+            raws = [int(locked(rust(f"hypervisor::vm::run::HYP_DEBUG_LRS[{pcpu}][{n}]")["v"])) & 0xFFFF_FFFF_FFFF_FFFF for n in range(4)]
+            self.show(f"pcpu{pcpu} (at its last guest entry)", raws)
+        for vcpu in range(count):
+            slot = locked(rust(f"hypervisor::vm::run::SLOTS[{vcpu}]"))
+            if "Waiting" in str(slot["state"]) or "Runnable" in str(slot["state"]):
+                raws = [int(slot["context"]["gic"]["lrs"][n]) for n in range(4)]
+                if any(raws):
+                    self.show(f"vcpu{vcpu} (saved)", raws)
+
+    @staticmethod
+    def show(title, raws):
+        elrsr = 0
+        print(title)
+        for n, raw in enumerate(raws):
+            state, text = decode_lr(raw)
+            eoi_pending = state == "invalid" and not (raw >> 61) & 1 and (raw >> 41) & 1
+            if state == "invalid" and not eoi_pending:
+                elrsr |= 1 << n
+            print(f"  LR{n} = {raw:#018x}  {text}")
+        print(f"  ELRSR (derived) = {elrsr:#06b}  (bit n set: LR n is free)")
+
+
+class HypStage2(gdb.Command):
+    """Walk the stage-2 table for an IPA: hyp-s2 IPA."""
+
+    def __init__(self):
+        super().__init__("hyp-s2", gdb.COMMAND_USER)
+
+    def invoke(self, arg, from_tty):
+        ipa = int(gdb.parse_and_eval(arg))
+        table = int(gdb.parse_and_eval("$VTTBR_EL2")) & 0x0000_FFFF_FFFF_FFFE
+        memory = gdb.selected_inferior()
+        # 4 KiB granule, 39-bit IPA, starting at level 1.
+        for level, shift in ((1, 30), (2, 21), (3, 12)):
+            index = (ipa >> shift) & 0x1FF
+            entry = int.from_bytes(memory.read_memory(table + index * 8, 8).tobytes(), "little")
+            kind = entry & 3
+            print(f"  L{level}[{index}] @ {table + index * 8:#x} = {entry:#018x}")
+            if kind in (0, 2):
+                print(f"IPA {ipa:#x}: not mapped (faults to the hypervisor: MMIO or unassigned)")
+                return
+            if kind == 1 or level == 3:
+                out = entry & 0x0000_FFFF_FFFF_F000 & ~((1 << shift) - 1)
+                pa = out | (ipa & ((1 << shift) - 1))
+                size = {1: "1 GiB block", 2: "2 MiB block", 3: "4 KiB page"}[level]
+                s2ap = ["none", "read-only", "write-only", "read-write"][(entry >> 6) & 3]
+                memattr = (entry >> 2) & 0xF
+                xn = (entry >> 54) & 1
+                print(f"IPA {ipa:#x} -> PA {pa:#x} ({size}, {s2ap}, MemAttr {memattr:#x}, XN {xn})")
+                return
+            table = entry & 0x0000_FFFF_FFFF_F000
+
+
+class HypPending(gdb.Command):
+    """Show pending/active interrupts in the virtual GIC."""
+
+    def __init__(self):
+        super().__init__("hyp-pending", gdb.COMMAND_USER)
+
+    def invoke(self, arg, from_tty):
+        vgic = locked(vm()["vgic"])
+        def describe(irq):
+            flags = [name for name in ("enabled", "latch", "line", "active") if bool(irq[name])]
+            in_lr = "in LR" if "Some" in str(irq["lr"]) else ""
+            return flags, in_lr
+        shown = 0
+        for vcpu, state in enumerate(vec_items(vgic["vcpus"])):
+            for intid in range(32):
+                flags, in_lr = describe(state["private"][intid])
+                if {"latch", "line", "active"} & set(flags) or in_lr:
+                    kind = "SGI" if intid < 16 else "PPI"
+                    print(f"vcpu{vcpu} {kind} {intid}: {' '.join(flags)} {in_lr}")
+                    shown += 1
+        for n, irq in enumerate(vec_items(vgic["spis"])):
+            flags, in_lr = describe(irq)
+            if {"latch", "line", "active"} & set(flags) or in_lr:
+                print(f"SPI {32 + n}: {' '.join(flags)} {in_lr}")
+                shown += 1
+        print(f"{shown} interrupt(s) pending, active or in a list register")
+
+
+class HypExits(gdb.Command):
+    """Show the exit counters per vCPU."""
+
+    def __init__(self):
+        super().__init__("hyp-exits", gdb.COMMAND_USER)
+
+    def invoke(self, arg, from_tty):
+        count = int(vm()["vcpu_count"])
+        for vcpu in range(count):
+            profile = locked(rust(f"hypervisor::vm::stats::PROFILES[{vcpu}]"))
+            counts = [(name, int(profile["exits"][i]["count"])) for i, name in enumerate(EXIT_KINDS)]
+            total = sum(c for _, c in counts)
+            detail = " ".join(f"{name}={c}" for name, c in counts if c)
+            print(f"vcpu{vcpu}: exits={total} injected={int(profile['injected'])} switches={int(profile['switches'])} {detail}")
+
+
+HypVcpus()
+HypLrs()
+HypStage2()
+HypPending()
+HypExits()
+print("hypervisor gdb helpers loaded: hyp-vcpus, hyp-lrs, hyp-s2 IPA, hyp-pending, hyp-exits")
