@@ -56,17 +56,19 @@ debug: $(if $(NO_BUILD),,build guest)
 	scripts/qemu.sh -S -gdb tcp::$(GDB_PORT)
 
 gdb:
-	gdb-multiarch -q $(HYP_ELF) -ex "target remote :$(GDB_PORT)"
+	gdb-multiarch -q -x scripts/gdb/hyp.py $(HYP_ELF) -ex "target remote :$(GDB_PORT)"
 
-trace: build guest
-	scripts/qemu.sh -d int,guest_errors -D $(BUILD)/qemu-trace.log
-	@echo "trace written to $(BUILD)/qemu-trace.log"
+TRACE_LOG ?= $(BUILD)/qemu-trace.log
+trace: $(if $(NO_BUILD),,build guest)
+	scripts/qemu.sh -d int,guest_errors -D $(TRACE_LOG)
+	@echo "trace written to $(TRACE_LOG); summary: scripts/trace-summary.py $(TRACE_LOG)"
 
 unit-test: bootstrap
 	cargo test --workspace --exclude integration-tests
 
 test: build guest
 	cargo test --workspace --exclude integration-tests
+	python3 scripts/test_scripts.py
 	cargo test -p integration-tests -- --test-threads=2
 
 bench: build guest

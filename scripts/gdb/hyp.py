@@ -122,7 +122,8 @@ class HypLrs(gdb.Command):
         count = int(vm()["vcpu_count"])
         pcpus = [int(arg)] if arg.strip() else range(count)
         for pcpu in pcpus:
-            raws = [int(locked(rust(f"hypervisor::vm::run::HYP_DEBUG_LRS[{pcpu}][{n}]")["v"])) & 0xFFFF_FFFF_FFFF_FFFF for n in range(4)]
+            raws = [int(rust(f"hypervisor::vm::run::HYP_DEBUG_LRS[{pcpu}][{n}].v.value")) & 0xFFFF_FFFF_FFFF_FFFF
+                    for n in range(4)]
             self.show(f"pcpu{pcpu} (at its last guest entry)", raws)
         for vcpu in range(count):
             slot = locked(rust(f"hypervisor::vm::run::SLOTS[{vcpu}]"))
