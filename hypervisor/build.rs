@@ -19,10 +19,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/arch/aarch64/vectors.S");
 
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
-    compile_guest_dtb(
-        &Path::new(&dir).join(GUEST_DTS),
-        &Path::new(&out_dir).join(GUEST_DTB),
-    );
+    compile_guest_dtb(&Path::new(&dir).join(GUEST_DTS), &Path::new(&out_dir).join(GUEST_DTB));
 }
 
 /// Runs `dtc -I dts -O dtb -o <dtb> <dts>`, failing the build with a clear message if dtc is
@@ -30,12 +27,8 @@ fn main() {
 /// unit tests fail on them).
 fn compile_guest_dtb(dts: &Path, dtb: &Path) {
     println!("cargo:rerun-if-changed={}", dts.display());
-    let output = Command::new("dtc")
-        .args(["-I", "dts", "-O", "dtb", "-o"])
-        .arg(dtb)
-        .arg(dts)
-        .output()
-        .unwrap_or_else(|err| {
+    let output =
+        Command::new("dtc").args(["-I", "dts", "-O", "dtb", "-o"]).arg(dtb).arg(dts).output().unwrap_or_else(|err| {
             panic!(
                 "cannot run dtc ({err}) to compile {}: install the device-tree compiler \
                  (Debian package device-tree-compiler, or run scripts/bootstrap.sh)",
@@ -44,11 +37,7 @@ fn compile_guest_dtb(dts: &Path, dtb: &Path) {
         });
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        panic!(
-            "dtc failed to compile {} ({}):\n{stderr}",
-            dts.display(),
-            output.status
-        );
+        panic!("dtc failed to compile {} ({}):\n{stderr}", dts.display(), output.status);
     }
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         println!("cargo:warning=dtc: {line}");

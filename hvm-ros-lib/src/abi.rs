@@ -188,7 +188,12 @@ pub struct ExceptionEvent {
 impl RosEvent {
     /// An empty event (`ROS_NONE`).
     pub const fn none() -> Self {
-        Self { event_type: RosEventType::None as u32, _pad: 0, last_ros_event_result: 0, payload: RosEventPayload { syscall: [0; 8] } }
+        Self {
+            event_type: RosEventType::None as u32,
+            _pad: 0,
+            last_ros_event_result: 0,
+            payload: RosEventPayload { syscall: [0; 8] },
+        }
     }
 }
 

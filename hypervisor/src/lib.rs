@@ -17,11 +17,11 @@ pub mod options;
 pub mod profile;
 pub mod psci;
 pub mod sched;
+#[cfg(target_os = "none")]
+pub mod startup;
 pub mod vcpu;
 #[cfg(target_os = "none")]
 pub mod vm;
-#[cfg(target_os = "none")]
-pub mod startup;
 
 #[cfg(target_os = "none")]
 pub mod arch;

@@ -32,7 +32,11 @@ pub enum OptionError<'a> {
     NotKeyValue(&'a str),
     UnknownKey(&'a str),
     Repeated(&'a str),
-    BadValue { key: &'a str, value: &'a str, expected: &'static str },
+    BadValue {
+        key: &'a str,
+        value: &'a str,
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for OptionError<'_> {
@@ -49,8 +53,7 @@ impl fmt::Display for OptionError<'_> {
 }
 
 /// One line listing every option, printed with every option error.
-pub const USAGE: &str =
-    "options: vcpus=<1..8> mem=<size, e.g. 512M or 1G> log=<error|warn|info|debug|trace>";
+pub const USAGE: &str = "options: vcpus=<1..8> mem=<size, e.g. 512M or 1G> log=<error|warn|info|debug|trace>";
 
 /// Parses the host command line.
 pub fn parse(cmdline: &str) -> Result<HypOptions, OptionError<'_>> {
@@ -74,9 +77,11 @@ pub fn parse(cmdline: &str) -> Result<HypOptions, OptionError<'_>> {
                 if options.guest_mem.is_some() {
                     return Err(OptionError::Repeated(key));
                 }
-                let size = parse_size(value).filter(|&s| s >= MIN_GUEST_MEM).ok_or(
-                    OptionError::BadValue { key, value, expected: "a size of at least 64M, like 512M or 1G" },
-                )?;
+                let size = parse_size(value).filter(|&s| s >= MIN_GUEST_MEM).ok_or(OptionError::BadValue {
+                    key,
+                    value,
+                    expected: "a size of at least 64M, like 512M or 1G",
+                })?;
                 options.guest_mem = Some(size);
             }
             "log" => {
@@ -150,9 +155,21 @@ mod tests {
 
     #[test]
     fn malformed_values_are_refused() {
-        for bad in ["vcpus=0", "vcpus=9", "vcpus=two", "vcpus=", "vcpus=-1", "mem=1T", "mem=", "mem=G",
-            "mem=32M", "mem=3M", "mem=1.5G", "log=loud", "log="]
-        {
+        for bad in [
+            "vcpus=0",
+            "vcpus=9",
+            "vcpus=two",
+            "vcpus=",
+            "vcpus=-1",
+            "mem=1T",
+            "mem=",
+            "mem=G",
+            "mem=32M",
+            "mem=3M",
+            "mem=1.5G",
+            "log=loud",
+            "log=",
+        ] {
             assert!(matches!(parse(bad), Err(OptionError::BadValue { .. })), "{bad} was accepted");
         }
     }

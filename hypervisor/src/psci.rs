@@ -127,12 +127,8 @@ impl PsciState {
     /// A VM that has just booted: vCPU 0 on, the others off. `vcpus` is clamped to
     /// `1..=MAX_VCPUS`; entry points must lie in guest RAM `[ram_base, ram_base + ram_size)`.
     pub fn new(vcpus: usize, ram_base: u64, ram_size: u64) -> Self {
-        let mut state = Self {
-            vcpus: vcpus.clamp(1, MAX_VCPUS),
-            power: [PowerState::Off; MAX_VCPUS],
-            ram_base,
-            ram_size,
-        };
+        let mut state =
+            Self { vcpus: vcpus.clamp(1, MAX_VCPUS), power: [PowerState::Off; MAX_VCPUS], ram_base, ram_size };
         state.reset();
         state
     }
@@ -171,9 +167,7 @@ impl PsciState {
 
     /// Whether a vCPU could start executing at `entry`: aligned and inside guest RAM.
     fn is_valid_entry(&self, entry: u64) -> bool {
-        let in_ram = entry
-            .checked_sub(self.ram_base)
-            .is_some_and(|offset| offset < self.ram_size);
+        let in_ram = entry.checked_sub(self.ram_base).is_some_and(|offset| offset < self.ram_size);
         in_ram && entry.is_multiple_of(INSTRUCTION_ALIGNMENT)
     }
 }
@@ -211,20 +205,11 @@ impl PsciOutcome {
 /// Handles one call from vCPU `caller`: `function_id` is the guest's x0, `args` its x1..x3.
 ///
 /// Every argument is guest-controlled; any value gets an answer, never a panic.
-pub fn handle(
-    state: &mut PsciState,
-    caller: usize,
-    function_id: u64,
-    args: [u64; 3],
-) -> PsciOutcome {
+pub fn handle(state: &mut PsciState, caller: usize, function_id: u64, args: [u64; 3]) -> PsciOutcome {
     use function::*;
     // SMCCC passes the function id in w0: the upper half of x0 is not part of it.
     let function_id = function_id as u32;
-    let args = if function_id & SMC64_BIT == 0 {
-        args.map(|arg| arg & SMC32_ARGUMENT_MASK)
-    } else {
-        args
-    };
+    let args = if function_id & SMC64_BIT == 0 { args.map(|arg| arg & SMC32_ARGUMENT_MASK) } else { args };
     let [arg1, arg2, arg3] = args;
     match function_id {
         PSCI_VERSION => PsciOutcome::Return(PSCI_VERSION_1_1),
@@ -243,10 +228,7 @@ pub fn handle(
         SMCCC_ARCH_FEATURES => arch_features(arg1),
         // Includes MIGRATE and MIGRATE_INFO_UP_CPU: without a Trusted OS there is nothing to
         // migrate.
-        id if PSCI_SMC32_IDS.contains(&id)
-            || PSCI_SMC64_IDS.contains(&id)
-            || SMCCC_ARCH_IDS.contains(&id) =>
-        {
+        id if PSCI_SMC32_IDS.contains(&id) || PSCI_SMC64_IDS.contains(&id) || SMCCC_ARCH_IDS.contains(&id) => {
             PsciOutcome::status(status::NOT_SUPPORTED)
         }
         _ => PsciOutcome::NotPsci,
@@ -267,11 +249,7 @@ fn cpu_on(state: &mut PsciState, target_mpidr: u64, entry: u64, context_id: u64)
         return PsciOutcome::status(status::INVALID_ADDRESS);
     }
     state.set(target, PowerState::OnPending);
-    PsciOutcome::CpuOn {
-        target,
-        entry,
-        context_id,
-    }
+    PsciOutcome::CpuOn { target, entry, context_id }
 }
 
 /// AFFINITY_INFO(target_affinity, lowest_affinity_level).
@@ -279,10 +257,7 @@ fn affinity_info(state: &PsciState, target_mpidr: u64, level: u64) -> PsciOutcom
     if level != AFFINITY_LEVEL_CPU {
         return PsciOutcome::status(status::INVALID_PARAMETERS);
     }
-    match state
-        .vcpu_by_mpidr(target_mpidr)
-        .and_then(|vcpu| state.power_state(vcpu))
-    {
+    match state.vcpu_by_mpidr(target_mpidr).and_then(|vcpu| state.power_state(vcpu)) {
         Some(power) => PsciOutcome::Return(power.affinity_info()),
         None => PsciOutcome::status(status::INVALID_PARAMETERS),
     }
@@ -294,9 +269,7 @@ fn psci_features(queried: u64) -> PsciOutcome {
     match u32::try_from(queried) {
         Ok(CPU_SUSPEND_32 | CPU_SUSPEND_64) => PsciOutcome::Return(CPU_SUSPEND_FEATURE_FLAGS),
         // SMCCC_VERSION is listed because PSCI_FEATURES is how a guest discovers it.
-        Ok(
-            PSCI_VERSION | CPU_OFF | CPU_ON_32 | CPU_ON_64 | AFFINITY_INFO_32 | AFFINITY_INFO_64,
-        )
+        Ok(PSCI_VERSION | CPU_OFF | CPU_ON_32 | CPU_ON_64 | AFFINITY_INFO_32 | AFFINITY_INFO_64)
         | Ok(MIGRATE_INFO_TYPE | SYSTEM_OFF | SYSTEM_RESET | PSCI_FEATURES | SMCCC_VERSION) => {
             PsciOutcome::Return(FEATURE_PRESENT)
         }
@@ -335,11 +308,7 @@ mod tests {
     }
 
     fn started(target: usize, entry: u64, context_id: u64) -> PsciOutcome {
-        PsciOutcome::CpuOn {
-            target,
-            entry,
-            context_id,
-        }
+        PsciOutcome::CpuOn { target, entry, context_id }
     }
 
     /// A call from vCPU 0.
@@ -359,10 +328,7 @@ mod tests {
     fn versions() {
         let mut state = vm(1);
         assert_eq!(call(&mut state, PSCI_VERSION, NO_ARGS), Return(0x0001_0001));
-        assert_eq!(
-            call(&mut state, SMCCC_VERSION, NO_ARGS),
-            Return(0x0001_0001)
-        );
+        assert_eq!(call(&mut state, SMCCC_VERSION, NO_ARGS), Return(0x0001_0001));
     }
 
     #[test]
@@ -401,11 +367,7 @@ mod tests {
     fn cpu_on_of_a_cpu_that_does_not_exist() {
         let mut state = vm(4);
         for mpidr in [4, 7, 0x100, 0x1_0000, 0x1_0000_0000, u64::MAX] {
-            assert_eq!(
-                cpu_on(&mut state, mpidr, ENTRY),
-                err(INVALID_PARAMETERS),
-                "{mpidr:#x}"
-            );
+            assert_eq!(cpu_on(&mut state, mpidr, ENTRY), err(INVALID_PARAMETERS), "{mpidr:#x}");
         }
     }
 
@@ -418,19 +380,9 @@ mod tests {
     #[test]
     fn cpu_on_refuses_entries_outside_ram() {
         let mut state = vm(2);
-        let outside = [
-            0,
-            RAM_BASE - 4,
-            RAM_BASE + RAM_SIZE,
-            u64::MAX - 3,
-            ENTRY + 2,
-        ];
+        let outside = [0, RAM_BASE - 4, RAM_BASE + RAM_SIZE, u64::MAX - 3, ENTRY + 2];
         for entry in outside {
-            assert_eq!(
-                cpu_on(&mut state, 1, entry),
-                err(INVALID_ADDRESS),
-                "{entry:#x}"
-            );
+            assert_eq!(cpu_on(&mut state, 1, entry), err(INVALID_ADDRESS), "{entry:#x}");
         }
         assert_eq!(state.power_state(1), Some(PowerState::Off));
         let last = RAM_BASE + RAM_SIZE - 4;
@@ -443,10 +395,7 @@ mod tests {
         let high = 0xFFFF_FFFF_0000_0000;
         let outcome = call(&mut state, CPU_ON_32, [high | 1, high | ENTRY, high | 5]);
         assert_eq!(outcome, started(1, ENTRY, 5));
-        assert_eq!(
-            call(&mut state, AFFINITY_INFO_32, [high | 1, high, 0]),
-            Return(2)
-        );
+        assert_eq!(call(&mut state, AFFINITY_INFO_32, [high | 1, high, 0]), Return(2));
         // The same values through the SMC64 id are taken whole, and are invalid.
         assert_eq!(affinity(&mut state, high | 1), err(INVALID_PARAMETERS));
     }
@@ -479,10 +428,7 @@ mod tests {
         let mut state = vm(1);
         let suspend = call(&mut state, CPU_SUSPEND_64, [0, ENTRY, 0]);
         assert_eq!(suspend, PsciOutcome::Suspend);
-        assert_eq!(
-            call(&mut state, CPU_SUSPEND_32, NO_ARGS),
-            PsciOutcome::Suspend
-        );
+        assert_eq!(call(&mut state, CPU_SUSPEND_32, NO_ARGS), PsciOutcome::Suspend);
         assert_eq!(call(&mut state, CPU_OFF, NO_ARGS), CpuOff);
         assert_eq!(state.power_state(0), Some(PowerState::Off));
         // A caller index the VM does not have changes nothing and does not panic.
@@ -492,14 +438,8 @@ mod tests {
     #[test]
     fn system_off_and_reset() {
         let mut state = vm(2);
-        assert_eq!(
-            call(&mut state, SYSTEM_OFF, NO_ARGS),
-            PsciOutcome::SystemOff
-        );
-        assert_eq!(
-            call(&mut state, SYSTEM_RESET, NO_ARGS),
-            PsciOutcome::SystemReset
-        );
+        assert_eq!(call(&mut state, SYSTEM_OFF, NO_ARGS), PsciOutcome::SystemOff);
+        assert_eq!(call(&mut state, SYSTEM_RESET, NO_ARGS), PsciOutcome::SystemReset);
         cpu_on(&mut state, 1, ENTRY);
         state.reset();
         assert_eq!(state.power_state(0), Some(PowerState::On));
@@ -510,12 +450,7 @@ mod tests {
     fn migration_is_not_needed() {
         let mut state = vm(1);
         assert_eq!(call(&mut state, MIGRATE_INFO_TYPE, NO_ARGS), Return(2));
-        let ids = [
-            MIGRATE_32,
-            MIGRATE_64,
-            MIGRATE_INFO_UP_CPU_32,
-            MIGRATE_INFO_UP_CPU_64,
-        ];
+        let ids = [MIGRATE_32, MIGRATE_64, MIGRATE_INFO_UP_CPU_32, MIGRATE_INFO_UP_CPU_64];
         for id in ids {
             assert_eq!(call(&mut state, id, NO_ARGS), err(NOT_SUPPORTED), "{id:#x}");
         }
@@ -554,12 +489,7 @@ mod tests {
         let mut features = |id: u32| call(&mut state, SMCCC_ARCH_FEATURES, [id.into(), 0, 0]);
         assert_eq!(features(SMCCC_VERSION), Return(0));
         assert_eq!(features(SMCCC_ARCH_FEATURES), Return(0));
-        let absent = [
-            SMCCC_ARCH_WORKAROUND_1,
-            SMCCC_ARCH_WORKAROUND_2,
-            SMCCC_ARCH_WORKAROUND_3,
-            PSCI_VERSION,
-        ];
+        let absent = [SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3, PSCI_VERSION];
         for id in absent {
             assert_eq!(features(id), err(NOT_SUPPORTED), "{id:#x}");
         }

@@ -135,7 +135,10 @@ pub fn primary(dtb_address: usize) -> ! {
     }
     // SAFETY: only the symbol's address is taken.
     vm::run::set_stack_top(0, unsafe { &__boot_stack_top } as *const u8 as u64);
-    gic::init_primary(platform.gic.as_ref().unwrap_or_else(|| fatal(format_args!("the host DTB has no GICv3"))), platform.cpus.len());
+    gic::init_primary(
+        platform.gic.as_ref().unwrap_or_else(|| fatal(format_args!("the host DTB has no GICv3"))),
+        platform.cpus.len(),
+    );
     start_secondaries(&platform);
 
     let online: Vec<bool> = (0..platform.cpus.len()).map(|i| ONLINE[i].load(Ordering::Acquire)).collect();

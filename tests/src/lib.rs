@@ -236,7 +236,12 @@ impl Run {
         let text = self.output();
         let tail: Vec<&str> = text.lines().rev().take(60).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        panic!("{}: {why}\n--- last lines (full log: {}) ---\n{}", self.name, self.log_path().display(), tail.join("\n"));
+        panic!(
+            "{}: {why}\n--- last lines (full log: {}) ---\n{}",
+            self.name,
+            self.log_path().display(),
+            tail.join("\n")
+        );
     }
 }
 

@@ -84,7 +84,12 @@ fn exit_profile_parses_and_totals_match() {
     }
     assert!(raw_total > 1000, "a Linux boot exits often: {raw_total}");
 
-    let json = Command::new("python3").arg(repo_path("scripts/hyp-prof.py")).arg("--json").arg(&log_path).output().expect("python3");
+    let json = Command::new("python3")
+        .arg(repo_path("scripts/hyp-prof.py"))
+        .arg("--json")
+        .arg(&log_path)
+        .output()
+        .expect("python3");
     assert!(json.status.success(), "hyp-prof.py --json failed: {}", String::from_utf8_lossy(&json.stderr));
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(parsed["totals"]["exits"].as_u64(), Some(raw_total));
@@ -94,11 +99,20 @@ fn exit_profile_parses_and_totals_match() {
 
     let table = Command::new("python3").arg(repo_path("scripts/hyp-prof.py")).arg(&log_path).output().expect("python3");
     let table_text = String::from_utf8_lossy(&table.stdout);
-    assert!(table.status.success() && table_text.contains("exit kind") && table_text.contains("% in hypervisor"), "{table_text}");
+    assert!(
+        table.status.success() && table_text.contains("exit kind") && table_text.contains("% in hypervisor"),
+        "{table_text}"
+    );
 
     let png = repo_path("build/test-logs/exit_profile.png");
     let _ = std::fs::remove_file(&png);
-    let chart = Command::new("/usr/bin/python3").arg(repo_path("scripts/hyp-prof.py")).arg(&log_path).arg("--png").arg(&png).output().expect("python3");
+    let chart = Command::new("/usr/bin/python3")
+        .arg(repo_path("scripts/hyp-prof.py"))
+        .arg(&log_path)
+        .arg("--png")
+        .arg(&png)
+        .output()
+        .expect("python3");
     assert!(chart.status.success(), "{}", String::from_utf8_lossy(&chart.stderr));
     let bytes = std::fs::read(&png).expect("PNG written");
     assert!(bytes.starts_with(b"\x89PNG"), "a PNG file");
@@ -121,17 +135,27 @@ fn make_trace_produces_a_readable_trace() {
         .output()
         .expect("make trace runs");
     let out = String::from_utf8_lossy(&make.stdout);
-    assert!(out.contains("HVTEST: done boot status=0"), "the traced boot completed:\n{}", &out[out.len().saturating_sub(3000)..]);
+    assert!(
+        out.contains("HVTEST: done boot status=0"),
+        "the traced boot completed:\n{}",
+        &out[out.len().saturating_sub(3000)..]
+    );
     assert!(trace.exists(), "the trace file was written");
 
-    let summary = Command::new("python3").arg(repo_path("scripts/trace-summary.py")).arg(&trace).arg("--json").output().expect("python3");
+    let summary = Command::new("python3")
+        .arg(repo_path("scripts/trace-summary.py"))
+        .arg(&trace)
+        .arg("--json")
+        .output()
+        .expect("python3");
     assert!(summary.status.success(), "{}", String::from_utf8_lossy(&summary.stderr));
     let parsed: serde_json::Value = serde_json::from_slice(&summary.stdout).expect("JSON");
     let text = parsed.to_string();
     for wanted in ["HVC64", "DABT_LOW", "IRQ"] {
         assert!(text.contains(wanted), "summary lacks {wanted}: {}", &text[..text.len().min(2000)]);
     }
-    let human = Command::new("python3").arg(repo_path("scripts/trace-summary.py")).arg(&trace).output().expect("python3");
+    let human =
+        Command::new("python3").arg(repo_path("scripts/trace-summary.py")).arg(&trace).output().expect("python3");
     assert!(String::from_utf8_lossy(&human.stdout).contains("Last"), "the last-exceptions table is printed");
     let _ = std::fs::remove_file(&trace);
 }

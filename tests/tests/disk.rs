@@ -45,7 +45,10 @@ fn disk_run(name: &str, disk: &Path, pcpus: u32, vcpus: u32, mode: &str) -> Qemu
 }
 
 fn value_after<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split(key).nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or_else(|| panic!("{key} in {line:?}"))
+    line.split(key)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{key} in {line:?}"))
 }
 
 /// Proves: the guest loads virtio_mmio and virtio_blk, mounts /dev/vda, reads a known file

@@ -44,7 +44,10 @@ fn every_debugging_recipe_is_tested_or_marked_interactive() {
             let name = rest.split_whitespace().next().unwrap_or("");
             assert!(sources.contains(&format!("fn {name}(")), "DEBUGGING.md:{line}: no test named {name}");
         } else {
-            assert!(first.starts_with("# interactive"), "DEBUGGING.md:{line}: block lacks '# tested:' or '# interactive': {first:?}");
+            assert!(
+                first.starts_with("# interactive"),
+                "DEBUGGING.md:{line}: block lacks '# tested:' or '# interactive': {first:?}"
+            );
         }
     }
 }

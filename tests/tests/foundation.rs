@@ -93,7 +93,7 @@ fn module_over_hypervisor_memory_is_refused() {
 #[test]
 fn gdb_stops_at_rust_main_and_reads_registers() {
     let port = free_port();
-    let mut make = Command::new("make")
+    let make = Command::new("make")
         .current_dir(repo_path(""))
         .args(["-s", "debug", "NO_BUILD=1", &format!("GDB_PORT={port}")])
         .env("KERNEL", "none")
@@ -123,7 +123,8 @@ fn gdb_stops_at_rust_main_and_reads_registers() {
     let text = String::from_utf8_lossy(&gdb.stdout).to_string() + &String::from_utf8_lossy(&gdb.stderr);
     let qemu = make.wait_with_output().expect("make debug ends");
     assert!(text.contains("Breakpoint 1, ") && text.contains("rust_main"), "gdb stopped at rust_main:\n{text}");
-    let x0_line = text.lines().find(|l| l.trim_start().starts_with("x0 ")).unwrap_or_else(|| panic!("x0 read:\n{text}"));
+    let x0_line =
+        text.lines().find(|l| l.trim_start().starts_with("x0 ")).unwrap_or_else(|| panic!("x0 read:\n{text}"));
     let x0 = x0_line.split_whitespace().nth(1).expect("x0 value");
     assert_ne!(x0, "0x0", "x0 holds the DTB address at rust_main:\n{text}");
     assert!(text.contains("rust_main + ") && text.contains("in section .text"), "pc is in rust_main:\n{text}");

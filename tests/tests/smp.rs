@@ -94,7 +94,9 @@ fn smp_stress_a_minute_on_two_pcpus() {
     let mut run = smp_linux("smp_stress_a_minute", "cortex-a57", 2, 4, "stress stress_seconds=60").start();
     run.expect("HVTEST: stress on 4 cpus for 60s", BOOT);
     let line = run.expect("HVTEST: stress done", Duration::from_secs(400));
-    let field = |key: &str| -> Option<u64> { line.split_whitespace().find_map(|w| w.strip_prefix(key)).and_then(|v| v.parse().ok()) };
+    let field = |key: &str| -> Option<u64> {
+        line.split_whitespace().find_map(|w| w.strip_prefix(key)).and_then(|v| v.parse().ok())
+    };
     let (Some(seconds), Some(pingpong), Some(forks)) = (field("seconds="), field("pingpong="), field("forks=")) else {
         run.fail(&format!("malformed stress summary {line:?}"));
     };

@@ -28,11 +28,15 @@ pub fn write_banner(out: &mut dyn Write, platform: &HostPlatform, online: &[bool
         Some(uart) => writeln!(out, "uart: pl011 at {:#x}", uart.start)?,
         None => writeln!(out, "uart: none found")?,
     }
-    writeln!(out, "psci: {}", match platform.psci {
-        Some(super::host_dtb::PsciConduit::Smc) => "smc",
-        Some(super::host_dtb::PsciConduit::Hvc) => "hvc",
-        None => "none",
-    })?;
+    writeln!(
+        out,
+        "psci: {}",
+        match platform.psci {
+            Some(super::host_dtb::PsciConduit::Smc) => "smc",
+            Some(super::host_dtb::PsciConduit::Hvc) => "hvc",
+            None => "none",
+        }
+    )?;
     writeln!(out, "command line: \"{}\"", platform.bootargs)?;
     writeln!(out, "modules: {}", platform.modules.len())?;
     for module in &platform.modules {

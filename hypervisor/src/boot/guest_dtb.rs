@@ -31,8 +31,7 @@ use crate::options::MAX_VCPUS;
 /// The compiled template, aligned as fdt-rs requires (include_bytes! only guarantees bytes).
 #[repr(C, align(8))]
 struct Aligned<T: ?Sized>(T);
-static TEMPLATE: &Aligned<[u8]> =
-    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/guest-virt.dtb")));
+static TEMPLATE: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/guest-virt.dtb")));
 
 /// GIC interrupt specifier: type SPI, and flags edge rising (virtio-mmio interrupts are edges).
 const GIC_SPI: u32 = 0;
@@ -123,10 +122,7 @@ pub fn build(config: &GuestDtbConfig<'_>) -> Result<Vec<u8>, GuestDtbError> {
     let index = DevTreeIndex::new(tree, &mut index_buf)?;
 
     // The header's boot_cpuid_phys stays 0; arm64 Linux reads its MPIDR instead.
-    let mut builder = Builder {
-        config,
-        writer: FdtWriter::new()?,
-    };
+    let mut builder = Builder { config, writer: FdtWriter::new()? };
     builder.copy_node(&index.root(), 0, Cells::default())?;
     Ok(builder.writer.finish()?)
 }
@@ -142,9 +138,8 @@ fn validate(config: &GuestDtbConfig<'_>) -> Result<(), GuestDtbError> {
     }
     for (i, node) in config.virtio_mmio.iter().enumerate() {
         let window = MemRange::new(node.base, node.size);
-        let overlaps = config.virtio_mmio[..i]
-            .iter()
-            .any(|other| window.overlaps(&MemRange::new(other.base, other.size)));
+        let overlaps =
+            config.virtio_mmio[..i].iter().any(|other| window.overlaps(&MemRange::new(other.base, other.size)));
         if node.size == 0 || node.spi >= NUM_SPIS || overlaps {
             return Err(GuestDtbError::BadVirtioNode(*node));
         }
@@ -174,10 +169,7 @@ struct Cells {
 impl Default for Cells {
     /// The devicetree spec's defaults for a node that does not set them.
     fn default() -> Self {
-        Self {
-            address: DEFAULT_ADDRESS_CELLS,
-            size: DEFAULT_SIZE_CELLS,
-        }
+        Self { address: DEFAULT_ADDRESS_CELLS, size: DEFAULT_SIZE_CELLS }
     }
 }
 
@@ -191,12 +183,7 @@ type Node<'a, 'i, 'dt> = DevTreeIndexNode<'a, 'i, 'dt>;
 impl Builder<'_, '_> {
     /// Writes `node` and its subtree, with the patches for its role. `depth` is 0 for the root;
     /// `parent_cells` are the cells `node`'s own `reg` uses.
-    fn copy_node(
-        &mut self,
-        node: &Node<'_, '_, '_>,
-        depth: usize,
-        parent_cells: Cells,
-    ) -> Result<(), GuestDtbError> {
+    fn copy_node(&mut self, node: &Node<'_, '_, '_>, depth: usize, parent_cells: Cells) -> Result<(), GuestDtbError> {
         let role = match depth {
             0 => Role::Root,
             1 => role_of(node)?,
@@ -217,8 +204,7 @@ impl Builder<'_, '_> {
                 (Role::Chosen, "bootargs" | "linux,initrd-start" | "linux,initrd-end") => {}
                 (Role::Gic, "reg") => self.write_gic_reg(prop.raw(), parent_cells)?,
                 (_, "phandle") => {
-                    let phandle =
-                        read_u32(prop.raw()).ok_or(GuestDtbError::Template("bad phandle"))?;
+                    let phandle = read_u32(prop.raw()).ok_or(GuestDtbError::Template("bad phandle"))?;
                     // property_phandle also checks that phandles are unique.
                     self.writer.property_phandle(phandle)?;
                 }
@@ -248,23 +234,18 @@ impl Builder<'_, '_> {
     /// The GIC's `reg` with the redistributor region sized for the vCPUs.
     fn write_gic_reg(&mut self, raw: &[u8], cells: Cells) -> Result<(), GuestDtbError> {
         let mut regions = decode_reg(raw, cells)?;
-        let redistributors =
-            regions
-                .get_mut(GIC_REDISTRIBUTOR_REG)
-                .ok_or(GuestDtbError::Template(
-                    "the GIC reg has no redistributor region",
-                ))?;
+        let redistributors = regions
+            .get_mut(GIC_REDISTRIBUTOR_REG)
+            .ok_or(GuestDtbError::Template("the GIC reg has no redistributor region"))?;
         // vcpus <= MAX_VCPUS, so this cannot overflow.
         redistributors.1 = self.config.vcpus as u64 * GICR_STRIDE;
         self.write_reg(&regions, cells)
     }
 
     fn write_chosen(&mut self) -> Result<(), GuestDtbError> {
-        self.writer
-            .property_string("bootargs", self.config.bootargs)?;
+        self.writer.property_string("bootargs", self.config.bootargs)?;
         if let Some(initrd) = self.config.initrd {
-            self.writer
-                .property_u64("linux,initrd-start", initrd.start)?;
+            self.writer.property_u64("linux,initrd-start", initrd.start)?;
             self.writer.property_u64("linux,initrd-end", initrd.end())?;
         }
         Ok(())
@@ -277,8 +258,7 @@ impl Builder<'_, '_> {
             let cpu = self.writer.begin_node(&format!("cpu@{mpidr:x}"))?;
             self.writer.property_string("device_type", "cpu")?;
             self.writer.property_string("compatible", "arm,armv8")?;
-            self.writer
-                .property("reg", &encode_cells(mpidr, cells.address)?)?;
+            self.writer.property("reg", &encode_cells(mpidr, cells.address)?)?;
             self.writer.property_string("enable-method", "psci")?;
             self.writer.end_node(cpu)?;
         }
@@ -288,9 +268,7 @@ impl Builder<'_, '_> {
     /// One `virtio_mmio@base` node per transport, in the root, whose children use `cells`.
     fn write_virtio_nodes(&mut self, cells: Cells) -> Result<(), GuestDtbError> {
         for node in self.config.virtio_mmio {
-            let handle = self
-                .writer
-                .begin_node(&format!("virtio_mmio@{:x}", node.base))?;
+            let handle = self.writer.begin_node(&format!("virtio_mmio@{:x}", node.base))?;
             self.writer.property_string("compatible", "virtio,mmio")?;
             self.write_reg(&[(node.base, node.size)], cells)?;
             let interrupt = [GIC_SPI, node.spi, IRQ_EDGE_RISING];
@@ -323,9 +301,7 @@ fn role_of(node: &Node<'_, '_, '_>) -> Result<Role, GuestDtbError> {
     for prop in node.props() {
         match prop.name()? {
             "device_type" if prop.raw() == b"memory\0" => role = Role::Memory,
-            "compatible" if prop.raw().split(|&b| b == 0).any(|c| c == b"arm,gic-v3") => {
-                role = Role::Gic
-            }
+            "compatible" if prop.raw().split(|&b| b == 0).any(|c| c == b"arm,gic-v3") => role = Role::Gic,
             _ => {}
         }
     }
@@ -341,8 +317,7 @@ fn cells_of(node: &Node<'_, '_, '_>) -> Result<Cells, GuestDtbError> {
             "#size-cells" => &mut cells.size,
             _ => continue,
         };
-        *target = read_u32(prop.raw())
-            .ok_or(GuestDtbError::Template("bad #address-cells or #size-cells"))?;
+        *target = read_u32(prop.raw()).ok_or(GuestDtbError::Template("bad #address-cells or #size-cells"))?;
     }
     Ok(cells)
 }
@@ -356,10 +331,7 @@ fn read_u32(raw: &[u8]) -> Option<u32> {
 fn encode_cells(value: u64, cells: u32) -> Result<Vec<u8>, GuestDtbError> {
     let too_big = GuestDtbError::DoesNotFit(value);
     match cells {
-        1 => Ok(u32::try_from(value)
-            .map_err(|_| too_big)?
-            .to_be_bytes()
-            .to_vec()),
+        1 => Ok(u32::try_from(value).map_err(|_| too_big)?.to_be_bytes().to_vec()),
         2 => Ok(value.to_be_bytes().to_vec()),
         _ => Err(too_big),
     }
@@ -370,8 +342,7 @@ fn decode_reg(raw: &[u8], cells: Cells) -> Result<Vec<(u64, u64)>, GuestDtbError
     let bad = GuestDtbError::Template("a reg does not match its #address-cells/#size-cells");
     let (address_len, size_len) = (cells.address as usize * 4, cells.size as usize * 4);
     let entry_len = address_len + size_len;
-    if cells.address > 2 || cells.size > 2 || entry_len == 0 || !raw.len().is_multiple_of(entry_len)
-    {
+    if cells.address > 2 || cells.size > 2 || entry_len == 0 || !raw.len().is_multiple_of(entry_len) {
         return Err(bad);
     }
     let number = |bytes: &[u8]| bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
@@ -394,13 +365,7 @@ mod tests {
     /// One vCPU, 512 MiB at RAM_BASE, no bootargs, initrd or virtio.
     fn config(vcpus: usize) -> GuestDtbConfig<'static> {
         let ram = MemRange::new(RAM_BASE, 512 << 20);
-        GuestDtbConfig {
-            vcpus,
-            ram,
-            bootargs: "",
-            initrd: None,
-            virtio_mmio: &[],
-        }
+        GuestDtbConfig { vcpus, ram, bootargs: "", initrd: None, virtio_mmio: &[] }
     }
 
     fn virtio_slots(n: u32) -> Vec<VirtioMmioNode> {
@@ -416,32 +381,23 @@ mod tests {
     fn with_aligned<R>(dtb: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
         let mut words = vec![0u64; dtb.len().div_ceil(8)];
         // SAFETY: an owned u64 buffer viewed as at least dtb.len() bytes.
-        let bytes =
-            unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), dtb.len()) };
+        let bytes = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), dtb.len()) };
         bytes.copy_from_slice(dtb);
         f(bytes)
     }
 
     fn platform(dtb: &[u8]) -> HostPlatform {
-        with_aligned(dtb, |bytes| {
-            HostPlatform::from_dtb(bytes).expect("output parses")
-        })
+        with_aligned(dtb, |bytes| HostPlatform::from_dtb(bytes).expect("output parses"))
     }
 
     /// Every node of `dtb` as (path, properties), parsed back with fdt-rs.
     fn nodes(dtb: &[u8]) -> Vec<(String, Props)> {
         fn collect(node: &Node<'_, '_, '_>, path: String, out: &mut Vec<(String, Props)>) {
-            let props = node
-                .props()
-                .map(|p| (p.name().unwrap().into(), p.raw().into()));
+            let props = node.props().map(|p| (p.name().unwrap().into(), p.raw().into()));
             out.push((path.clone(), props.collect()));
             for child in node.children() {
                 let name = child.name().unwrap();
-                collect(
-                    &child,
-                    format!("{}/{name}", path.trim_end_matches('/')),
-                    out,
-                );
+                collect(&child, format!("{}/{name}", path.trim_end_matches('/')), out);
             }
         }
         with_aligned(dtb, |bytes| {
@@ -458,10 +414,7 @@ mod tests {
 
     fn prop(dtb: &[u8], path: &str, name: &str) -> Option<Vec<u8>> {
         let (_, props) = nodes(dtb).into_iter().find(|(p, _)| p == path)?;
-        props
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, value)| value)
+        props.into_iter().find(|(n, _)| n == name).map(|(_, value)| value)
     }
 
     fn cells(values: &[u32]) -> Vec<u8> {
@@ -489,26 +442,16 @@ mod tests {
             .output()
             .unwrap_or_else(|e| panic!("cannot run dtc ({e}): install device-tree-compiler"));
         let output = std::fs::read(&output_path);
-        let _ = (
-            std::fs::remove_file(input_path),
-            std::fs::remove_file(output_path),
-        );
+        let _ = (std::fs::remove_file(input_path), std::fs::remove_file(output_path));
         let stderr = String::from_utf8_lossy(&result.stderr);
         let clean = stderr.lines().all(forgiven);
-        assert!(
-            result.status.success() && clean,
-            "dtc -I {from} -O {to}: {stderr}"
-        );
+        assert!(result.status.success() && clean, "dtc -I {from} -O {to}: {stderr}");
         output.unwrap()
     }
 
     #[test]
     fn one_vcpu_without_initrd() {
-        let dtb = build(&GuestDtbConfig {
-            bootargs: "console=ttyAMA0",
-            ..config(1)
-        })
-        .unwrap();
+        let dtb = build(&GuestDtbConfig { bootargs: "console=ttyAMA0", ..config(1) }).unwrap();
         let platform = platform(&dtb);
         assert_eq!(platform.memory, vec![config(1).ram]);
         assert_eq!(platform.cpus.len(), 1);
@@ -521,15 +464,9 @@ mod tests {
         assert_eq!(platform.bootargs, "console=ttyAMA0");
         assert!(platform.virtio_mmio.is_empty());
         assert_eq!(prop(&dtb, "/chosen", "linux,initrd-start"), None);
-        assert_eq!(
-            prop(&dtb, "/cpus/cpu@0", "enable-method").unwrap(),
-            b"psci\0"
-        );
+        assert_eq!(prop(&dtb, "/cpus/cpu@0", "enable-method").unwrap(), b"psci\0");
         assert_eq!(prop(&dtb, "/cpus/cpu@0", "reg").unwrap(), cells(&[0]));
-        assert_eq!(
-            prop(&dtb, "/chosen", "stdout-path").unwrap(),
-            b"/pl011@9000000\0"
-        );
+        assert_eq!(prop(&dtb, "/chosen", "stdout-path").unwrap(), b"/pl011@9000000\0");
     }
 
     #[test]
@@ -537,36 +474,19 @@ mod tests {
         let ram = MemRange::new(0x8000_0000, 1 << 30);
         let initrd = Some(MemRange::new(0x8800_0000, 0x12_3456));
         let virtio = virtio_slots(2);
-        let config = GuestDtbConfig {
-            ram,
-            initrd,
-            virtio_mmio: &virtio,
-            ..config(8)
-        };
+        let config = GuestDtbConfig { ram, initrd, virtio_mmio: &virtio, ..config(8) };
         let dtb = build(&config).unwrap();
         let platform = platform(&dtb);
         assert_eq!(platform.memory, vec![ram]);
-        assert_eq!(
-            prop(&dtb, "/memory@80000000", "reg").unwrap(),
-            cells(&[0, 1 << 31, 0, 1 << 30])
-        );
+        assert_eq!(prop(&dtb, "/memory@80000000", "reg").unwrap(), cells(&[0, 1 << 31, 0, 1 << 30]));
         let mpidrs: Vec<u64> = platform.cpus.iter().map(|c| c.mpidr).collect();
         assert_eq!(mpidrs, (0..8).map(vcpu_mpidr).collect::<Vec<_>>());
         let redistributors = MemRange::new(GICR_BASE, 8 * GICR_STRIDE);
         assert_eq!(platform.gic.unwrap().redistributors, redistributors);
-        let slot = |v: &VirtioMmioNode| VirtioMmioSlot {
-            range: MemRange::new(v.base, v.size),
-            spi: v.spi,
-        };
-        assert_eq!(
-            platform.virtio_mmio,
-            virtio.iter().map(slot).collect::<Vec<_>>()
-        );
+        let slot = |v: &VirtioMmioNode| VirtioMmioSlot { range: MemRange::new(v.base, v.size), spi: v.spi };
+        assert_eq!(platform.virtio_mmio, virtio.iter().map(slot).collect::<Vec<_>>());
         let path = format!("/virtio_mmio@{:x}", virtio[1].base);
-        assert_eq!(
-            prop(&dtb, &path, "interrupts").unwrap(),
-            cells(&[0, virtio[1].spi, 1])
-        );
+        assert_eq!(prop(&dtb, &path, "interrupts").unwrap(), cells(&[0, virtio[1].spi, 1]));
         assert_eq!(prop(&dtb, &path, "dma-coherent").unwrap(), b"");
         let initrd_start = prop(&dtb, "/chosen", "linux,initrd-start").unwrap();
         assert_eq!(initrd_start, 0x8800_0000u64.to_be_bytes());
@@ -577,11 +497,7 @@ mod tests {
     #[test]
     fn bootargs_with_spaces_and_quotes_survive() {
         let bootargs = r#"console=ttyAMA0 init=/bin/sh -- -c "echo 'hi there'" x=\"#;
-        let dtb = build(&GuestDtbConfig {
-            bootargs,
-            ..config(2)
-        })
-        .unwrap();
+        let dtb = build(&GuestDtbConfig { bootargs, ..config(2) }).unwrap();
         assert_eq!(platform(&dtb).bootargs, bootargs);
         let dts = dtc("dtb", "dts", &dtb, literal_phandle_warning);
         let recompiled = dtc("dts", "dtb", &dts, literal_phandle_warning);
@@ -593,12 +509,7 @@ mod tests {
     fn round_trips_through_dtc_cleanly() {
         let virtio = virtio_slots(4);
         let initrd = Some(MemRange::new(0x4400_0000, 0x1000));
-        let full = GuestDtbConfig {
-            initrd,
-            virtio_mmio: &virtio,
-            bootargs: "quiet",
-            ..config(8)
-        };
+        let full = GuestDtbConfig { initrd, virtio_mmio: &virtio, bootargs: "quiet", ..config(8) };
         for config in [config(1), full] {
             let dtb = build(&config).unwrap();
             let dts = dtc("dtb", "dts", &dtb, literal_phandle_warning);
@@ -617,22 +528,11 @@ mod tests {
     fn template_matches_the_guest_map_and_keeps_phandles() {
         let dtb = build(&config(1)).unwrap();
         let ppi = |intid: u32| [1, intid - 16, 4];
-        let timers = [
-            PPI_SECURE_PHYS_TIMER,
-            PPI_NONSECURE_PHYS_TIMER,
-            PPI_VIRT_TIMER,
-            PPI_HYP_PHYS_TIMER,
-        ];
+        let timers = [PPI_SECURE_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER, PPI_HYP_PHYS_TIMER];
         let timer_cells: Vec<u32> = timers.into_iter().flat_map(ppi).collect();
-        assert_eq!(
-            prop(&dtb, "/timer", "interrupts").unwrap(),
-            cells(&timer_cells)
-        );
+        assert_eq!(prop(&dtb, "/timer", "interrupts").unwrap(), cells(&timer_cells));
         let maintenance = cells(&ppi(PPI_GIC_MAINTENANCE));
-        assert_eq!(
-            prop(&dtb, "/intc@8000000", "interrupts").unwrap(),
-            maintenance
-        );
+        assert_eq!(prop(&dtb, "/intc@8000000", "interrupts").unwrap(), maintenance);
         let uart = cells(&[0, UART_SPI, 4]);
         assert_eq!(prop(&dtb, "/pl011@9000000", "interrupts").unwrap(), uart);
         let gic = prop(&dtb, "/intc@8000000", "phandle").unwrap();
@@ -655,39 +555,18 @@ mod tests {
         let empty = MemRange::new(RAM_BASE, 0);
         let no_ram = GuestDtbConfig { ram: empty, ..ok };
         assert_eq!(build(&no_ram), Err(GuestDtbError::EmptyRange(empty)));
-        let no_initrd = GuestDtbConfig {
-            initrd: Some(empty),
-            ..ok
-        };
+        let no_initrd = GuestDtbConfig { initrd: Some(empty), ..ok };
         assert_eq!(build(&no_initrd), Err(GuestDtbError::EmptyRange(empty)));
-        let nul = GuestDtbConfig {
-            bootargs: "a\0b",
-            ..ok
-        };
-        assert_eq!(
-            build(&nul),
-            Err(GuestDtbError::Write(vm_fdt::Error::InvalidString))
-        );
+        let nul = GuestDtbConfig { bootargs: "a\0b", ..ok };
+        assert_eq!(build(&nul), Err(GuestDtbError::Write(vm_fdt::Error::InvalidString)));
         let mut virtio = virtio_slots(2);
         virtio[1].spi = NUM_SPIS;
-        let bad_spi = GuestDtbConfig {
-            virtio_mmio: &virtio,
-            ..ok
-        };
-        assert_eq!(
-            build(&bad_spi),
-            Err(GuestDtbError::BadVirtioNode(virtio[1]))
-        );
+        let bad_spi = GuestDtbConfig { virtio_mmio: &virtio, ..ok };
+        assert_eq!(build(&bad_spi), Err(GuestDtbError::BadVirtioNode(virtio[1])));
         let mut virtio = virtio_slots(2);
         virtio[1].base = virtio[0].base + 0x100;
-        let overlap = GuestDtbConfig {
-            virtio_mmio: &virtio,
-            ..ok
-        };
-        assert_eq!(
-            build(&overlap),
-            Err(GuestDtbError::BadVirtioNode(virtio[1]))
-        );
+        let overlap = GuestDtbConfig { virtio_mmio: &virtio, ..ok };
+        assert_eq!(build(&overlap), Err(GuestDtbError::BadVirtioNode(virtio[1])));
     }
 
     #[test]
@@ -698,18 +577,9 @@ mod tests {
         assert_eq!(encode_cells(big, 1), Err(GuestDtbError::DoesNotFit(big)));
         assert_eq!(encode_cells(1, 3), Err(GuestDtbError::DoesNotFit(1)));
         assert_eq!(encode_cells(0, 0), Err(GuestDtbError::DoesNotFit(0)));
-        let two_and_two = Cells {
-            address: 2,
-            size: 2,
-        };
+        let two_and_two = Cells { address: 2, size: 2 };
         assert!(decode_reg(&cells(&[0, 1, 2]), two_and_two).is_err());
-        let two_and_one = Cells {
-            address: 2,
-            size: 1,
-        };
-        assert_eq!(
-            decode_reg(&cells(&[0, 1, 2]), two_and_one).unwrap(),
-            vec![(1, 2)]
-        );
+        let two_and_one = Cells { address: 2, size: 1 };
+        assert_eq!(decode_reg(&cells(&[0, 1, 2]), two_and_one).unwrap(), vec![(1, 2)]);
     }
 }

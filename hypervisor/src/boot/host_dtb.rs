@@ -118,7 +118,7 @@ impl HostPlatform {
     pub fn from_dtb(blob: &[u8]) -> Result<Self, DtbError> {
         let size = total_size(blob)?;
         let blob = blob.get(..size).ok_or(DtbError::Malformed)?;
-        if blob.as_ptr() as usize % 4 != 0 {
+        if !(blob.as_ptr() as usize).is_multiple_of(4) {
             return Err(DtbError::Malformed);
         }
         // SAFETY: the slice is 4-byte aligned and exactly totalsize long, as DevTree::new requires.
@@ -222,8 +222,7 @@ fn string_prop<'dt>(node: &DevTreeIndexNode<'_, '_, 'dt>, name: &str) -> Result<
 
 /// Whether one of the strings in `compatible` equals `wanted`.
 fn is_compatible(node: &DevTreeIndexNode<'_, '_, '_>, wanted: &str) -> Result<bool, DtbError> {
-    Ok(raw_prop(node, "compatible")?
-        .is_some_and(|raw| raw.split(|&b| b == 0).any(|s| s == wanted.as_bytes())))
+    Ok(raw_prop(node, "compatible")?.is_some_and(|raw| raw.split(|&b| b == 0).any(|s| s == wanted.as_bytes())))
 }
 
 /// `#address-cells` or `#size-cells` that applies to the node's own `reg`: the nearest
@@ -246,7 +245,8 @@ fn read_cells(bytes: &[u8], cells: usize) -> Result<(u64, &[u8]), DtbError> {
         return Err(DtbError::BadReg);
     }
     let (head, rest) = bytes.split_at(cells * 4);
-    let value = head.chunks_exact(4).fold(0u64, |acc, c| (acc << 32) | u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64);
+    let value =
+        head.chunks_exact(4).fold(0u64, |acc, c| (acc << 32) | u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as u64);
     Ok((value, rest))
 }
 
@@ -276,11 +276,13 @@ mod tests {
     static QEMU_VIRT_DTB: &[u8] = include_bytes!("../../../tests/fixtures/qemu-virt-gicv3-smp4-guest-loader.dtb");
 
     fn aligned(blob: &[u8]) -> Vec<u32> {
-        blob.chunks(4).map(|c| {
-            let mut word = [0u8; 4];
-            word[..c.len()].copy_from_slice(c);
-            u32::from_ne_bytes(word)
-        }).collect()
+        blob.chunks(4)
+            .map(|c| {
+                let mut word = [0u8; 4];
+                word[..c.len()].copy_from_slice(c);
+                u32::from_ne_bytes(word)
+            })
+            .collect()
     }
 
     fn parse_fixture() -> HostPlatform {

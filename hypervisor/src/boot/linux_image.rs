@@ -124,10 +124,7 @@ impl fmt::Display for ImageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooShort { len } => {
-                write!(
-                    f,
-                    "the kernel is {len} bytes, shorter than an arm64 Image header"
-                )
+                write!(f, "the kernel is {len} bytes, shorter than an arm64 Image header")
             }
             Self::BadMagic(magic) => write!(
                 f,
@@ -136,10 +133,7 @@ impl fmt::Display for ImageError {
             ),
             Self::BigEndian => write!(f, "the kernel is big-endian; guests run little-endian"),
             Self::BadTextOffset(offset) => {
-                write!(
-                    f,
-                    "the Image header's text_offset {offset:#x} is not 4 KiB-aligned"
-                )
+                write!(f, "the Image header's text_offset {offset:#x} is not 4 KiB-aligned")
             }
             Self::BadRam(ram) => write!(f, "guest RAM {ram:#x?} is empty or wraps around"),
             Self::KernelDoesNotFit { kernel_end, limit } => write!(
@@ -161,11 +155,7 @@ impl fmt::Display for ImageError {
                 HumanSize(DTB_MAX_SIZE)
             ),
             Self::DtbDoesNotFit { size, ram } => {
-                write!(
-                    f,
-                    "the guest DTB ({}) does not fit in guest RAM {ram}",
-                    HumanSize(*size)
-                )
+                write!(f, "the guest DTB ({}) does not fit in guest RAM {ram}", HumanSize(*size))
             }
         }
     }
@@ -173,9 +163,7 @@ impl fmt::Display for ImageError {
 
 /// Reads the header at the start of an `Image`.
 pub fn parse(bytes: &[u8]) -> Result<ImageHeader, ImageError> {
-    let header = bytes.get(..HEADER_SIZE).ok_or(ImageError::TooShort {
-        len: bytes.len() as u64,
-    })?;
+    let header = bytes.get(..HEADER_SIZE).ok_or(ImageError::TooShort { len: bytes.len() as u64 })?;
     let magic = u32::from_le_bytes(field(header, MAGIC_AT));
     if magic != MAGIC {
         return Err(ImageError::BadMagic(magic));
@@ -212,9 +200,7 @@ pub fn plan_load(
     let ram_end = ram.start.checked_add(ram.size).filter(|_| ram.size > 0);
     let ram_end = ram_end.ok_or(ImageError::BadRam(ram))?;
     if kernel_file_size < HEADER_SIZE as u64 {
-        return Err(ImageError::TooShort {
-            len: kernel_file_size,
-        });
+        return Err(ImageError::TooShort { len: kernel_file_size });
     }
     if dtb_size == 0 || dtb_size > DTB_MAX_SIZE {
         return Err(ImageError::BadDtbSize(dtb_size));
@@ -226,10 +212,7 @@ pub fn plan_load(
         .checked_sub(dtb_size)
         .map(|start| start / DTB_WINDOW * DTB_WINDOW)
         .filter(|&start| start >= ram.start)
-        .ok_or(ImageError::DtbDoesNotFit {
-            size: dtb_size,
-            ram,
-        })?;
+        .ok_or(ImageError::DtbDoesNotFit { size: dtb_size, ram })?;
     debug_assert!(dtb_start.is_multiple_of(DTB_ALIGN));
     let dtb = MemRange::new(dtb_start, dtb_size);
 
@@ -241,16 +224,11 @@ pub fn plan_load(
     if !text_offset.is_multiple_of(TEXT_OFFSET_ALIGN) {
         return Err(ImageError::BadTextOffset(text_offset));
     }
-    let too_big = |kernel_end| ImageError::KernelDoesNotFit {
-        kernel_end,
-        limit: dtb.start,
-    };
+    let too_big = |kernel_end| ImageError::KernelDoesNotFit { kernel_end, limit: dtb.start };
     let kernel_start = align_up(ram.start, KERNEL_BASE_ALIGN)
         .and_then(|base| base.checked_add(text_offset))
         .ok_or(too_big(u64::MAX))?;
-    let kernel_end = kernel_start
-        .checked_add(kernel_size)
-        .ok_or(too_big(u64::MAX))?;
+    let kernel_end = kernel_start.checked_add(kernel_size).ok_or(too_big(u64::MAX))?;
     if kernel_end > dtb.start {
         return Err(too_big(kernel_end));
     }
@@ -269,12 +247,7 @@ pub fn plan_load(
         }
     };
 
-    Ok(LoadPlan {
-        kernel,
-        entry: kernel.start,
-        initrd,
-        dtb,
-    })
+    Ok(LoadPlan { kernel, entry: kernel.start, initrd, dtb })
 }
 
 /// `value` rounded up to a multiple of `align` (a power of two), or `None` on overflow.
@@ -302,18 +275,12 @@ mod tests {
 
     /// Every promise of a plan: inside RAM, aligned as booting.rst requires, no overlaps.
     fn check_plan(ram: MemRange, plan: &LoadPlan) {
-        assert!(
-            ram.contains_range(&plan.kernel) && ram.contains_range(&plan.dtb),
-            "{plan:x?}"
-        );
+        assert!(ram.contains_range(&plan.kernel) && ram.contains_range(&plan.dtb), "{plan:x?}");
         assert_eq!(plan.entry, plan.kernel.start);
         assert!(plan.kernel.start.is_multiple_of(TEXT_OFFSET_ALIGN));
         assert!(plan.dtb.start.is_multiple_of(DTB_ALIGN));
         assert!(plan.dtb.size <= DTB_MAX_SIZE);
-        assert_eq!(
-            plan.dtb.start / DTB_WINDOW,
-            (plan.dtb.end() - 1) / DTB_WINDOW
-        );
+        assert_eq!(plan.dtb.start / DTB_WINDOW, (plan.dtb.end() - 1) / DTB_WINDOW);
         assert!(!plan.kernel.overlaps(&plan.dtb));
         if let Some(initrd) = plan.initrd {
             assert!(ram.contains_range(&initrd));
@@ -326,14 +293,7 @@ mod tests {
     #[test]
     fn parses_a_modern_header() {
         let header = parse(&header_bytes(0, 40 * MIB, 0b1010)).unwrap();
-        assert_eq!(
-            header,
-            ImageHeader {
-                text_offset: 0,
-                image_size: 40 * MIB,
-                flags: 0b1010
-            }
-        );
+        assert_eq!(header, ImageHeader { text_offset: 0, image_size: 40 * MIB, flags: 0b1010 });
         assert_eq!(header.page_size(), Some(4096));
         assert!(header.place_anywhere());
         assert!(!header.is_legacy());
@@ -347,10 +307,7 @@ mod tests {
         let mut gzip = bytes;
         gzip[MAGIC_AT..MAGIC_AT + 4].copy_from_slice(&[0x1f, 0x8b, 8, 0]);
         assert_eq!(parse(&gzip), Err(ImageError::BadMagic(0x0008_8b1f)));
-        assert_eq!(
-            parse(&header_bytes(0, MIB, FLAG_BIG_ENDIAN)),
-            Err(ImageError::BigEndian)
-        );
+        assert_eq!(parse(&header_bytes(0, MIB, FLAG_BIG_ENDIAN)), Err(ImageError::BigEndian));
         // Legacy headers carry no flags: bit 0 means nothing there.
         assert!(parse(&header_bytes(0x8_0000, 0, FLAG_BIG_ENDIAN)).is_ok());
     }
@@ -403,40 +360,19 @@ mod tests {
         let ram = MemRange::new(0x4000_0000, 64 * MIB);
         assert_eq!(
             plan_load(ram, &header, MIB, Some(3 * MIB), 100),
-            Err(ImageError::InitrdDoesNotFit {
-                size: 3 * MIB,
-                space: 2 * MIB
-            })
+            Err(ImageError::InitrdDoesNotFit { size: 3 * MIB, space: 2 * MIB })
         );
         assert_eq!(
             plan_load(ram, &header, 63 * MIB, None, 100),
-            Err(ImageError::KernelDoesNotFit {
-                kernel_end: 0x43f0_0000,
-                limit: 0x43e0_0000
-            })
+            Err(ImageError::KernelDoesNotFit { kernel_end: 0x43f0_0000, limit: 0x43e0_0000 })
         );
-        assert_eq!(
-            plan_load(ram, &header, MIB, Some(0), 100),
-            Err(ImageError::EmptyInitrd)
-        );
-        assert_eq!(
-            plan_load(ram, &header, MIB, None, 0),
-            Err(ImageError::BadDtbSize(0))
-        );
+        assert_eq!(plan_load(ram, &header, MIB, Some(0), 100), Err(ImageError::EmptyInitrd));
+        assert_eq!(plan_load(ram, &header, MIB, None, 0), Err(ImageError::BadDtbSize(0)));
         let too_big = DTB_MAX_SIZE + 1;
-        assert_eq!(
-            plan_load(ram, &header, MIB, None, too_big),
-            Err(ImageError::BadDtbSize(too_big))
-        );
-        assert_eq!(
-            plan_load(ram, &header, 10, None, 100),
-            Err(ImageError::TooShort { len: 10 })
-        );
+        assert_eq!(plan_load(ram, &header, MIB, None, too_big), Err(ImageError::BadDtbSize(too_big)));
+        assert_eq!(plan_load(ram, &header, 10, None, 100), Err(ImageError::TooShort { len: 10 }));
         let tiny = MemRange::new(0x4000_0000, 0x1000);
-        assert!(matches!(
-            plan_load(tiny, &header, MIB, None, 0x2000),
-            Err(ImageError::DtbDoesNotFit { .. })
-        ));
+        assert!(matches!(plan_load(tiny, &header, MIB, None, 0x2000), Err(ImageError::DtbDoesNotFit { .. })));
     }
 
     #[test]
@@ -450,26 +386,12 @@ mod tests {
             (MemRange::new(0, 0), 0, 1),
             (ram_at_top, 0, 1),
         ] {
-            let header = ImageHeader {
-                text_offset,
-                image_size,
-                flags: 0,
-            };
+            let header = ImageHeader { text_offset, image_size, flags: 0 };
             assert!(plan_load(ram, &header, u64::MAX, Some(u64::MAX), 8).is_err());
             assert!(plan_load(ram, &header, 64, Some(u64::MAX), 8).is_err());
         }
         assert_eq!(
-            plan_load(
-                RAM,
-                &ImageHeader {
-                    text_offset: 0x800,
-                    image_size: 1,
-                    flags: 0
-                },
-                64,
-                None,
-                8
-            ),
+            plan_load(RAM, &ImageHeader { text_offset: 0x800, image_size: 1, flags: 0 }, 64, None, 8),
             Err(ImageError::BadTextOffset(0x800))
         );
     }
@@ -500,13 +422,7 @@ mod tests {
             let Ok(header) = parsed else { continue };
             let ram = MemRange::new(next() % (1 << 40), next() % (4 << 30));
             let initrd = (!round.is_multiple_of(3)).then(|| next() % (64 * MIB));
-            if let Ok(plan) = plan_load(
-                ram,
-                &header,
-                next() % (64 * MIB),
-                initrd,
-                next() % (3 * MIB),
-            ) {
+            if let Ok(plan) = plan_load(ram, &header, next() % (64 * MIB), initrd, next() % (3 * MIB)) {
                 check_plan(ram, &plan);
             }
         }

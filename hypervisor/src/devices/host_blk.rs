@@ -80,7 +80,7 @@ impl HostBlock {
                         "disk: host virtio-blk at {:#x}, {} sectors ({} MiB){}",
                         slot.range.start,
                         device.capacity(),
-                        device.capacity() * SECTOR_SIZE as u64 >> 20,
+                        (device.capacity() * SECTOR_SIZE as u64) >> 20,
                         if device.readonly() { ", read-only" } else { "" }
                     );
                     return Some(Self { device, id });

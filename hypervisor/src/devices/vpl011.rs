@@ -143,7 +143,9 @@ impl MmioDevice for Vpl011 {
             UARTRIS => self.raw_interrupts as u64,
             UARTMIS => (self.raw_interrupts & self.interrupt_mask) as u64,
             UARTDMACR => self.dma_control as u64,
-            ID_REGISTERS..=0xffc if offset % 4 == 0 => ID_VALUES[((offset - ID_REGISTERS) / 4) as usize] as u64,
+            ID_REGISTERS..=0xffc if offset.is_multiple_of(4) => {
+                ID_VALUES[((offset - ID_REGISTERS) / 4) as usize] as u64
+            }
             _ => 0,
         }
     }

@@ -96,7 +96,9 @@ fn smc(_: &ExitInfo, _: Exit) -> Action {
 
 fn sysreg(info: &ExitInfo, exit: Exit) -> Action {
     match exit {
-        Exit::SysReg(access) if !access.is_read && (access.reg == SysReg::ICC_SGI1R_EL1 || access.reg == SysReg::ICC_ASGI1R_EL1) => {
+        Exit::SysReg(access)
+            if !access.is_read && (access.reg == SysReg::ICC_SGI1R_EL1 || access.reg == SysReg::ICC_ASGI1R_EL1) =>
+        {
             Action::SendSgi { rt: access.rt }
         }
         Exit::SysReg(access) if access.is_read && super::id_regs::is_id_register(access.reg) => {

@@ -105,8 +105,7 @@ impl MmioAccess {
 
     /// Ones in the low `size` bytes; all ones for 8 bytes (or a larger, impossible size).
     fn size_mask(&self) -> u64 {
-        1u64.checked_shl(self.size_bits())
-            .map_or(u64::MAX, |bit| bit - 1)
+        1u64.checked_shl(self.size_bits()).map_or(u64::MAX, |bit| bit - 1)
     }
 }
 
@@ -115,14 +114,7 @@ mod tests {
     use super::*;
 
     fn access(size: u8, sign_extend: bool, sixty_four: bool) -> MmioAccess {
-        MmioAccess {
-            size,
-            is_write: false,
-            reg: 0,
-            sign_extend,
-            sixty_four,
-            acquire_release: false,
-        }
+        MmioAccess { size, is_write: false, reg: 0, sign_extend, sixty_four, acquire_release: false }
     }
 
     #[test]
@@ -163,18 +155,9 @@ mod tests {
         assert_eq!(access(1, true, false).load_value(0xFF), 0xFFFF_FFFF);
         assert_eq!(access(2, true, false).load_value(0x8001), 0xFFFF_8001);
         // ldrsb/ldrsh/ldrsw into Xn: sign-extend to 64 bits.
-        assert_eq!(
-            access(1, true, true).load_value(0x80),
-            0xFFFF_FFFF_FFFF_FF80
-        );
-        assert_eq!(
-            access(2, true, true).load_value(0x8001),
-            0xFFFF_FFFF_FFFF_8001
-        );
-        assert_eq!(
-            access(4, true, true).load_value(0x8000_0000),
-            0xFFFF_FFFF_8000_0000
-        );
+        assert_eq!(access(1, true, true).load_value(0x80), 0xFFFF_FFFF_FFFF_FF80);
+        assert_eq!(access(2, true, true).load_value(0x8001), 0xFFFF_FFFF_FFFF_8001);
+        assert_eq!(access(4, true, true).load_value(0x8000_0000), 0xFFFF_FFFF_8000_0000);
         // Positive values stay as they are; bits above the access size never leak in.
         assert_eq!(access(1, true, true).load_value(0xAB7F), 0x7F);
     }
@@ -182,10 +165,7 @@ mod tests {
     #[test]
     fn stores_truncate_to_the_access_size() {
         let reg = 0x1122_3344_5566_7788;
-        let store = |size| MmioAccess {
-            is_write: true,
-            ..access(size, false, true)
-        };
+        let store = |size| MmioAccess { is_write: true, ..access(size, false, true) };
         assert_eq!(store(1).store_value(reg), 0x88);
         assert_eq!(store(2).store_value(reg), 0x7788);
         assert_eq!(store(4).store_value(reg), 0x5566_7788);

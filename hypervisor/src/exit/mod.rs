@@ -18,9 +18,7 @@ pub mod syndrome;
 pub mod sysreg;
 
 pub use mmio::{fault_ipa, MmioAccess};
-pub use syndrome::{
-    decode, exception_class, instruction_length, DataAbort, ExceptionClass, Exit, FaultStatus,
-};
+pub use syndrome::{decode, exception_class, instruction_length, DataAbort, ExceptionClass, Exit, FaultStatus};
 pub use sysreg::{SysReg, SysRegAccess};
 
 /// Register number 31 in a load/store or MSR/MRS syndrome names XZR: reads give zero and
@@ -62,16 +60,11 @@ mod tests {
     #[test]
     fn mmio_store_from_a_register_end_to_end() {
         // str w1, [x0] to IPA 0x0900_0000 (the UART data register).
-        let Exit::DataAbort(abort) = decode(0x9381_0047) else {
-            panic!("not a data abort")
-        };
+        let Exit::DataAbort(abort) = decode(0x9381_0047) else { panic!("not a data abort") };
         let access = abort.access.unwrap();
         let mut x = [0; GPR_COUNT];
         x[1] = 0xDEAD_BEEF_0000_0041;
         assert_eq!(access.store_value(read_gpr(&x, access.reg)), 0x41);
-        assert_eq!(
-            fault_ipa(0x0900_0000 >> 8, 0xFFFF_0000_0000_0000),
-            0x0900_0000
-        );
+        assert_eq!(fault_ipa(0x0900_0000 >> 8, 0xFFFF_0000_0000_0000), 0x0900_0000);
     }
 }

@@ -285,22 +285,16 @@ pub enum Exit {
 pub fn decode(esr: u64) -> Exit {
     let iss = iss(esr);
     match exception_class(esr) {
-        ExceptionClass::WfxTrap => Exit::Wfx {
-            is_wfe: iss & ISS_WFX_TI_WFE != 0,
-        },
+        ExceptionClass::WfxTrap => Exit::Wfx { is_wfe: iss & ISS_WFX_TI_WFE != 0 },
         ExceptionClass::Hvc64 => Exit::Hvc { imm: imm16(iss) },
         ExceptionClass::Smc64 => Exit::Smc { imm: imm16(iss) },
         ExceptionClass::SysReg64 => Exit::SysReg(SysRegAccess::from_iss(iss)),
         ExceptionClass::DataAbortLower => Exit::DataAbort(DataAbort::from_iss(iss)),
-        ExceptionClass::InstructionAbortLower => Exit::InstructionAbort {
-            fault: FaultStatus::from_iss(iss),
-            s1ptw: iss & ISS_S1PTW != 0,
-        },
+        ExceptionClass::InstructionAbortLower => {
+            Exit::InstructionAbort { fault: FaultStatus::from_iss(iss), s1ptw: iss & ISS_S1PTW != 0 }
+        }
         ExceptionClass::FpAsimdTrap => Exit::FpSimd,
-        class => Exit::Other {
-            ec: class.bits(),
-            iss,
-        },
+        class => Exit::Other { ec: class.bits(), iss },
     }
 }
 
@@ -336,25 +330,16 @@ mod tests {
     fn stores_of_each_size() {
         // strb w1, [x0]: ISV | SAS 0b00 | SRT 1 (0x1_0000) | WnR | DFSC 0x07.
         let a = mmio(0x9301_0047);
-        assert_eq!(
-            (a.size, a.reg, a.is_write, a.sixty_four),
-            (1, 1, true, false)
-        );
+        assert_eq!((a.size, a.reg, a.is_write, a.sixty_four), (1, 1, true, false));
         // strh w2, [x0]: SAS 0b01 (0x40_0000), SRT 2.
         let a = mmio(0x9342_0047);
         assert_eq!((a.size, a.reg, a.is_write), (2, 2, true));
         // str w1, [x0]: SAS 0b10 (0x80_0000), SRT 1.
         let a = mmio(0x9381_0047);
-        assert_eq!(
-            (a.size, a.reg, a.is_write, a.sixty_four),
-            (4, 1, true, false)
-        );
+        assert_eq!((a.size, a.reg, a.is_write, a.sixty_four), (4, 1, true, false));
         // str x3, [x0]: SAS 0b11 (0xC0_0000), SRT 3, SF.
         let a = mmio(0x93C3_8047);
-        assert_eq!(
-            (a.size, a.reg, a.is_write, a.sixty_four),
-            (8, 3, true, true)
-        );
+        assert_eq!((a.size, a.reg, a.is_write, a.sixty_four), (8, 3, true, true));
         assert!(!a.sign_extend && !a.acquire_release);
     }
 
@@ -368,11 +353,7 @@ mod tests {
             (0x93C7_8007, 8, 7, true),
         ] {
             let a = mmio(esr);
-            assert_eq!(
-                (a.size, a.reg, a.is_write, a.sixty_four),
-                (size, reg, false, sf),
-                "{esr:#x}"
-            );
+            assert_eq!((a.size, a.reg, a.is_write, a.sixty_four), (size, reg, false, sf), "{esr:#x}");
             assert!(!a.sign_extend);
             assert!(!data_abort(esr).is_write);
         }
@@ -382,24 +363,15 @@ mod tests {
     fn sign_extending_loads() {
         // ldrsb w8, [x0]: SAS 0b00 | SSE | SRT 8, SF clear (W destination).
         let a = mmio(0x9328_0007);
-        assert_eq!(
-            (a.size, a.reg, a.sign_extend, a.sixty_four),
-            (1, 8, true, false)
-        );
+        assert_eq!((a.size, a.reg, a.sign_extend, a.sixty_four), (1, 8, true, false));
         assert_eq!(a.load_value(0x80), 0xFFFF_FF80);
         // ldrsb x9, [x0]: SSE | SRT 9 | SF.
         let a = mmio(0x9329_8007);
-        assert_eq!(
-            (a.size, a.reg, a.sign_extend, a.sixty_four),
-            (1, 9, true, true)
-        );
+        assert_eq!((a.size, a.reg, a.sign_extend, a.sixty_four), (1, 9, true, true));
         assert_eq!(a.load_value(0x80), 0xFFFF_FFFF_FFFF_FF80);
         // ldrsw x10, [x0]: SAS 0b10 | SSE | SRT 10 (0xA_0000) | SF.
         let a = mmio(0x93AA_8007);
-        assert_eq!(
-            (a.size, a.reg, a.sign_extend, a.sixty_four),
-            (4, 10, true, true)
-        );
+        assert_eq!((a.size, a.reg, a.sign_extend, a.sixty_four), (4, 10, true, true));
         assert_eq!(a.load_value(0x8000_0000), 0xFFFF_FFFF_8000_0000);
     }
 
@@ -435,49 +407,23 @@ mod tests {
         let abort = data_abort(base | u64::from(ISS_CM | ISS_WNR));
         assert!(abort.cache_maintenance && abort.is_write);
         let plain = data_abort(base);
-        assert!(
-            !plain.s1ptw && !plain.far_not_valid && !plain.external && !plain.cache_maintenance
-        );
+        assert!(!plain.s1ptw && !plain.far_not_valid && !plain.external && !plain.cache_maintenance);
     }
 
     #[test]
     fn fault_status_codes() {
-        assert_eq!(
-            FaultStatus::from_fsc(0b00_0010),
-            FaultStatus::AddressSize { level: 2 }
-        );
-        assert_eq!(
-            FaultStatus::from_fsc(0b00_0101),
-            FaultStatus::Translation { level: 1 }
-        );
-        assert_eq!(
-            FaultStatus::from_fsc(0b00_1011),
-            FaultStatus::AccessFlag { level: 3 }
-        );
-        assert_eq!(
-            FaultStatus::from_fsc(0b00_1111),
-            FaultStatus::Permission { level: 3 }
-        );
+        assert_eq!(FaultStatus::from_fsc(0b00_0010), FaultStatus::AddressSize { level: 2 });
+        assert_eq!(FaultStatus::from_fsc(0b00_0101), FaultStatus::Translation { level: 1 });
+        assert_eq!(FaultStatus::from_fsc(0b00_1011), FaultStatus::AccessFlag { level: 3 });
+        assert_eq!(FaultStatus::from_fsc(0b00_1111), FaultStatus::Permission { level: 3 });
         assert_eq!(FaultStatus::from_fsc(0b01_0000), FaultStatus::SyncExternal);
-        assert_eq!(
-            FaultStatus::from_fsc(0b01_0101),
-            FaultStatus::SyncExternalOnWalk { level: 1 }
-        );
+        assert_eq!(FaultStatus::from_fsc(0b01_0101), FaultStatus::SyncExternalOnWalk { level: 1 });
         assert_eq!(FaultStatus::from_fsc(0b10_0001), FaultStatus::Alignment);
         // Synchronous tag check fault and TLB conflict have no name here.
-        assert_eq!(
-            FaultStatus::from_fsc(0b01_0001),
-            FaultStatus::Other(0b01_0001)
-        );
-        assert_eq!(
-            FaultStatus::from_fsc(0b11_0000),
-            FaultStatus::Other(0b11_0000)
-        );
+        assert_eq!(FaultStatus::from_fsc(0b01_0001), FaultStatus::Other(0b01_0001));
+        assert_eq!(FaultStatus::from_fsc(0b11_0000), FaultStatus::Other(0b11_0000));
         // A permission fault through the data abort path: 0x9200_004F is a write, DFSC 0x0F.
-        assert_eq!(
-            data_abort(0x9200_004F).fault,
-            FaultStatus::Permission { level: 3 }
-        );
+        assert_eq!(data_abort(0x9200_004F).fault, FaultStatus::Permission { level: 3 });
     }
 
     #[test]
@@ -507,9 +453,7 @@ mod tests {
     fn msr_icc_sgi1r() {
         // msr ICC_SGI1R_EL1, x1: Op0 3 (0x30_0000) | Op2 5 (0xA_0000) | Op1 0 | CRn 12
         // (0x3000) | Rt 1 (0x20) | CRm 11 (0x16) | Direction 0 (write) = ISS 0x3A_3036.
-        let Exit::SysReg(access) = decode(0x623A_3036) else {
-            panic!("not a sysreg trap")
-        };
+        let Exit::SysReg(access) = decode(0x623A_3036) else { panic!("not a sysreg trap") };
         assert_eq!(access.reg, SysReg::ICC_SGI1R_EL1);
         assert_eq!((access.rt, access.is_read), (1, false));
     }
@@ -518,9 +462,7 @@ mod tests {
     fn mrs_of_an_unknown_register() {
         // mrs x2, S3_1_C15_C2_0: Op0 3 (0x30_0000) | Op1 1 (0x4000) | CRn 15 (0x3C00) |
         // Rt 2 (0x40) | CRm 2 (0x4) | Direction 1 (read) = ISS 0x30_7C45.
-        let Exit::SysReg(access) = decode(0x6230_7C45) else {
-            panic!("not a sysreg trap")
-        };
+        let Exit::SysReg(access) = decode(0x6230_7C45) else { panic!("not a sysreg trap") };
         assert_eq!(access.reg, SysReg::new(3, 1, 15, 2, 0));
         assert_eq!((access.rt, access.is_read), (2, true));
         assert_eq!(access.reg.name(), None);
@@ -530,18 +472,9 @@ mod tests {
     fn instruction_abort() {
         // EC 0x20 << 26 | IL | IFSC 0x07 (translation fault, level 3).
         let fault = FaultStatus::Translation { level: 3 };
-        assert_eq!(
-            decode(0x8200_0007),
-            Exit::InstructionAbort {
-                fault,
-                s1ptw: false
-            }
-        );
+        assert_eq!(decode(0x8200_0007), Exit::InstructionAbort { fault, s1ptw: false });
         // Same with S1PTW (bit 7).
-        assert_eq!(
-            decode(0x8200_0087),
-            Exit::InstructionAbort { fault, s1ptw: true }
-        );
+        assert_eq!(decode(0x8200_0087), Exit::InstructionAbort { fault, s1ptw: true });
     }
 
     #[test]
@@ -579,19 +512,13 @@ mod tests {
         // IL = 0: a 16-bit T32 instruction.
         assert_eq!(instruction_length(0x5800_0000), 2);
         // ISS2 and RES0 bits above bit 31 do not change the decoding.
-        assert_eq!(
-            decode(0xFFFF_FFFF_0000_0000 | 0x5A00_0000),
-            Exit::Hvc { imm: 0 }
-        );
+        assert_eq!(decode(0xFFFF_FFFF_0000_0000 | 0x5A00_0000), Exit::Hvc { imm: 0 });
         assert_eq!(iss(u64::MAX), 0x01FF_FFFF);
     }
 
     #[test]
     fn display_names_the_class() {
         assert_eq!(format!("{}", ExceptionClass::Hvc64), "Hvc64 (EC 0x16)");
-        assert_eq!(
-            format!("{}", ExceptionClass::Other(0x3F)),
-            "unnamed exception class 0x3f"
-        );
+        assert_eq!(format!("{}", ExceptionClass::Other(0x3F)), "unnamed exception class 0x3f");
     }
 }

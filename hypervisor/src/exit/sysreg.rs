@@ -31,13 +31,7 @@ pub struct SysReg {
 
 impl SysReg {
     pub const fn new(op0: u8, op1: u8, crn: u8, crm: u8, op2: u8) -> Self {
-        Self {
-            op0,
-            op1,
-            crn,
-            crm,
-            op2,
-        }
+        Self { op0, op1, crn, crm, op2 }
     }
 
     /// GICv3 SGI generation: written by the guest to send IPIs, trapped because the
@@ -52,10 +46,7 @@ impl SysReg {
 
     /// The architectural name, for registers this module names.
     pub fn name(self) -> Option<&'static str> {
-        KNOWN
-            .iter()
-            .find(|(reg, _)| *reg == self)
-            .map(|&(_, name)| name)
+        KNOWN.iter().find(|(reg, _)| *reg == self).map(|&(_, name)| name)
     }
 }
 
@@ -72,11 +63,7 @@ const KNOWN: [(SysReg, &str); 6] = [
 /// The generic encoding name, which assemblers accept for any register.
 impl fmt::Display for SysReg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "S{}_{}_C{}_C{}_{}",
-            self.op0, self.op1, self.crn, self.crm, self.op2
-        )
+        write!(f, "S{}_{}_C{}_C{}_{}", self.op0, self.op1, self.crn, self.crm, self.op2)
     }
 }
 

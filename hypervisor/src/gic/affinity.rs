@@ -57,18 +57,9 @@ mod tests {
 
     #[test]
     fn layouts_convert() {
-        let aff = Affinity {
-            aff3: 4,
-            aff2: 3,
-            aff1: 2,
-            aff0: 1,
-        };
+        let aff = Affinity { aff3: 4, aff2: 3, aff1: 2, aff0: 1 };
         assert_eq!(aff.to_mpidr(), 0x04_0003_0201);
-        assert_eq!(
-            Affinity::from_mpidr(0x04_8003_0201),
-            aff,
-            "MPIDR bit 31 (RES1) is ignored"
-        );
+        assert_eq!(Affinity::from_mpidr(0x04_8003_0201), aff, "MPIDR bit 31 (RES1) is ignored");
         assert_eq!(aff.packed(), 0x0403_0201);
     }
 }

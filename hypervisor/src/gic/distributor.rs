@@ -9,8 +9,8 @@ use super::irq::{INTID_END, MAX_PINTID};
 use super::regs::{ArrayAccess, Bank};
 use super::vgic::{Vgic, IROUTER_WRITABLE};
 use super::{
-    is_valid_size, merge_window, reg64_shift, size_mask, Kick, MmioRead, MmioWrite, RegAccess,
-    IIDR, PIDR2_ARCH_GICV3, PIDR2_OFFSET,
+    is_valid_size, merge_window, reg64_shift, size_mask, Kick, MmioRead, MmioWrite, RegAccess, IIDR, PIDR2_ARCH_GICV3,
+    PIDR2_OFFSET,
 };
 use crate::guest_map::GICD_SIZE;
 
@@ -88,16 +88,12 @@ impl Vgic {
             return self.irouter_write(offset, size, value);
         }
         match offset {
-            GICD_CTLR | GICD_TYPER | GICD_IIDR | GICD_TYPER2 | GICD_STATUSR | PIDR2_OFFSET
-                if size != WORD =>
-            {
+            GICD_CTLR | GICD_TYPER | GICD_IIDR | GICD_TYPER2 | GICD_STATUSR | PIDR2_OFFSET if size != WORD => {
                 MmioWrite::refused(RegAccess::WrongSize)
             }
             GICD_CTLR => MmioWrite::ok(self.set_ctlr(value)),
             // Read-only identification, and a status register with nothing to report.
-            GICD_TYPER | GICD_IIDR | GICD_TYPER2 | GICD_STATUSR | PIDR2_OFFSET => {
-                MmioWrite::ok(Kick::NONE)
-            }
+            GICD_TYPER | GICD_IIDR | GICD_TYPER2 | GICD_STATUSR | PIDR2_OFFSET => MmioWrite::ok(Kick::NONE),
             _ => match ArrayAccess::decode(offset, size) {
                 Ok(access) => MmioWrite::ok(self.array_write(Bank::Spis, access, value)),
                 Err(refusal) => MmioWrite::refused(refusal),
@@ -194,11 +190,7 @@ mod tests {
         assert_eq!(typer & 0x1F, 3, "ITLinesNumber: INTIDs up to 127");
         assert_eq!((typer >> 19) & 0x1F, 9, "IDbits: 10 bits");
         assert_eq!(typer & (1 << 16 | 1 << 17), 0, "no MBIS, no LPIs");
-        assert_eq!(
-            (read32(&vgic, PIDR2_OFFSET) >> 4) & 0xF,
-            3,
-            "ArchRev: GICv3"
-        );
+        assert_eq!((read32(&vgic, PIDR2_OFFSET) >> 4) & 0xF, 3, "ArchRev: GICv3");
         assert_eq!(read32(&vgic, GICD_TYPER2), 0);
         assert_ne!(read32(&vgic, GICD_IIDR), 0);
     }
@@ -220,32 +212,21 @@ mod tests {
         // ARE_NS | EnableGrp1A | EnableGrp1 as Linux writes them.
         write32(&mut vgic, GICD_CTLR, 1 << 4 | 1 << 1 | 1);
         let ctlr = read32(&vgic, GICD_CTLR);
-        assert_eq!(
-            ctlr & (CTLR_ARE | CTLR_ENABLE_GRP1),
-            CTLR_ARE | CTLR_ENABLE_GRP1
-        );
+        assert_eq!(ctlr & (CTLR_ARE | CTLR_ENABLE_GRP1), CTLR_ARE | CTLR_ENABLE_GRP1);
         for intid in SPI_BASE..INTID_END {
             let write = vgic.gicd_write(irouter(intid), 8, 0);
             assert_eq!(write.access, RegAccess::Ok);
         }
         assert_eq!(read32(&vgic, IGROUPR + 4), 0xFFFF_FFFF);
         assert_eq!(read32(&vgic, IPRIORITYR + 0x7C), 0xA0A0_A0A0);
-        assert_eq!(
-            read32(&vgic, IGROUPR),
-            0,
-            "SGIs/PPIs live in the redistributors"
-        );
+        assert_eq!(read32(&vgic, IGROUPR), 0, "SGIs/PPIs live in the redistributors");
     }
 
     #[test]
     fn enabling_a_pending_spi_kicks_its_target() {
         let mut vgic = Vgic::new(4);
         write32(&mut vgic, GICD_CTLR, CTLR_ENABLE_GRP1);
-        assert_eq!(
-            vgic.gicd_write(irouter(UART), 8, 2).kick,
-            Kick::NONE,
-            "nothing pending"
-        );
+        assert_eq!(vgic.gicd_write(irouter(UART), 8, 2).kick, Kick::NONE, "nothing pending");
         assert_eq!(vgic.set_pending(UART, 0), Kick::NONE, "still disabled");
         let word = ISENABLER + 4 * u64::from(UART / 32);
         assert_eq!(write32(&mut vgic, word, 1 << (UART % 32)), Kick::vcpu(2));
@@ -266,24 +247,10 @@ mod tests {
         assert_eq!(vgic.gicd_read(irouter(40), 8).value, IROUTER_WRITABLE);
         assert_eq!(vgic.gicd_read(irouter(40) + 4, 4).value, 0xFF);
         vgic.gicd_write(irouter(40) + 4, 4, 0);
-        assert_eq!(
-            vgic.gicd_read(irouter(40), 8).value,
-            IROUTER_WRITABLE & 0xFFFF_FFFF
-        );
-        assert_eq!(
-            vgic.gicd_read(irouter(40) + 2, 2).access,
-            RegAccess::WrongSize
-        );
-        assert_eq!(
-            vgic.gicd_read(irouter(5), 8),
-            MmioRead::ok(0),
-            "reserved: RAZ"
-        );
-        assert_eq!(
-            vgic.gicd_write(irouter(1000), 8, 1).access,
-            RegAccess::Ok,
-            "WI"
-        );
+        assert_eq!(vgic.gicd_read(irouter(40), 8).value, IROUTER_WRITABLE & 0xFFFF_FFFF);
+        assert_eq!(vgic.gicd_read(irouter(40) + 2, 2).access, RegAccess::WrongSize);
+        assert_eq!(vgic.gicd_read(irouter(5), 8), MmioRead::ok(0), "reserved: RAZ");
+        assert_eq!(vgic.gicd_write(irouter(1000), 8, 1).access, RegAccess::Ok, "WI");
     }
 
     #[test]
@@ -300,10 +267,7 @@ mod tests {
     fn wrong_sizes_and_unknown_offsets_are_reported() {
         let mut vgic = Vgic::new(1);
         assert_eq!(vgic.gicd_read(GICD_CTLR, 8).access, RegAccess::WrongSize);
-        assert_eq!(
-            vgic.gicd_write(GICD_CTLR, 1, 3).access,
-            RegAccess::WrongSize
-        );
+        assert_eq!(vgic.gicd_write(GICD_CTLR, 1, 3).access, RegAccess::WrongSize);
         assert_eq!(read32(&vgic, GICD_CTLR) & CTLR_ENABLE_GRP1, 0, "ignored");
         assert_eq!(vgic.gicd_read(0x20, 4).access, RegAccess::Unknown);
         assert_eq!(vgic.gicd_write(0xF00, 4, 1).access, RegAccess::Unknown);
@@ -314,10 +278,7 @@ mod tests {
     #[test]
     fn no_access_panics() {
         let mut vgic = Vgic::new(2);
-        for offset in (0..GICD_SIZE + 0x10)
-            .step_by(2)
-            .chain([u64::MAX - 7, 1 << 63])
-        {
+        for offset in (0..GICD_SIZE + 0x10).step_by(2).chain([u64::MAX - 7, 1 << 63]) {
             for size in [0, 1, 2, 3, 4, 8, 16, u8::MAX] {
                 vgic.gicd_read(offset, size);
                 vgic.gicd_write(offset, size, u64::MAX);

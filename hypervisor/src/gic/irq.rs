@@ -99,20 +99,13 @@ impl IrqState {
             trigger,
             hw_pintid: None,
             lr: None,
-            fix: LrFixup {
-                clear_pending: false,
-                active: None,
-            },
+            fix: LrFixup { clear_pending: false, active: None },
         }
     }
 
     /// Reset state of INTID `intid`: SGIs are always edge-triggered, others start level.
     pub const fn reset(intid: u32) -> Self {
-        Self::new(if is_sgi(intid) {
-            Trigger::Edge
-        } else {
-            Trigger::Level
-        })
+        Self::new(if is_sgi(intid) { Trigger::Edge } else { Trigger::Level })
     }
 
     pub fn is_edge(&self) -> bool {

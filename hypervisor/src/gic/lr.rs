@@ -84,23 +84,13 @@ pub struct ListRegister {
 impl ListRegister {
     /// A pending, software-only interrupt.
     pub const fn pending(vintid: u32, priority: u8, group1: bool) -> Self {
-        Self {
-            state: LrState::Pending,
-            pintid: None,
-            group1,
-            priority,
-            eoi_maintenance: false,
-            vintid,
-        }
+        Self { state: LrState::Pending, pintid: None, group1, priority, eoi_maintenance: false, vintid }
     }
 
     /// A pending interrupt linked to physical interrupt `pintid`: the guest's deactivation of
     /// `vintid` deactivates `pintid` too.
     pub const fn hw(vintid: u32, pintid: u32, priority: u8, group1: bool) -> Self {
-        Self {
-            pintid: Some(pintid),
-            ..Self::pending(vintid, priority, group1)
-        }
+        Self { pintid: Some(pintid), ..Self::pending(vintid, priority, group1) }
     }
 
     /// The raw ICH_LR<n>_EL2 value.
@@ -124,11 +114,7 @@ impl ListRegister {
         let hw = value & LR_HW != 0;
         Self {
             state: LrState::from_bits((value >> LR_STATE_SHIFT) & LR_STATE_MASK),
-            pintid: if hw {
-                Some(((value >> LR_PINTID_SHIFT) & LR_PINTID_MASK) as u32)
-            } else {
-                None
-            },
+            pintid: if hw { Some(((value >> LR_PINTID_SHIFT) & LR_PINTID_MASK) as u32) } else { None },
             group1: value & LR_GROUP1 != 0,
             priority: ((value >> LR_PRIORITY_SHIFT) & LR_PRIORITY_MASK) as u8,
             eoi_maintenance: !hw && value & LR_EOI != 0,
@@ -147,10 +133,7 @@ mod tests {
         assert_eq!(lr, 0b01 << 62 | 1 << 60 | 0xA0 << 48 | 33);
 
         let timer = ListRegister::hw(27, 27, 0x80, true).encode();
-        assert_eq!(
-            timer,
-            0b01 << 62 | 1 << 61 | 1 << 60 | 0x80 << 48 | 27 << 32 | 27
-        );
+        assert_eq!(timer, 0b01 << 62 | 1 << 61 | 1 << 60 | 0x80 << 48 | 27 << 32 | 27);
 
         let mut level = ListRegister::pending(40, 0, false);
         level.eoi_maintenance = true;
@@ -160,12 +143,7 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trips() {
-        let states = [
-            LrState::Invalid,
-            LrState::Pending,
-            LrState::Active,
-            LrState::PendingActive,
-        ];
+        let states = [LrState::Invalid, LrState::Pending, LrState::Active, LrState::PendingActive];
         for state in states {
             for pintid in [None, Some(16), Some(1019)] {
                 for eoi_maintenance in [false, true] {

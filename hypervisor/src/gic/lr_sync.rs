@@ -50,10 +50,7 @@ impl Vgic {
                 *raw = 0;
                 continue;
             }
-            self.vcpus[vcpu].lrs[index] = Some(LrEntry {
-                state: lr.state,
-                ..entry
-            });
+            self.vcpus[vcpu].lrs[index] = Some(LrEntry { state: lr.state, ..entry });
             if let Some(irq) = self.irq_mut(vcpu, entry.intid) {
                 if !lr.state.is_pending() {
                     acknowledged(irq);
@@ -99,9 +96,7 @@ impl Vgic {
 
         let mut overflow = false;
         for &(priority, intid) in waiting.iter() {
-            let free = self.vcpus[vcpu].lrs[..lrs.len()]
-                .iter()
-                .position(Option::is_none);
+            let free = self.vcpus[vcpu].lrs[..lrs.len()].iter().position(Option::is_none);
             let Some(index) = free.or_else(|| self.evict_below(vcpu, priority, lrs)) else {
                 // The rest rank no higher: they wait for a maintenance interrupt.
                 overflow = true;
@@ -111,10 +106,7 @@ impl Vgic {
             overflow |= free.is_none();
             self.place(vcpu, index, intid, &mut lrs[index]);
         }
-        FlushResult {
-            overflow,
-            kick: kick.without(vcpu),
-        }
+        FlushResult { overflow, kick: kick.without(vcpu) }
     }
 
     /// Applies what happened since the last sync to the interrupt in list register `index`.
@@ -124,10 +116,8 @@ impl Vgic {
             return Kick::NONE;
         };
         let intid = entry.intid;
-        let forwarded_here = self
-            .irq(vcpu, intid)
-            .is_some_and(|irq| self.deliverable(irq))
-            && self.target(vcpu, intid) == Some(vcpu);
+        let forwarded_here =
+            self.irq(vcpu, intid).is_some_and(|irq| self.deliverable(irq)) && self.target(vcpu, intid) == Some(vcpu);
         let Some(irq) = self.irq_mut(vcpu, intid) else {
             return Kick::NONE;
         };
@@ -156,10 +146,7 @@ impl Vgic {
             return self.attention(vcpu, intid);
         }
         *raw = lr.encode();
-        self.vcpus[vcpu].lrs[index] = Some(LrEntry {
-            state: lr.state,
-            ..entry
-        });
+        self.vcpus[vcpu].lrs[index] = Some(LrEntry { state: lr.state, ..entry });
         Kick::NONE
     }
 
@@ -171,9 +158,7 @@ impl Vgic {
             .enumerate()
             .map(|(index, &raw)| (index, ListRegister::decode(raw)))
             .filter(|(index, lr)| {
-                self.vcpus[vcpu].lrs[*index].is_some()
-                    && lr.state == LrState::Pending
-                    && lr.priority > priority
+                self.vcpus[vcpu].lrs[*index].is_some() && lr.state == LrState::Pending && lr.priority > priority
             })
             .max_by_key(|(_, lr)| lr.priority)?;
         let intid = self.vcpus[vcpu].lrs[index]?.intid;
@@ -209,10 +194,7 @@ impl Vgic {
         irq.active = false;
         irq.fix = LrFixup::default();
         irq.lr = Some(LrSlot { vcpu, index });
-        self.vcpus[vcpu].lrs[index] = Some(LrEntry {
-            intid,
-            state: lr.state,
-        });
+        self.vcpus[vcpu].lrs[index] = Some(LrEntry { intid, state: lr.state });
         *raw = lr.encode();
     }
 

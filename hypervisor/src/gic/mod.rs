@@ -147,10 +147,7 @@ pub struct MmioWrite {
 
 impl MmioRead {
     const fn ok(value: u64) -> Self {
-        Self {
-            value,
-            access: RegAccess::Ok,
-        }
+        Self { value, access: RegAccess::Ok }
     }
 
     const fn refused(access: RegAccess) -> Self {
@@ -160,17 +157,11 @@ impl MmioRead {
 
 impl MmioWrite {
     const fn ok(kick: Kick) -> Self {
-        Self {
-            kick,
-            access: RegAccess::Ok,
-        }
+        Self { kick, access: RegAccess::Ok }
     }
 
     const fn refused(access: RegAccess) -> Self {
-        Self {
-            kick: Kick::NONE,
-            access,
-        }
+        Self { kick: Kick::NONE, access }
     }
 }
 
@@ -248,14 +239,8 @@ mod tests {
         assert_eq!(reg64_shift(4, 4), Some(32));
         assert_eq!(reg64_shift(4, 8), None);
         assert_eq!(reg64_shift(2, 2), None);
-        assert_eq!(
-            merge_window(0x1111_2222_3333_4444, 32, 4, 0xAAAA_BBBB),
-            0xAAAA_BBBB_3333_4444
-        );
-        assert_eq!(
-            merge_window(0x1111_2222_3333_4444, 0, 4, !0),
-            0x1111_2222_FFFF_FFFF
-        );
+        assert_eq!(merge_window(0x1111_2222_3333_4444, 32, 4, 0xAAAA_BBBB), 0xAAAA_BBBB_3333_4444);
+        assert_eq!(merge_window(0x1111_2222_3333_4444, 0, 4, !0), 0x1111_2222_FFFF_FFFF);
         assert_eq!(merge_window(1, 0, 8, 7), 7);
     }
 }

@@ -11,8 +11,7 @@ use super::irq::NUM_PRIVATE;
 use super::regs::{ArrayAccess, ArrayReg, Bank};
 use super::vgic::Vgic;
 use super::{
-    is_valid_size, reg64_shift, size_mask, Kick, MmioRead, MmioWrite, RegAccess, IIDR,
-    PIDR2_ARCH_GICV3, PIDR2_OFFSET,
+    is_valid_size, reg64_shift, size_mask, Kick, MmioRead, MmioWrite, RegAccess, IIDR, PIDR2_ARCH_GICV3, PIDR2_OFFSET,
 };
 use crate::guest_map::{vcpu_mpidr, GICR_STRIDE};
 
@@ -105,11 +104,7 @@ impl Vgic {
         if !allowed {
             return MmioWrite::refused(RegAccess::WrongSize);
         }
-        let kick = if frame_offset == GICR_WAKER {
-            self.set_waker(vcpu, value)
-        } else {
-            Kick::NONE
-        };
+        let kick = if frame_offset == GICR_WAKER { self.set_waker(vcpu, value) } else { Kick::NONE };
         MmioWrite::ok(kick)
     }
 
@@ -121,8 +116,7 @@ impl Vgic {
 
     fn gicr_typer(&self, vcpu: usize) -> u64 {
         let affinity = Affinity::from_mpidr(vcpu_mpidr(vcpu)).packed();
-        let mut typer = u64::from(affinity) << TYPER_AFFINITY_SHIFT
-            | (vcpu as u64) << TYPER_PROCESSOR_NUMBER_SHIFT;
+        let mut typer = u64::from(affinity) << TYPER_AFFINITY_SHIFT | (vcpu as u64) << TYPER_PROCESSOR_NUMBER_SHIFT;
         if vcpu + 1 == self.num_vcpus {
             typer |= TYPER_LAST;
         }
@@ -163,8 +157,7 @@ fn sgi_frame_access(offset: u64, size: u8) -> Result<ArrayAccess, RegAccess> {
 mod tests {
     use super::*;
     use crate::gic::regs::{
-        ICACTIVER, ICENABLER, ICFGR, IGROUPR, IGRPMODR, IPRIORITYR, ISACTIVER, ISENABLER, ISPENDR,
-        ITARGETSR, NSACR,
+        ICACTIVER, ICENABLER, ICFGR, IGROUPR, IGRPMODR, IPRIORITYR, ISACTIVER, ISENABLER, ISPENDR, ITARGETSR, NSACR,
     };
     use crate::guest_map::PPI_VIRT_TIMER;
 
@@ -196,35 +189,21 @@ mod tests {
             let typer = vgic.gicr_read(rd(vcpu, GICR_TYPER), 8).value;
             assert_eq!(typer >> 32, vcpu_mpidr(vcpu));
             assert_eq!((typer >> 8) & 0xFFFF, vcpu as u64);
-            assert_eq!(
-                typer & TYPER_LAST != 0,
-                vcpu == 2,
-                "Last only on the last frame"
-            );
+            assert_eq!(typer & TYPER_LAST != 0, vcpu == 2, "Last only on the last frame");
             assert_eq!(typer & 0b11, 0, "no (v)LPIs");
             assert_eq!(read32(&vgic, rd(vcpu, GICR_TYPER_HIGH)), typer >> 32);
         }
-        assert_eq!(
-            vgic.gicr_read(rd(3, PIDR2_OFFSET), 4).access,
-            RegAccess::Unknown
-        );
+        assert_eq!(vgic.gicr_read(rd(3, PIDR2_OFFSET), 4).access, RegAccess::Unknown);
     }
 
     #[test]
     fn waker_handshake() {
         let mut vgic = Vgic::new(2);
         let waker = rd(1, GICR_WAKER);
-        assert_eq!(
-            read32(&vgic, waker),
-            WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP
-        );
+        assert_eq!(read32(&vgic, waker), WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP);
         assert_eq!(write32(&mut vgic, waker, 0), Kick::first(2));
         assert_eq!(read32(&vgic, waker) & WAKER_CHILDREN_ASLEEP, 0);
-        assert_eq!(
-            read32(&vgic, rd(0, GICR_WAKER)),
-            0b110,
-            "vCPU 0 is untouched"
-        );
+        assert_eq!(read32(&vgic, rd(0, GICR_WAKER)), 0b110, "vCPU 0 is untouched");
         write32(&mut vgic, waker, WAKER_PROCESSOR_SLEEP);
         assert_eq!(read32(&vgic, waker), 0b110);
     }
@@ -246,10 +225,7 @@ mod tests {
         // The timer PPI: level-triggered, priority by byte, then enabled.
         let timer_cfg_shift = 2 * (PPI_VIRT_TIMER - 16);
         write32(&mut vgic, sgi(1, ICFGR + 4), 0);
-        assert_eq!(
-            (read32(&vgic, sgi(1, ICFGR + 4)) >> timer_cfg_shift) & 0b11,
-            0
-        );
+        assert_eq!((read32(&vgic, sgi(1, ICFGR + 4)) >> timer_cfg_shift) & 0b11, 0);
         vgic.gicr_write(sgi(1, IPRIORITYR + u64::from(PPI_VIRT_TIMER)), 1, 0x80);
         write32(&mut vgic, sgi(1, ISENABLER), 1 << PPI_VIRT_TIMER);
         let irq = vgic.irq(1, PPI_VIRT_TIMER).unwrap();
@@ -289,32 +265,13 @@ mod tests {
             write32(&mut vgic, sgi(0, register), !0);
             assert_eq!(read32(&vgic, sgi(0, register)), 0);
         }
-        assert_eq!(
-            vgic.gicr_read(sgi(0, ISENABLER + 4), 4).access,
-            RegAccess::Unknown
-        );
-        assert_eq!(
-            vgic.gicr_read(sgi(0, ITARGETSR), 4).access,
-            RegAccess::Unknown
-        );
-        assert_eq!(
-            vgic.gicr_read(sgi(0, IPRIORITYR + 0x20), 4).access,
-            RegAccess::Unknown
-        );
+        assert_eq!(vgic.gicr_read(sgi(0, ISENABLER + 4), 4).access, RegAccess::Unknown);
+        assert_eq!(vgic.gicr_read(sgi(0, ITARGETSR), 4).access, RegAccess::Unknown);
+        assert_eq!(vgic.gicr_read(sgi(0, IPRIORITYR + 0x20), 4).access, RegAccess::Unknown);
         assert_eq!(vgic.gicr_read(rd(0, 0x40), 8).access, RegAccess::Unknown);
-        assert_eq!(
-            vgic.gicr_read(rd(0, GICR_WAKER), 8).access,
-            RegAccess::WrongSize
-        );
-        assert_eq!(
-            vgic.gicr_write(rd(0, GICR_WAKER), 2, 0).access,
-            RegAccess::WrongSize
-        );
-        assert_eq!(
-            read32(&vgic, rd(0, GICR_WAKER)),
-            0b110,
-            "wrong-size write ignored"
-        );
+        assert_eq!(vgic.gicr_read(rd(0, GICR_WAKER), 8).access, RegAccess::WrongSize);
+        assert_eq!(vgic.gicr_write(rd(0, GICR_WAKER), 2, 0).access, RegAccess::WrongSize);
+        assert_eq!(read32(&vgic, rd(0, GICR_WAKER)), 0b110, "wrong-size write ignored");
     }
 
     #[test]

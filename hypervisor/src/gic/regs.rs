@@ -55,66 +55,18 @@ struct Layout {
 
 /// In offset order; each array ends where the next begins (NSACR at [`NSACR_END`]).
 const LAYOUTS: [Layout; 12] = [
-    Layout {
-        start: IGROUPR,
-        reg: ArrayReg::Group,
-        bits_per_intid: 1,
-    },
-    Layout {
-        start: ISENABLER,
-        reg: ArrayReg::SetEnable,
-        bits_per_intid: 1,
-    },
-    Layout {
-        start: ICENABLER,
-        reg: ArrayReg::ClearEnable,
-        bits_per_intid: 1,
-    },
-    Layout {
-        start: ISPENDR,
-        reg: ArrayReg::SetPending,
-        bits_per_intid: 1,
-    },
-    Layout {
-        start: ICPENDR,
-        reg: ArrayReg::ClearPending,
-        bits_per_intid: 1,
-    },
-    Layout {
-        start: ISACTIVER,
-        reg: ArrayReg::SetActive,
-        bits_per_intid: 1,
-    },
-    Layout {
-        start: ICACTIVER,
-        reg: ArrayReg::ClearActive,
-        bits_per_intid: 1,
-    },
-    Layout {
-        start: IPRIORITYR,
-        reg: ArrayReg::Priority,
-        bits_per_intid: 8,
-    },
-    Layout {
-        start: ITARGETSR,
-        reg: ArrayReg::Targets,
-        bits_per_intid: 8,
-    },
-    Layout {
-        start: ICFGR,
-        reg: ArrayReg::Config,
-        bits_per_intid: 2,
-    },
-    Layout {
-        start: IGRPMODR,
-        reg: ArrayReg::GroupModifier,
-        bits_per_intid: 1,
-    },
-    Layout {
-        start: NSACR,
-        reg: ArrayReg::Nsacr,
-        bits_per_intid: 2,
-    },
+    Layout { start: IGROUPR, reg: ArrayReg::Group, bits_per_intid: 1 },
+    Layout { start: ISENABLER, reg: ArrayReg::SetEnable, bits_per_intid: 1 },
+    Layout { start: ICENABLER, reg: ArrayReg::ClearEnable, bits_per_intid: 1 },
+    Layout { start: ISPENDR, reg: ArrayReg::SetPending, bits_per_intid: 1 },
+    Layout { start: ICPENDR, reg: ArrayReg::ClearPending, bits_per_intid: 1 },
+    Layout { start: ISACTIVER, reg: ArrayReg::SetActive, bits_per_intid: 1 },
+    Layout { start: ICACTIVER, reg: ArrayReg::ClearActive, bits_per_intid: 1 },
+    Layout { start: IPRIORITYR, reg: ArrayReg::Priority, bits_per_intid: 8 },
+    Layout { start: ITARGETSR, reg: ArrayReg::Targets, bits_per_intid: 8 },
+    Layout { start: ICFGR, reg: ArrayReg::Config, bits_per_intid: 2 },
+    Layout { start: IGRPMODR, reg: ArrayReg::GroupModifier, bits_per_intid: 1 },
+    Layout { start: NSACR, reg: ArrayReg::Nsacr, bits_per_intid: 2 },
 ];
 
 /// A decoded access to a register array: `count` interrupts from `first_intid` on.
@@ -259,11 +211,7 @@ fn field_write(reg: ArrayReg, irq: &mut IrqState, intid: u32, field: u64) -> boo
         ArrayReg::Priority => irq.priority = field as u8,
         // SGIs are always edge-triggered.
         ArrayReg::Config if !irq::is_sgi(intid) => {
-            let trigger = if field & ICFGR_EDGE != 0 {
-                Trigger::Edge
-            } else {
-                Trigger::Level
-            };
+            let trigger = if field & ICFGR_EDGE != 0 { Trigger::Edge } else { Trigger::Level };
             return replace(&mut irq.trigger, trigger);
         }
         _ => return false,
@@ -284,42 +232,21 @@ mod tests {
     #[test]
     fn decode_finds_array_and_first_intid() {
         let access = ArrayAccess::decode(ISENABLER + 4, 4).unwrap();
-        assert_eq!(
-            (access.reg, access.first_intid, access.count),
-            (ArrayReg::SetEnable, 32, 32)
-        );
+        assert_eq!((access.reg, access.first_intid, access.count), (ArrayReg::SetEnable, 32, 32));
         let access = ArrayAccess::decode(IPRIORITYR + 0x21, 1).unwrap();
-        assert_eq!(
-            (access.reg, access.first_intid, access.count),
-            (ArrayReg::Priority, 33, 1)
-        );
+        assert_eq!((access.reg, access.first_intid, access.count), (ArrayReg::Priority, 33, 1));
         let access = ArrayAccess::decode(ICFGR + 8, 4).unwrap();
-        assert_eq!(
-            (access.reg, access.first_intid, access.count),
-            (ArrayReg::Config, 32, 16)
-        );
-        assert_eq!(
-            ArrayAccess::decode(NSACR + 0xFC, 4).unwrap().reg,
-            ArrayReg::Nsacr
-        );
+        assert_eq!((access.reg, access.first_intid, access.count), (ArrayReg::Config, 32, 16));
+        assert_eq!(ArrayAccess::decode(NSACR + 0xFC, 4).unwrap().reg, ArrayReg::Nsacr);
     }
 
     #[test]
     fn decode_refuses_bad_sizes_and_foreign_offsets() {
         assert_eq!(ArrayAccess::decode(ISENABLER, 1), Err(RegAccess::WrongSize));
         assert_eq!(ArrayAccess::decode(ISENABLER, 8), Err(RegAccess::WrongSize));
-        assert_eq!(
-            ArrayAccess::decode(ISENABLER + 2, 4),
-            Err(RegAccess::WrongSize)
-        );
-        assert_eq!(
-            ArrayAccess::decode(IPRIORITYR + 2, 2),
-            Err(RegAccess::WrongSize)
-        );
-        assert_eq!(
-            ArrayAccess::decode(IPRIORITYR + 1, 4),
-            Err(RegAccess::WrongSize)
-        );
+        assert_eq!(ArrayAccess::decode(ISENABLER + 2, 4), Err(RegAccess::WrongSize));
+        assert_eq!(ArrayAccess::decode(IPRIORITYR + 2, 2), Err(RegAccess::WrongSize));
+        assert_eq!(ArrayAccess::decode(IPRIORITYR + 1, 4), Err(RegAccess::WrongSize));
         assert_eq!(ArrayAccess::decode(0x7C, 4), Err(RegAccess::Unknown));
         assert_eq!(ArrayAccess::decode(NSACR_END, 4), Err(RegAccess::Unknown));
     }
@@ -343,9 +270,6 @@ mod tests {
         assert!(!irq.latch && irq.fix.clear_pending);
         assert!(field_write(ArrayReg::ClearActive, &mut irq, 40, 1));
         assert_eq!(irq.fix.active, Some(false));
-        assert!(
-            !field_write(ArrayReg::ClearActive, &mut irq, 40, 0),
-            "zero bits do nothing"
-        );
+        assert!(!field_write(ArrayReg::ClearActive, &mut irq, 40, 0), "zero bits do nothing");
     }
 }

@@ -63,10 +63,7 @@ impl SgiRequest {
         }
         let intid = field(value, SGIR_INTID_SHIFT, SGIR_INTID_MASK) as u32;
         if value & SGIR_IRM != 0 {
-            return Self {
-                intid,
-                targets: SgiTargets::AllButSelf,
-            };
+            return Self { intid, targets: SgiTargets::AllButSelf };
         }
         let range = field(value, SGIR_RS_SHIFT, SGIR_RS_MASK) as u16;
         let list = TargetList {
@@ -77,18 +74,14 @@ impl SgiRequest {
             aff0_base: (range * TARGETS_PER_RANGE) as u8,
             bits: (value & SGIR_TARGET_LIST_MASK) as u16,
         };
-        Self {
-            intid,
-            targets: SgiTargets::List(list),
-        }
+        Self { intid, targets: SgiTargets::List(list) }
     }
 }
 
 impl TargetList {
     /// Whether the PE with affinity `target` is in the list.
     pub const fn includes(&self, target: Affinity) -> bool {
-        let same_group =
-            target.aff3 == self.aff3 && target.aff2 == self.aff2 && target.aff1 == self.aff1;
+        let same_group = target.aff3 == self.aff3 && target.aff2 == self.aff2 && target.aff1 == self.aff1;
         // Aff0 below the range's base wraps to a large offset, and misses the list.
         let offset = target.aff0.wrapping_sub(self.aff0_base) as u16;
         same_group && offset < TARGETS_PER_RANGE && self.bits & (1 << offset) != 0
@@ -100,19 +93,14 @@ mod tests {
     use super::*;
 
     fn aff0(aff0: u8) -> Affinity {
-        Affinity {
-            aff0,
-            ..Affinity::default()
-        }
+        Affinity { aff0, ..Affinity::default() }
     }
 
     #[test]
     fn target_list_picks_aff0_values() {
         let request = SgiRequest::decode(1 << 24 | 0b1010);
         assert_eq!(request.intid, 1);
-        let SgiTargets::List(list) = request.targets else {
-            panic!("IRM is clear")
-        };
+        let SgiTargets::List(list) = request.targets else { panic!("IRM is clear") };
         let picked: Vec<u8> = (0..=255).filter(|&n| list.includes(aff0(n))).collect();
         assert_eq!(picked, [1, 3]);
     }
@@ -122,25 +110,16 @@ mod tests {
         let value = 15 << 24 | 0x12 << 16 | 0x34 << 32 | 0x56 << 48 | 1;
         let request = SgiRequest::decode(value);
         assert_eq!(request.intid, 15);
-        let SgiTargets::List(list) = request.targets else {
-            panic!("IRM is clear")
-        };
+        let SgiTargets::List(list) = request.targets else { panic!("IRM is clear") };
         assert_eq!((list.aff1, list.aff2, list.aff3), (0x12, 0x34, 0x56));
         assert!(!list.includes(aff0(0)));
-        assert!(list.includes(Affinity {
-            aff3: 0x56,
-            aff2: 0x34,
-            aff1: 0x12,
-            aff0: 0
-        }));
+        assert!(list.includes(Affinity { aff3: 0x56, aff2: 0x34, aff1: 0x12, aff0: 0 }));
     }
 
     #[test]
     fn range_selector_shifts_the_list() {
         let request = SgiRequest::decode(2 << 44 | 1 << 3);
-        let SgiTargets::List(list) = request.targets else {
-            panic!("IRM is clear")
-        };
+        let SgiTargets::List(list) = request.targets else { panic!("IRM is clear") };
         assert!(list.includes(aff0(35)));
         assert!(!list.includes(aff0(3)));
     }
@@ -148,12 +127,6 @@ mod tests {
     #[test]
     fn irm_means_everyone_else() {
         let request = SgiRequest::decode(1 << 40 | 7 << 24 | 0xFFFF);
-        assert_eq!(
-            request,
-            SgiRequest {
-                intid: 7,
-                targets: SgiTargets::AllButSelf
-            }
-        );
+        assert_eq!(request, SgiRequest { intid: 7, targets: SgiTargets::AllButSelf });
     }
 }

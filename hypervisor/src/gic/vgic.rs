@@ -78,9 +78,7 @@ impl Vgic {
             num_vcpus,
             enable_grp0: false,
             enable_grp1: false,
-            spis: (0..NUM_SPIS)
-                .map(|spi| IrqState::reset(SPI_BASE + spi))
-                .collect(),
+            spis: (0..NUM_SPIS).map(|spi| IrqState::reset(SPI_BASE + spi)).collect(),
             routes: vec![0; NUM_SPIS as usize],
             vcpus: (0..num_vcpus).map(|_| VcpuState::new()).collect(),
             lr_priority_mask: 0,
@@ -191,8 +189,7 @@ impl Vgic {
             return false;
         };
         let in_lr = state.lrs.iter().flatten().any(|entry| {
-            self.irq(vcpu, entry.intid)
-                .is_some_and(|irq| self.lr_view(irq).is_pending() && self.deliverable(irq))
+            self.irq(vcpu, entry.intid).is_some_and(|irq| self.lr_view(irq).is_pending() && self.deliverable(irq))
         });
         in_lr || (0..irq::INTID_END).any(|intid| self.deliverable_to(vcpu, intid))
     }
@@ -209,9 +206,7 @@ impl Vgic {
     pub(super) fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
         match irq::spi_index(intid) {
             Some(spi) => self.spis.get_mut(spi),
-            None if irq::is_private(intid) => {
-                Some(&mut self.vcpus.get_mut(vcpu)?.private[intid as usize])
-            }
+            None if irq::is_private(intid) => Some(&mut self.vcpus.get_mut(vcpu)?.private[intid as usize]),
             None => None,
         }
     }
@@ -256,10 +251,7 @@ impl Vgic {
     /// Whether `intid` waits, outside any list register, for `vcpu` to take it.
     pub(super) fn deliverable_to(&self, vcpu: usize, intid: u32) -> bool {
         self.irq(vcpu, intid).is_some_and(|irq| {
-            irq.lr.is_none()
-                && irq.pending()
-                && self.deliverable(irq)
-                && self.target(vcpu, intid) == Some(vcpu)
+            irq.lr.is_none() && irq.pending() && self.deliverable(irq) && self.target(vcpu, intid) == Some(vcpu)
         })
     }
 
@@ -346,22 +338,14 @@ mod tests {
     #[test]
     fn injection_kicks_only_when_deliverable() {
         let mut vgic = enabled_vgic(2);
-        assert_eq!(
-            vgic.set_pending(UART, 0),
-            Kick::NONE,
-            "disabled: nobody to tell"
-        );
+        assert_eq!(vgic.set_pending(UART, 0), Kick::NONE, "disabled: nobody to tell");
         vgic.spis[UART_SPI as usize].enabled = true;
         assert_eq!(vgic.set_pending(UART, 0), Kick::vcpu(0));
         assert!(vgic.has_deliverable(0) && !vgic.has_deliverable(1));
 
         vgic.vcpus[1].private[PPI_VIRT_TIMER as usize].enabled = true;
         assert_eq!(vgic.set_pending(PPI_VIRT_TIMER, 1), Kick::vcpu(1));
-        assert_eq!(
-            vgic.set_pending(PPI_VIRT_TIMER, 7),
-            Kick::NONE,
-            "no such vCPU"
-        );
+        assert_eq!(vgic.set_pending(PPI_VIRT_TIMER, 7), Kick::NONE, "no such vCPU");
         assert_eq!(vgic.set_pending(5000, 0), Kick::NONE);
     }
 
@@ -390,10 +374,7 @@ mod tests {
         assert_eq!(vgic.set_level(SPI_BASE, 0, true), Kick::vcpu(0));
         assert_eq!(vgic.set_level(SPI_BASE, 0, true), Kick::NONE, "no new edge");
         vgic.set_level(SPI_BASE, 0, false);
-        assert!(
-            vgic.has_deliverable(0),
-            "the edge stays latched after the line drops"
-        );
+        assert!(vgic.has_deliverable(0), "the edge stays latched after the line drops");
     }
 
     #[test]
@@ -417,10 +398,7 @@ mod tests {
             vcpu.private[1].enabled = true;
             vcpu.private[2].enabled = true;
         }
-        assert_eq!(
-            vgic.send_sgi(0, 1 << 24 | 0b1010),
-            Kick::vcpu(1) | Kick::vcpu(3)
-        );
+        assert_eq!(vgic.send_sgi(0, 1 << 24 | 0b1010), Kick::vcpu(1) | Kick::vcpu(3));
         assert!(vgic.vcpus[1].private[1].latch && !vgic.vcpus[2].private[1].latch);
 
         let kick = vgic.send_sgi(2, 1 << 40 | 2 << 24);
@@ -447,18 +425,12 @@ mod tests {
     fn hw_mappings_are_validated() {
         let mut vgic = Vgic::new(2);
         assert!(vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER));
-        assert_eq!(
-            vgic.vcpus[1].private[PPI_VIRT_TIMER as usize].hw_pintid,
-            Some(27)
-        );
+        assert_eq!(vgic.vcpus[1].private[PPI_VIRT_TIMER as usize].hw_pintid, Some(27));
         assert!(!vgic.set_hw_mapping(1, 1), "SGIs cannot be hardware-linked");
         assert!(!vgic.set_hw_mapping(PPI_VIRT_TIMER, 1023), "special INTID");
         assert!(!vgic.set_hw_mapping(irq::INTID_END, 40));
         assert!(vgic.clear_hw_mapping(PPI_VIRT_TIMER));
-        assert_eq!(
-            vgic.vcpus[0].private[PPI_VIRT_TIMER as usize].hw_pintid,
-            None
-        );
+        assert_eq!(vgic.vcpus[0].private[PPI_VIRT_TIMER as usize].hw_pintid, None);
     }
 
     #[test]

@@ -51,15 +51,27 @@ pub struct PlanInput<'a> {
 pub enum PlanError {
     NoRam,
     /// The image is not inside the first RAM bank's reserved area.
-    ImageOutsideReservedArea { image: MemRange, reserved: MemRange },
+    ImageOutsideReservedArea {
+        image: MemRange,
+        reserved: MemRange,
+    },
     /// A module overlaps hypervisor memory.
-    ModuleOverlapsHypervisor { module: MemRange, hypervisor: MemRange },
+    ModuleOverlapsHypervisor {
+        module: MemRange,
+        hypervisor: MemRange,
+    },
     /// A module lies outside RAM.
     ModuleOutsideRam(MemRange),
     /// A module overlaps the host DTB (QEMU wrote one over the other).
-    ModuleOverlapsDtb { module: MemRange, dtb: MemRange },
+    ModuleOverlapsDtb {
+        module: MemRange,
+        dtb: MemRange,
+    },
     /// Not enough free RAM for the requested guest memory.
-    NotEnoughRam { wanted: u64, largest_free: u64 },
+    NotEnoughRam {
+        wanted: u64,
+        largest_free: u64,
+    },
 }
 
 impl fmt::Display for PlanError {

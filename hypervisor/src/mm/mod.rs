@@ -50,7 +50,7 @@ impl fmt::Display for HumanSize {
         const UNITS: [(&str, u32); 3] = [("GiB", 30), ("MiB", 20), ("KiB", 10)];
         for (name, shift) in UNITS {
             if self.0 >= 1 << shift {
-                return if self.0 % (1 << shift) == 0 {
+                return if self.0.is_multiple_of(1 << shift) {
                     write!(f, "{} {name}", self.0 >> shift)
                 } else {
                     write!(f, "{:.1} {name}", self.0 as f64 / (1u64 << shift) as f64)

@@ -34,9 +34,7 @@ use core::fmt;
 use core::ptr::NonNull;
 
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
-use aarch64_paging::paging::{
-    Constraints, MemoryRegion, PageTable, Stage2, Translation, PAGE_SIZE,
-};
+use aarch64_paging::paging::{Constraints, MemoryRegion, PageTable, Stage2, Translation, PAGE_SIZE};
 use aarch64_paging::{MapError, Mapping};
 
 use super::MemRange;
@@ -143,10 +141,9 @@ impl fmt::Display for Stage2Error {
                 "IPA range {ipa:#x}+{size:#x} reaches below guest RAM ({RAM_BASE:#x}), \
                  which is emulated device space"
             ),
-            Self::BadPhysicalAddress { pa, size } => write!(
-                f,
-                "physical range {pa:#x}+{size:#x} is not 4 KiB-aligned or exceeds {MAX_PA_BITS} bits"
-            ),
+            Self::BadPhysicalAddress { pa, size } => {
+                write!(f, "physical range {pa:#x}+{size:#x} is not 4 KiB-aligned or exceeds {MAX_PA_BITS} bits")
+            }
             Self::AlreadyMapped { ipa } => write!(f, "IPA {ipa:#x} is already mapped"),
             Self::Table(err) => write!(f, "stage-2 table update failed: {err}"),
         }
@@ -166,10 +163,7 @@ impl GuestStage2 {
     /// An empty table (every IPA faults) for the VM with this VMID. VMIDs above 255 need
     /// VTCR_EL2.VS (16-bit VMIDs), which [`vtcr_value`] does not set.
     pub fn new(vmid: u16) -> Self {
-        Self {
-            mapping: Mapping::new(HeapTables, ROOT_LEVEL, Stage2),
-            vmid,
-        }
+        Self { mapping: Mapping::new(HeapTables, ROOT_LEVEL, Stage2), vmid }
     }
 
     /// Maps `size` bytes of guest RAM at `ipa` to host memory at `pa`: normal write-back memory,
@@ -185,18 +179,11 @@ impl GuestStage2 {
             return Err(Stage2Error::BadPhysicalAddress { pa, size });
         }
         if let Some(leaf) = self.leaves(range)?.first() {
-            return Err(Stage2Error::AlreadyMapped {
-                ipa: leaf.ipa.max(ipa),
-            });
+            return Err(Stage2Error::AlreadyMapped { ipa: leaf.ipa.max(ipa) });
         }
         // Only invalid entries change (to valid), so there is nothing stale to invalidate.
         self.mapping
-            .map_range(
-                &region(range),
-                PhysicalAddress(pa as usize),
-                GUEST_RAM_ATTRIBUTES,
-                Constraints::empty(),
-            )
+            .map_range(&region(range), PhysicalAddress(pa as usize), GUEST_RAM_ATTRIBUTES, Constraints::empty())
             .map_err(Stage2Error::Table)?;
         tlb::publish_table_writes();
         Ok(())
@@ -228,8 +215,7 @@ impl GuestStage2 {
         for leaf in &leaves {
             let leaf_range = MemRange::new(leaf.ipa, leaf.size);
             let keep_below = MemRange::new(leaf.ipa, range.start.saturating_sub(leaf.ipa));
-            let keep_above =
-                MemRange::new(range.end(), leaf_range.end().saturating_sub(range.end()));
+            let keep_above = MemRange::new(range.end(), leaf_range.end().saturating_sub(range.end()));
             for keep in [keep_below, keep_above] {
                 if keep.size > 0 {
                     let pa = leaf.pa + (keep.start - leaf.ipa);
@@ -237,12 +223,7 @@ impl GuestStage2 {
                     // which the crate adds itself where it writes pages.
                     let attributes = leaf.attributes - Stage2Attributes::TABLE_OR_PAGE;
                     self.mapping
-                        .map_range(
-                            &region(keep),
-                            PhysicalAddress(pa as usize),
-                            attributes,
-                            Constraints::empty(),
-                        )
+                        .map_range(&region(keep), PhysicalAddress(pa as usize), attributes, Constraints::empty())
                         .map_err(Stage2Error::Table)?;
                 }
             }
@@ -353,12 +334,7 @@ impl Translation<Stage2Attributes> for HeapTables {
     unsafe fn deallocate_table(&mut self, table: NonNull<PageTable<Stage2Attributes>>) {
         // SAFETY: the crate only passes tables from allocate_table, i.e. PageTable::new, which
         // allocated them with the global allocator and this layout; each is freed once.
-        unsafe {
-            dealloc(
-                table.as_ptr().cast(),
-                Layout::new::<PageTable<Stage2Attributes>>(),
-            )
-        }
+        unsafe { dealloc(table.as_ptr().cast(), Layout::new::<PageTable<Stage2Attributes>>()) }
     }
 
     fn physical_to_virtual(&self, pa: PhysicalAddress) -> NonNull<PageTable<Stage2Attributes>> {
@@ -433,10 +409,7 @@ mod tests {
         assert_eq!(level_of(&s2, RAM_BASE + GIB - 1), Some(1));
         assert_eq!(s2.translate(RAM_BASE + 0x1234_5678), Some(0x1_1234_5678));
         let leaf = s2.leaf_at(RAM_BASE).unwrap();
-        assert_eq!(
-            leaf.attributes - Stage2Attributes::TABLE_OR_PAGE,
-            GUEST_RAM_ATTRIBUTES
-        );
+        assert_eq!(leaf.attributes - Stage2Attributes::TABLE_OR_PAGE, GUEST_RAM_ATTRIBUTES);
         assert!(!leaf.attributes.contains(Stage2Attributes::XN));
     }
 
@@ -448,10 +421,7 @@ mod tests {
         for ipa in [RAM_BASE, RAM_BASE + MIB_2, RAM_BASE + GIB - PAGE] {
             assert_eq!(level_of(&s2, ipa), Some(2), "{ipa:#x}");
         }
-        assert_eq!(
-            s2.translate(RAM_BASE + GIB - 1),
-            Some(0x8020_0000 + GIB - 1)
-        );
+        assert_eq!(s2.translate(RAM_BASE + GIB - 1), Some(0x8020_0000 + GIB - 1));
     }
 
     #[test]
@@ -471,12 +441,7 @@ mod tests {
     fn mixed_alignment_uses_the_largest_possible_mappings() {
         let mut s2 = GuestStage2::new(1);
         // Starts one page before a 2 MiB boundary and ends one page after the next one.
-        s2.map_ram(
-            RAM_BASE + MIB_2 - PAGE,
-            0x8020_0000 - PAGE,
-            MIB_2 + 2 * PAGE,
-        )
-        .unwrap();
+        s2.map_ram(RAM_BASE + MIB_2 - PAGE, 0x8020_0000 - PAGE, MIB_2 + 2 * PAGE).unwrap();
         assert_eq!(level_of(&s2, RAM_BASE + MIB_2 - PAGE), Some(3));
         assert_eq!(level_of(&s2, RAM_BASE + MIB_2), Some(2));
         assert_eq!(level_of(&s2, RAM_BASE + 2 * MIB_2), Some(3));
@@ -502,22 +467,13 @@ mod tests {
         s2.unmap(hole, PAGE).unwrap();
         assert_eq!(s2.translate(hole), None);
         assert_eq!(s2.translate(hole + PAGE - 1), None);
-        assert_eq!(
-            s2.translate(hole - 1),
-            Some(0x1_0000_0000 + (hole - 1 - RAM_BASE))
-        );
-        assert_eq!(
-            s2.translate(hole + PAGE),
-            Some(0x1_0000_0000 + (hole + PAGE - RAM_BASE))
-        );
+        assert_eq!(s2.translate(hole - 1), Some(0x1_0000_0000 + (hole - 1 - RAM_BASE)));
+        assert_eq!(s2.translate(hole + PAGE), Some(0x1_0000_0000 + (hole + PAGE - RAM_BASE)));
         // Only the 2 MiB around the hole is in pages; the rest went back to 2 MiB blocks.
         assert_eq!(level_of(&s2, hole - PAGE), Some(3));
         assert_eq!(level_of(&s2, RAM_BASE), Some(2));
         assert_eq!(level_of(&s2, RAM_BASE + GIB - PAGE), Some(2));
-        assert_eq!(
-            s2.translate(RAM_BASE + GIB - 1),
-            Some(0x1_0000_0000 + GIB - 1)
-        );
+        assert_eq!(s2.translate(RAM_BASE + GIB - 1), Some(0x1_0000_0000 + GIB - 1));
     }
 
     #[test]
@@ -527,33 +483,23 @@ mod tests {
         // From the middle of block 1 to the middle of block 2.
         let start = RAM_BASE + MIB_2 + MIB_2 / 2;
         s2.unmap(start, MIB_2).unwrap();
-        assert_eq!(
-            s2.translate(start - PAGE),
-            Some(0x8000_0000 + MIB_2 + MIB_2 / 2 - PAGE)
-        );
+        assert_eq!(s2.translate(start - PAGE), Some(0x8000_0000 + MIB_2 + MIB_2 / 2 - PAGE));
         assert_eq!(s2.translate(start), None);
         assert_eq!(s2.translate(start + MIB_2 - PAGE), None);
-        assert_eq!(
-            s2.translate(start + MIB_2),
-            Some(0x8000_0000 + 3 * MIB_2 - MIB_2 / 2)
-        );
+        assert_eq!(s2.translate(start + MIB_2), Some(0x8000_0000 + 3 * MIB_2 - MIB_2 / 2));
         assert_eq!(level_of(&s2, RAM_BASE), Some(2));
         assert_eq!(level_of(&s2, RAM_BASE + 3 * MIB_2), Some(2));
         // Unmapping what is already unmapped is fine; the hole can be mapped again.
         s2.unmap(start, MIB_2).unwrap();
         s2.map_ram(start, 0x9000_0000, MIB_2).unwrap();
         assert_eq!(s2.translate(start + 0x10), Some(0x9000_0010));
-        assert_eq!(
-            s2.map_ram(start, 0x9000_0000, PAGE),
-            Err(Stage2Error::AlreadyMapped { ipa: start })
-        );
+        assert_eq!(s2.map_ram(start, 0x9000_0000, PAGE), Err(Stage2Error::AlreadyMapped { ipa: start }));
     }
 
     #[test]
     fn unmapping_everything_leaves_nothing() {
         let mut s2 = GuestStage2::new(1);
-        s2.map_ram(RAM_BASE, 0x1_0000_0000, GIB + MIB_2 + PAGE)
-            .unwrap();
+        s2.map_ram(RAM_BASE, 0x1_0000_0000, GIB + MIB_2 + PAGE).unwrap();
         s2.unmap(RAM_BASE, GIB + MIB_2 + PAGE).unwrap();
         for ipa in [RAM_BASE, RAM_BASE + GIB, RAM_BASE + GIB + MIB_2] {
             assert_eq!(s2.translate(ipa), None);
@@ -564,65 +510,31 @@ mod tests {
     fn bad_requests_are_refused() {
         let mut s2 = GuestStage2::new(1);
         let bad_range = |ipa, size| Err(Stage2Error::BadRange { ipa, size });
-        assert_eq!(
-            s2.map_ram(RAM_BASE + 1, 0x8000_0000, PAGE),
-            bad_range(RAM_BASE + 1, PAGE)
-        );
-        assert_eq!(
-            s2.map_ram(RAM_BASE, 0x8000_0000, 100),
-            bad_range(RAM_BASE, 100)
-        );
+        assert_eq!(s2.map_ram(RAM_BASE + 1, 0x8000_0000, PAGE), bad_range(RAM_BASE + 1, PAGE));
+        assert_eq!(s2.map_ram(RAM_BASE, 0x8000_0000, 100), bad_range(RAM_BASE, 100));
         assert_eq!(s2.map_ram(RAM_BASE, 0x8000_0000, 0), bad_range(RAM_BASE, 0));
         assert_eq!(s2.unmap(RAM_BASE, 0), bad_range(RAM_BASE, 0));
         assert_eq!(
             s2.map_ram(0x0900_0000, 0x8000_0000, PAGE),
-            Err(Stage2Error::DeviceSpace {
-                ipa: 0x0900_0000,
-                size: PAGE
-            })
+            Err(Stage2Error::DeviceSpace { ipa: 0x0900_0000, size: PAGE })
         );
         assert_eq!(
             s2.map_ram(RAM_BASE - PAGE, 0x8000_0000, 2 * PAGE),
-            Err(Stage2Error::DeviceSpace {
-                ipa: RAM_BASE - PAGE,
-                size: 2 * PAGE
-            })
+            Err(Stage2Error::DeviceSpace { ipa: RAM_BASE - PAGE, size: 2 * PAGE })
         );
         let top = IPA_SPACE_SIZE - PAGE;
-        assert_eq!(
-            s2.map_ram(top, 0x8000_0000, 2 * PAGE),
-            Err(Stage2Error::OutOfRange {
-                ipa: top,
-                size: 2 * PAGE
-            })
-        );
+        assert_eq!(s2.map_ram(top, 0x8000_0000, 2 * PAGE), Err(Stage2Error::OutOfRange { ipa: top, size: 2 * PAGE }));
         let wraps = u64::MAX - PAGE + 1;
-        assert!(matches!(
-            s2.map_ram(wraps, 0, 2 * PAGE),
-            Err(Stage2Error::OutOfRange { .. })
-        ));
-        assert!(matches!(
-            s2.unmap(wraps, 2 * PAGE),
-            Err(Stage2Error::OutOfRange { .. })
-        ));
+        assert!(matches!(s2.map_ram(wraps, 0, 2 * PAGE), Err(Stage2Error::OutOfRange { .. })));
+        assert!(matches!(s2.unmap(wraps, 2 * PAGE), Err(Stage2Error::OutOfRange { .. })));
         for pa in [0x8000_0001, (1 << MAX_PA_BITS) - PAGE, u64::MAX - PAGE + 1] {
-            assert_eq!(
-                s2.map_ram(RAM_BASE, pa, 2 * PAGE),
-                Err(Stage2Error::BadPhysicalAddress { pa, size: 2 * PAGE })
-            );
+            assert_eq!(s2.map_ram(RAM_BASE, pa, 2 * PAGE), Err(Stage2Error::BadPhysicalAddress { pa, size: 2 * PAGE }));
         }
         assert_eq!(s2.translate(RAM_BASE), None, "refused requests map nothing");
         s2.map_ram(RAM_BASE, 0x8000_0000, MIB_2).unwrap();
         let overlap = RAM_BASE + MIB_2 - PAGE;
-        assert_eq!(
-            s2.map_ram(overlap, 0x9000_0000, 2 * PAGE),
-            Err(Stage2Error::AlreadyMapped { ipa: overlap })
-        );
-        assert_eq!(
-            s2.translate(overlap + PAGE),
-            None,
-            "a refused map changes nothing"
-        );
+        assert_eq!(s2.map_ram(overlap, 0x9000_0000, 2 * PAGE), Err(Stage2Error::AlreadyMapped { ipa: overlap }));
+        assert_eq!(s2.translate(overlap + PAGE), None, "a refused map changes nothing");
     }
 
     #[test]
@@ -633,11 +545,7 @@ mod tests {
         let root = vttbr & ((1 << VTTBR_VMID_SHIFT) - 1);
         assert_eq!(root, s2.mapping.root_address().0 as u64);
         assert_ne!(root, 0);
-        assert_eq!(
-            root % GRANULE,
-            0,
-            "the root table is 4 KiB-aligned; CnP (bit 0) is clear"
-        );
+        assert_eq!(root % GRANULE, 0, "the root table is 4 KiB-aligned; CnP (bit 0) is clear");
         assert_eq!(s2.vmid(), 0x2a);
     }
 

@@ -112,7 +112,8 @@ mod tests {
     #[test]
     fn data_abort_from_el0_uses_the_lower_el_vector_and_keeps_pstate() {
         let pstate = MODE_EL0T | (1 << 29); // some flags set by the guest
-        let i = inject(GuestException::DataExternalAbort { address: 0xdead_0000, is_write: true }, 0x40_0000, pstate, VBAR);
+        let i =
+            inject(GuestException::DataExternalAbort { address: 0xdead_0000, is_write: true }, 0x40_0000, pstate, VBAR);
         assert_eq!(i.pc, VBAR + 0x400);
         assert_eq!(i.spsr_el1, pstate, "the guest's PSTATE is saved untouched");
         assert_eq!(i.esr_el1 >> 26, 0x24);

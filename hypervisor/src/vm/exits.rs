@@ -70,7 +70,10 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, vcpu: usize) -> (ExitK
             inject_exception(frame, GuestException::DataExternalAbort { address: info.far, is_write });
         }
         Action::InstructionFetchFault { ipa } => {
-            log::warn!("vcpu{vcpu}: instruction fetch from IPA {ipa:#x} (PC {:#x}) outside RAM: external abort injected", frame.elr);
+            log::warn!(
+                "vcpu{vcpu}: instruction fetch from IPA {ipa:#x} (PC {:#x}) outside RAM: external abort injected",
+                frame.elr
+            );
             inject_exception(frame, GuestException::InstructionExternalAbort { address: info.far });
         }
         Action::Undefined(reason) => {

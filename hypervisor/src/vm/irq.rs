@@ -3,10 +3,12 @@
 
 use super::run::Resched;
 use super::vm;
-use crate::arch::aarch64::hyp_timer;
 use crate::arch::aarch64::gic as pgic;
+use crate::arch::aarch64::hyp_timer;
 use crate::console::CONSOLE;
-use crate::guest_map::{PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER, SPI_BASE, UART_SPI};
+use crate::guest_map::{
+    PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER, SPI_BASE, UART_SPI,
+};
 
 /// INTIDs from this value up are special (1020..1023: spurious / no interrupt pending).
 const FIRST_SPECIAL_INTID: u32 = 1020;

@@ -20,10 +20,10 @@ use crate::boot::guest_dtb::{self, GuestDtbConfig, VirtioMmioNode};
 use crate::boot::host_dtb::HostPlatform;
 use crate::boot::linux_image::{self, LoadPlan};
 use crate::console::CONSOLE;
-use crate::devices::vpl011::{TxSink, Vpl011};
 use crate::devices::host_blk::HostBlock;
 use crate::devices::virtio::blk::VirtioBlk;
 use crate::devices::virtio::mmio::VirtioMmio;
+use crate::devices::vpl011::{TxSink, Vpl011};
 use crate::devices::{DeviceManager, MmioDevice};
 use crate::gic::Vgic;
 use crate::guest_map;
@@ -126,7 +126,12 @@ fn module_bytes(range: MemRange) -> &'static [u8] {
 }
 
 /// Builds the VM: stage-2 map of guest RAM, devices, virtual GIC, and the boot images loaded.
-pub fn build(platform: &HostPlatform, guest_ram_host: MemRange, vcpu_count: usize, pcpu_mpidr: Vec<u64>) -> Result<&'static Vm, BuildError> {
+pub fn build(
+    platform: &HostPlatform,
+    guest_ram_host: MemRange,
+    vcpu_count: usize,
+    pcpu_mpidr: Vec<u64>,
+) -> Result<&'static Vm, BuildError> {
     let kernel_module = platform.kernel_module().ok_or(BuildError::NoKernel)?;
     let kernel = module_bytes(kernel_module.range);
     let initrd = platform.ramdisk_module().map(|m| module_bytes(m.range));
@@ -140,7 +145,8 @@ pub fn build(platform: &HostPlatform, guest_ram_host: MemRange, vcpu_count: usiz
         .map_err(BuildError::Kernel)?;
     let bootargs = kernel_module.bootargs.as_deref().unwrap_or("");
     let host_disk = HostBlock::probe(&platform.virtio_mmio);
-    let disk_node = VirtioMmioNode { base: DISK_SLOT.start, size: DISK_SLOT.size, spi: guest_map::VIRTIO_MMIO_FIRST_SPI };
+    let disk_node =
+        VirtioMmioNode { base: DISK_SLOT.start, size: DISK_SLOT.size, spi: guest_map::VIRTIO_MMIO_FIRST_SPI };
     let dtb = guest_dtb::build(&GuestDtbConfig {
         vcpus: vcpu_count,
         ram: ram_ipa,

@@ -38,7 +38,12 @@ struct VcpuSlot {
 }
 
 static SLOTS: [Mutex<VcpuSlot>; MAX_VCPUS] = [const {
-    Mutex::new(VcpuSlot { state: RunState::Off, frame: TrapFrame::zeroed(), context: VcpuContext::zeroed(), fresh: false })
+    Mutex::new(VcpuSlot {
+        state: RunState::Off,
+        frame: TrapFrame::zeroed(),
+        context: VcpuContext::zeroed(),
+        fresh: false,
+    })
 }; MAX_VCPUS];
 
 /// Each pCPU's run queue (its vCPUs and which one is loaded).
@@ -52,7 +57,8 @@ static STACK_TOPS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VC
 /// The list registers each pCPU last entered its guest with, for debuggers (`hyp-lrs` in
 /// scripts/gdb/hyp.py): QEMU's gdb stub does not expose the ICH_* registers.
 #[no_mangle]
-pub static HYP_DEBUG_LRS: [[AtomicU64; MAX_LRS]; MAX_VCPUS] = [const { [const { AtomicU64::new(0) }; MAX_LRS] }; MAX_VCPUS];
+pub static HYP_DEBUG_LRS: [[AtomicU64; MAX_LRS]; MAX_VCPUS] =
+    [const { [const { AtomicU64::new(0) }; MAX_LRS] }; MAX_VCPUS];
 
 /// Records this pCPU's stack top (boot code, once per pCPU).
 pub fn set_stack_top(index: usize, top: u64) {
@@ -118,7 +124,8 @@ struct EntryFrame(core::cell::UnsafeCell<TrapFrame>);
 // SAFETY: each pCPU only ever accesses its own element.
 unsafe impl Sync for EntryFrame {}
 
-static ENTRY_FRAMES: [EntryFrame; MAX_VCPUS] = [const { EntryFrame(core::cell::UnsafeCell::new(TrapFrame::zeroed())) }; MAX_VCPUS];
+static ENTRY_FRAMES: [EntryFrame; MAX_VCPUS] =
+    [const { EntryFrame(core::cell::UnsafeCell::new(TrapFrame::zeroed())) }; MAX_VCPUS];
 
 fn physical_address_range() -> u64 {
     use aarch64_cpu::registers::ID_AA64MMFR0_EL1;

@@ -40,9 +40,30 @@ macro_rules! sysregs {
 }
 
 sysregs!(
-    sctlr_el1, cpacr_el1, ttbr0_el1, ttbr1_el1, tcr_el1, mair_el1, amair_el1, vbar_el1,
-    contextidr_el1, tpidr_el0, tpidrro_el0, tpidr_el1, sp_el0, sp_el1, elr_el1, spsr_el1,
-    esr_el1, far_el1, afsr0_el1, afsr1_el1, par_el1, csselr_el1, cntkctl_el1, mdscr_el1,
+    sctlr_el1,
+    cpacr_el1,
+    ttbr0_el1,
+    ttbr1_el1,
+    tcr_el1,
+    mair_el1,
+    amair_el1,
+    vbar_el1,
+    contextidr_el1,
+    tpidr_el0,
+    tpidrro_el0,
+    tpidr_el1,
+    sp_el0,
+    sp_el1,
+    elr_el1,
+    spsr_el1,
+    esr_el1,
+    far_el1,
+    afsr0_el1,
+    afsr1_el1,
+    par_el1,
+    csselr_el1,
+    cntkctl_el1,
+    mdscr_el1,
     vmpidr_el2,
 );
 
@@ -127,7 +148,9 @@ impl GicInterface {
             g.lrs[n] = pgic::read_lr(n);
         }
         // SAFETY: reading the active-priority registers has no side effects.
-        unsafe { core::arch::asm!("mrs {}, ich_ap0r0_el2", "mrs {}, ich_ap1r0_el2", out(reg) g.ap0r0, out(reg) g.ap1r0) };
+        unsafe {
+            core::arch::asm!("mrs {}, ich_ap0r0_el2", "mrs {}, ich_ap1r0_el2", out(reg) g.ap0r0, out(reg) g.ap1r0)
+        };
         g
     }
 
@@ -137,7 +160,9 @@ impl GicInterface {
             pgic::write_lr(n, self.lrs[n]);
         }
         // SAFETY: restoring the guest's own active priorities.
-        unsafe { core::arch::asm!("msr ich_ap0r0_el2, {}", "msr ich_ap1r0_el2, {}", "isb", in(reg) self.ap0r0, in(reg) self.ap1r0) };
+        unsafe {
+            core::arch::asm!("msr ich_ap0r0_el2, {}", "msr ich_ap1r0_el2, {}", "isb", in(reg) self.ap0r0, in(reg) self.ap1r0)
+        };
     }
 }
 
@@ -173,19 +198,49 @@ core::arch::global_asm!(
     ".arch_extension simd",
     ".global fp_save",
     "fp_save:",
-    "stp q0, q1, [x0, #0x000]", "stp q2, q3, [x0, #0x020]", "stp q4, q5, [x0, #0x040]", "stp q6, q7, [x0, #0x060]",
-    "stp q8, q9, [x0, #0x080]", "stp q10, q11, [x0, #0x0a0]", "stp q12, q13, [x0, #0x0c0]", "stp q14, q15, [x0, #0x0e0]",
-    "stp q16, q17, [x0, #0x100]", "stp q18, q19, [x0, #0x120]", "stp q20, q21, [x0, #0x140]", "stp q22, q23, [x0, #0x160]",
-    "stp q24, q25, [x0, #0x180]", "stp q26, q27, [x0, #0x1a0]", "stp q28, q29, [x0, #0x1c0]", "stp q30, q31, [x0, #0x1e0]",
-    "mrs x1, fpcr", "mrs x2, fpsr", "add x0, x0, #0x200", "stp x1, x2, [x0]",
+    "stp q0, q1, [x0, #0x000]",
+    "stp q2, q3, [x0, #0x020]",
+    "stp q4, q5, [x0, #0x040]",
+    "stp q6, q7, [x0, #0x060]",
+    "stp q8, q9, [x0, #0x080]",
+    "stp q10, q11, [x0, #0x0a0]",
+    "stp q12, q13, [x0, #0x0c0]",
+    "stp q14, q15, [x0, #0x0e0]",
+    "stp q16, q17, [x0, #0x100]",
+    "stp q18, q19, [x0, #0x120]",
+    "stp q20, q21, [x0, #0x140]",
+    "stp q22, q23, [x0, #0x160]",
+    "stp q24, q25, [x0, #0x180]",
+    "stp q26, q27, [x0, #0x1a0]",
+    "stp q28, q29, [x0, #0x1c0]",
+    "stp q30, q31, [x0, #0x1e0]",
+    "mrs x1, fpcr",
+    "mrs x2, fpsr",
+    "add x0, x0, #0x200",
+    "stp x1, x2, [x0]",
     "ret",
     ".global fp_restore",
     "fp_restore:",
-    "ldp q0, q1, [x0, #0x000]", "ldp q2, q3, [x0, #0x020]", "ldp q4, q5, [x0, #0x040]", "ldp q6, q7, [x0, #0x060]",
-    "ldp q8, q9, [x0, #0x080]", "ldp q10, q11, [x0, #0x0a0]", "ldp q12, q13, [x0, #0x0c0]", "ldp q14, q15, [x0, #0x0e0]",
-    "ldp q16, q17, [x0, #0x100]", "ldp q18, q19, [x0, #0x120]", "ldp q20, q21, [x0, #0x140]", "ldp q22, q23, [x0, #0x160]",
-    "ldp q24, q25, [x0, #0x180]", "ldp q26, q27, [x0, #0x1a0]", "ldp q28, q29, [x0, #0x1c0]", "ldp q30, q31, [x0, #0x1e0]",
-    "add x0, x0, #0x200", "ldp x1, x2, [x0]", "msr fpcr, x1", "msr fpsr, x2",
+    "ldp q0, q1, [x0, #0x000]",
+    "ldp q2, q3, [x0, #0x020]",
+    "ldp q4, q5, [x0, #0x040]",
+    "ldp q6, q7, [x0, #0x060]",
+    "ldp q8, q9, [x0, #0x080]",
+    "ldp q10, q11, [x0, #0x0a0]",
+    "ldp q12, q13, [x0, #0x0c0]",
+    "ldp q14, q15, [x0, #0x0e0]",
+    "ldp q16, q17, [x0, #0x100]",
+    "ldp q18, q19, [x0, #0x120]",
+    "ldp q20, q21, [x0, #0x140]",
+    "ldp q22, q23, [x0, #0x160]",
+    "ldp q24, q25, [x0, #0x180]",
+    "ldp q26, q27, [x0, #0x1a0]",
+    "ldp q28, q29, [x0, #0x1c0]",
+    "ldp q30, q31, [x0, #0x1e0]",
+    "add x0, x0, #0x200",
+    "ldp x1, x2, [x0]",
+    "msr fpcr, x1",
+    "msr fpsr, x2",
     "ret",
 );
 

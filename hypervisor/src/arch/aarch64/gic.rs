@@ -8,9 +8,7 @@
 
 use core::ptr::NonNull;
 
-use aarch64_cpu::registers::{
-    Readable, Writeable, ICH_HCR_EL2, ICH_MISR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
-};
+use aarch64_cpu::registers::{Readable, Writeable, ICH_HCR_EL2, ICH_MISR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2};
 use arm_gic::gicv3::registers::{Gicd, GicrSgi};
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, InterruptGroup, Trigger};
@@ -180,7 +178,11 @@ pub fn write_lr(n: usize, value: u64) {
 pub fn set_virtual_interface(underflow_maintenance: bool) {
     ICH_HCR_EL2.write(
         ICH_HCR_EL2::En::SET
-            + if underflow_maintenance { ICH_HCR_EL2::UIE::SET + ICH_HCR_EL2::NPIE::SET } else { ICH_HCR_EL2::UIE::CLEAR },
+            + if underflow_maintenance {
+                ICH_HCR_EL2::UIE::SET + ICH_HCR_EL2::NPIE::SET
+            } else {
+                ICH_HCR_EL2::UIE::CLEAR
+            },
     );
 }
 

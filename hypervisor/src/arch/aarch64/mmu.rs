@@ -31,7 +31,8 @@ const MAIR_DEVICE_INDEX: u64 = 0;
 const MAIR_NORMAL_INDEX: u64 = 1;
 
 /// SCTLR_EL2 bits that are RES1 when HCR_EL2.E2H == 0 (Arm ARM D19.2).
-const SCTLR_EL2_RES1: u64 = (1 << 4) | (1 << 5) | (1 << 11) | (1 << 16) | (1 << 18) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
+const SCTLR_EL2_RES1: u64 =
+    (1 << 4) | (1 << 5) | (1 << 11) | (1 << 16) | (1 << 18) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
 
 #[repr(C, align(4096))]
 struct Level1Table(UnsafeCell<[u64; ENTRIES]>);

@@ -2,11 +2,11 @@
 
 pub mod context;
 pub mod cpu;
+pub mod firmware;
 pub mod gic;
 pub mod guest;
 pub mod hyp_timer;
 pub mod id_regs;
-pub mod firmware;
 pub mod mmu;
 pub mod trap;
 

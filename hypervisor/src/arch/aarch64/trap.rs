@@ -33,7 +33,7 @@ impl VectorKind {
     }
 
     pub fn is_sync(self) -> bool {
-        self.0 % 4 == 0
+        self.0.is_multiple_of(4)
     }
 
     pub fn is_irq(self) -> bool {

@@ -147,10 +147,7 @@ pub struct VirtioBlk<B: BlockBackend> {
 
 impl<B: BlockBackend> VirtioBlk<B> {
     pub fn new(backend: B) -> Self {
-        Self {
-            backend,
-            bounce: vec![0; BOUNCE_SIZE],
-        }
+        Self { backend, bounce: vec![0; BOUNCE_SIZE] }
     }
 
     pub fn backend(&self) -> &B {
@@ -284,10 +281,7 @@ fn read_header(mem: &GuestMemory, input: &mut BufferCursor) -> Result<Header, Re
     request_type.copy_from_slice(&raw[HEADER_TYPE..HEADER_TYPE + 4]);
     let mut sector = [0u8; 8];
     sector.copy_from_slice(&raw[HEADER_SECTOR..HEADER_SECTOR + 8]);
-    Ok(Header {
-        request_type: u32::from_le_bytes(request_type),
-        sector: u64::from_le_bytes(sector),
-    })
+    Ok(Header { request_type: u32::from_le_bytes(request_type), sector: u64::from_le_bytes(sector) })
 }
 
 impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
@@ -310,19 +304,12 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let config = self.config();
         for (i, byte) in data.iter_mut().enumerate() {
-            let at = usize::try_from(offset)
-                .ok()
-                .and_then(|offset| offset.checked_add(i));
+            let at = usize::try_from(offset).ok().and_then(|offset| offset.checked_add(i));
             *byte = at.and_then(|at| config.get(at)).copied().unwrap_or(0);
         }
     }
 
-    fn process_queue(
-        &mut self,
-        index: u16,
-        queue: &mut Virtqueue,
-        mem: &GuestMemory,
-    ) -> QueueOutcome {
+    fn process_queue(&mut self, index: u16, queue: &mut Virtqueue, mem: &GuestMemory) -> QueueOutcome {
         let mut outcome = QueueOutcome::default();
         if index != REQUEST_QUEUE {
             return outcome;
@@ -333,10 +320,7 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
                 Ok(Some(chain)) => {
                     let (used_len, error) = self.serve(mem, &chain);
                     if let Some(error) = error {
-                        outcome.note(VirtioError::Block {
-                            head: chain.head,
-                            error,
-                        });
+                        outcome.note(VirtioError::Block { head: chain.head, error });
                     }
                     (chain.head, used_len)
                 }

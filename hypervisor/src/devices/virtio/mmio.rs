@@ -104,9 +104,7 @@ pub struct VirtioMmio<D: VirtioDevice> {
 impl<D: VirtioDevice> VirtioMmio<D> {
     /// Puts `device` behind a transport whose queues live in `mem`.
     pub fn new(device: D, mem: GuestMemory) -> Self {
-        let queues = (0..device.num_queues())
-            .map(|_| QueueSlot::default())
-            .collect();
+        let queues = (0..device.num_queues()).map(|_| QueueSlot::default()).collect();
         Self {
             device,
             mem,
@@ -164,9 +162,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         self.driver_features_sel = 0;
         self.driver_features = 0;
         self.queue_sel = 0;
-        self.queues
-            .iter_mut()
-            .for_each(|slot| *slot = QueueSlot::default());
+        self.queues.iter_mut().for_each(|slot| *slot = QueueSlot::default());
         self.interrupt_status = 0;
         self.device.reset();
     }
@@ -177,8 +173,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
             return;
         }
         let mut value = value;
-        let newly_features_ok =
-            value & STATUS_FEATURES_OK != 0 && self.status & STATUS_FEATURES_OK == 0;
+        let newly_features_ok = value & STATUS_FEATURES_OK != 0 && self.status & STATUS_FEATURES_OK == 0;
         if newly_features_ok {
             if self.features_acceptable() {
                 self.device.ack_features(self.driver_features);
@@ -195,8 +190,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
     /// The driver's features are a subset of ours and include VERSION_1 (this is a modern-only
     /// device; legacy drivers cannot use this transport anyway).
     fn features_acceptable(&self) -> bool {
-        self.driver_features & !self.offered_features() == 0
-            && self.driver_features & VIRTIO_F_VERSION_1 != 0
+        self.driver_features & !self.offered_features() == 0 && self.driver_features & VIRTIO_F_VERSION_1 != 0
     }
 
     fn write_driver_features(&mut self, value: u32) {
@@ -209,8 +203,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
             1 => 32,
             _ => return,
         };
-        self.driver_features =
-            (self.driver_features & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift);
+        self.driver_features = (self.driver_features & !(u64::from(u32::MAX) << shift)) | (u64::from(value) << shift);
     }
 
     fn write_queue_ready(&mut self, value: u32) {
@@ -227,16 +220,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         }
         let queue = u16::try_from(slot.num)
             .map_err(|_| QueueError::BadSize { size: slot.num })
-            .and_then(|num| {
-                Virtqueue::new(
-                    &mem,
-                    num,
-                    QUEUE_SIZE_MAX,
-                    slot.desc,
-                    slot.driver,
-                    slot.device,
-                )
-            });
+            .and_then(|num| Virtqueue::new(&mem, num, QUEUE_SIZE_MAX, slot.desc, slot.driver, slot.device));
         match queue {
             Ok(queue) => slot.active = Some(queue),
             // QueueReady keeps reading 0, which is how the driver learns of the refusal.
@@ -284,11 +268,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         let Ok(index) = u16::try_from(index) else {
             return;
         };
-        let Some(queue) = self
-            .queues
-            .get_mut(usize::from(index))
-            .and_then(|slot| slot.active.as_mut())
-        else {
+        let Some(queue) = self.queues.get_mut(usize::from(index)).and_then(|slot| slot.active.as_mut()) else {
             return;
         };
         let outcome = self.device.process_queue(index, queue, &self.mem);
@@ -317,12 +297,8 @@ impl<D: VirtioDevice> VirtioMmio<D> {
                 _ => 0,
             },
             // Zero tells the driver the selected queue does not exist.
-            QUEUE_NUM_MAX => self
-                .selected_queue()
-                .map_or(0, |_| u32::from(QUEUE_SIZE_MAX)),
-            QUEUE_READY => self
-                .selected_queue()
-                .map_or(0, |slot| u32::from(slot.active.is_some())),
+            QUEUE_NUM_MAX => self.selected_queue().map_or(0, |_| u32::from(QUEUE_SIZE_MAX)),
+            QUEUE_READY => self.selected_queue().map_or(0, |slot| u32::from(slot.active.is_some())),
             INTERRUPT_STATUS => self.interrupt_status,
             STATUS => self.status,
             CONFIG_GENERATION => self.config_generation,
@@ -376,8 +352,7 @@ impl<D: VirtioDevice> MmioDevice for VirtioMmio<D> {
     fn write(&mut self, offset: u64, size: u8, value: u64) {
         if offset >= CONFIG {
             let len = usize::from(size).min(MAX_CONFIG_ACCESS);
-            self.device
-                .write_config(offset - CONFIG, &value.to_le_bytes()[..len]);
+            self.device.write_config(offset - CONFIG, &value.to_le_bytes()[..len]);
             return;
         }
         if !is_register_access(offset, size) {

@@ -42,12 +42,7 @@ pub trait VirtioDevice: Send {
     fn ack_features(&mut self, _features: u64) {}
     /// Handles the new buffers on queue `index`. Synchronous devices complete every request
     /// before returning; a device that completes later would push to the used ring then.
-    fn process_queue(
-        &mut self,
-        index: u16,
-        queue: &mut Virtqueue,
-        mem: &GuestMemory,
-    ) -> QueueOutcome;
+    fn process_queue(&mut self, index: u16, queue: &mut Virtqueue, mem: &GuestMemory) -> QueueOutcome;
     /// The driver reset the device: forget all negotiated and in-flight state.
     fn reset(&mut self) {}
 }

@@ -110,16 +110,9 @@ impl DescriptorChain {
     /// Splits the buffers into the device-readable ones and the device-writable ones that follow
     /// them; `None` if a readable buffer comes after a writable one (the spec forbids it).
     pub fn split(&self) -> Option<(&[Buffer], &[Buffer])> {
-        let first_writable = self
-            .buffers
-            .iter()
-            .position(|b| b.writable)
-            .unwrap_or(self.buffers.len());
+        let first_writable = self.buffers.iter().position(|b| b.writable).unwrap_or(self.buffers.len());
         let (readable, writable) = self.buffers.split_at(first_writable);
-        writable
-            .iter()
-            .all(|b| b.writable)
-            .then_some((readable, writable))
+        writable.iter().all(|b| b.writable).then_some((readable, writable))
     }
 }
 
@@ -169,32 +162,16 @@ impl Virtqueue {
         let n = u64::from(size);
         let areas = [
             (desc, DESC_ALIGN, DESC_SIZE * n),
-            (
-                avail,
-                AVAIL_ALIGN,
-                RING_ENTRIES + AVAIL_ENTRY_SIZE * n + RING_TRAILER,
-            ),
-            (
-                used,
-                USED_ALIGN,
-                RING_ENTRIES + USED_ENTRY_SIZE * n + RING_TRAILER,
-            ),
+            (avail, AVAIL_ALIGN, RING_ENTRIES + AVAIL_ENTRY_SIZE * n + RING_TRAILER),
+            (used, USED_ALIGN, RING_ENTRIES + USED_ENTRY_SIZE * n + RING_TRAILER),
         ];
         for (addr, align, len) in areas {
             if !addr.is_multiple_of(align) {
                 return Err(QueueError::Misaligned { addr });
             }
-            mem.host_address(addr, len)
-                .map_err(QueueError::RingOutsideRam)?;
+            mem.host_address(addr, len).map_err(QueueError::RingOutsideRam)?;
         }
-        Ok(Self {
-            size,
-            desc,
-            avail,
-            used,
-            last_avail_idx: 0,
-            next_used_idx: 0,
-        })
+        Ok(Self { size, desc, avail, used, last_avail_idx: 0, next_used_idx: 0 })
     }
 
     pub fn size(&self) -> u16 {
@@ -212,10 +189,7 @@ impl Virtqueue {
             return Ok(None);
         }
         if published.wrapping_sub(self.last_avail_idx) > self.size {
-            return Err(QueueError::AvailIndexJump {
-                last_seen: self.last_avail_idx,
-                published,
-            });
+            return Err(QueueError::AvailIndexJump { last_seen: self.last_avail_idx, published });
         }
         // Pairs with the driver's barrier between filling ring entries and bumping `idx`: the
         // entry and its descriptors must be read after the index that published them.
@@ -227,23 +201,13 @@ impl Virtqueue {
         if head >= self.size {
             return Err(QueueError::HeadOutOfRange { head });
         }
-        self.walk(mem, head)
-            .map(Some)
-            .map_err(|error| QueueError::BadChain { head, error })
+        self.walk(mem, head).map(Some).map_err(|error| QueueError::BadChain { head, error })
     }
 
     /// Follows the chain starting at `head`, flattening at most one level of indirection.
     fn walk(&self, mem: &GuestMemory, head: u16) -> Result<DescriptorChain, ChainError> {
-        let mut chain = DescriptorChain {
-            head,
-            buffers: Vec::new(),
-            outside_ram: None,
-        };
-        let mut table = Table {
-            addr: self.desc,
-            entries: u32::from(self.size),
-            indirect: false,
-        };
+        let mut chain = DescriptorChain { head, buffers: Vec::new(), outside_ram: None };
+        let mut table = Table { addr: self.desc, entries: u32::from(self.size), indirect: false };
         let mut index = head;
         // A chain that visits more descriptors than its table holds must revisit one: a loop.
         let mut visited: u32 = 0;
@@ -269,11 +233,7 @@ impl Virtqueue {
                 chain.outside_ram = mem.host_address(desc.addr, u64::from(desc.len)).err();
             }
             let writable = desc.flags & VIRTQ_DESC_F_WRITE != 0;
-            chain.buffers.push(Buffer {
-                addr: desc.addr,
-                len: desc.len,
-                writable,
-            });
+            chain.buffers.push(Buffer { addr: desc.addr, len: desc.len, writable });
             if desc.flags & VIRTQ_DESC_F_NEXT == 0 {
                 return Ok(chain);
             }
@@ -288,14 +248,12 @@ impl Virtqueue {
         entry[..4].copy_from_slice(&u32::from(head).to_le_bytes());
         entry[4..].copy_from_slice(&len.to_le_bytes());
         let entry_addr = self.used + RING_ENTRIES + USED_ENTRY_SIZE * slot;
-        mem.write(entry_addr, &entry)
-            .map_err(QueueError::RingOutsideRam)?;
+        mem.write(entry_addr, &entry).map_err(QueueError::RingOutsideRam)?;
         // The entry (and the data the device wrote into the buffers) must be visible before
         // the index that tells the driver to look at it.
         fence(Ordering::Release);
         self.next_used_idx = self.next_used_idx.wrapping_add(1);
-        mem.write(self.used + RING_IDX, &self.next_used_idx.to_le_bytes())
-            .map_err(QueueError::RingOutsideRam)
+        mem.write(self.used + RING_IDX, &self.next_used_idx.to_le_bytes()).map_err(QueueError::RingOutsideRam)
     }
 
     /// Whether the driver wants an interrupt for the buffers just used. Call after
@@ -304,17 +262,12 @@ impl Virtqueue {
         // The used index store must be ordered before the flags load, or a driver re-enabling
         // interrupts could miss this completion.
         fence(Ordering::SeqCst);
-        read_u16(mem, self.avail + RING_FLAGS)
-            .map_or(true, |flags| flags & VIRTQ_AVAIL_F_NO_INTERRUPT == 0)
+        read_u16(mem, self.avail + RING_FLAGS).map_or(true, |flags| flags & VIRTQ_AVAIL_F_NO_INTERRUPT == 0)
     }
 }
 
 /// Checks an indirect descriptor and returns the table it points to.
-fn indirect_table(
-    mem: &GuestMemory,
-    current: &Table,
-    desc: &Descriptor,
-) -> Result<Table, ChainError> {
+fn indirect_table(mem: &GuestMemory, current: &Table, desc: &Descriptor) -> Result<Table, ChainError> {
     if current.indirect {
         return Err(ChainError::NestedIndirect);
     }
@@ -324,22 +277,16 @@ fn indirect_table(
     if desc.len == 0 || !u64::from(desc.len).is_multiple_of(DESC_SIZE) {
         return Err(ChainError::BadIndirectLength { len: desc.len });
     }
-    mem.host_address(desc.addr, u64::from(desc.len))
-        .map_err(ChainError::DescriptorOutsideRam)?;
+    mem.host_address(desc.addr, u64::from(desc.len)).map_err(ChainError::DescriptorOutsideRam)?;
     // `next` fields are u16, so entries past 65536 can never be reached; the cap keeps the
     // count within the type used for indices.
     let entries = (u64::from(desc.len) / DESC_SIZE).min(1 << 16) as u32;
-    Ok(Table {
-        addr: desc.addr,
-        entries,
-        indirect: true,
-    })
+    Ok(Table { addr: desc.addr, entries, indirect: true })
 }
 
 fn read_descriptor(mem: &GuestMemory, addr: u64) -> Result<Descriptor, ChainError> {
     let mut raw = [0u8; DESC_SIZE as usize];
-    mem.read(addr, &mut raw)
-        .map_err(ChainError::DescriptorOutsideRam)?;
+    mem.read(addr, &mut raw).map_err(ChainError::DescriptorOutsideRam)?;
     let field = |range: core::ops::Range<usize>| {
         let mut bytes = [0u8; 8];
         bytes[..range.len()].copy_from_slice(&raw[range]);
@@ -355,8 +302,7 @@ fn read_descriptor(mem: &GuestMemory, addr: u64) -> Result<Descriptor, ChainErro
 
 fn read_u16(mem: &GuestMemory, addr: u64) -> Result<u16, QueueError> {
     let mut bytes = [0u8; 2];
-    mem.read(addr, &mut bytes)
-        .map_err(QueueError::RingOutsideRam)?;
+    mem.read(addr, &mut bytes).map_err(QueueError::RingOutsideRam)?;
     Ok(u16::from_le_bytes(bytes))
 }
 
@@ -375,12 +321,7 @@ impl<'a> BufferCursor<'a> {
     /// A stream over all of `buffers`.
     pub fn new(buffers: &'a [Buffer]) -> Self {
         let total = buffers.iter().map(|b| u64::from(b.len)).sum();
-        Self {
-            buffers,
-            index: 0,
-            offset: 0,
-            remaining: total,
-        }
+        Self { buffers, index: 0, offset: 0, remaining: total }
     }
 
     /// Bytes left in the stream.

@@ -46,8 +46,7 @@ fn find(lrs: &[u64], intid: u32) -> usize {
 
 fn set_state(lrs: &mut [u64], intid: u32, state: LrState) {
     let index = find(lrs, intid);
-    lrs[index] =
-        (lrs[index] & !(LR_STATE_MASK << LR_STATE_SHIFT)) | (state as u64) << LR_STATE_SHIFT;
+    lrs[index] = (lrs[index] & !(LR_STATE_MASK << LR_STATE_SHIFT)) | (state as u64) << LR_STATE_SHIFT;
 }
 
 /// The guest acknowledges `intid` (ICC_IAR1_EL1).
@@ -69,16 +68,9 @@ fn flush_puts_a_pending_interrupt_in_a_list_register_once() {
     let mut lrs = [0; NUM_LRS];
     assert_eq!(vgic.flush_lrs(0, &mut lrs), FlushResult::default());
     let lr = ListRegister::decode(lrs[0]);
-    assert_eq!(
-        (lr.vintid, lr.state, lr.priority),
-        (SPI, LrState::Pending, 0xA0)
-    );
+    assert_eq!((lr.vintid, lr.state, lr.priority), (SPI, LrState::Pending, 0xA0));
     assert!(lr.group1 && lr.pintid.is_none() && !lr.eoi_maintenance);
-    assert_eq!(
-        vgic.gicd_read(0x200 + 4, 4).value,
-        1 << 5,
-        "reads pending while in the LR"
-    );
+    assert_eq!(vgic.gicd_read(0x200 + 4, 4).value, 1 << 5, "reads pending while in the LR");
 
     vgic.sync_lrs(0, &mut lrs);
     vgic.flush_lrs(0, &mut lrs);
@@ -106,16 +98,9 @@ fn overflow_is_flagged_and_priority_order_respected() {
     guest_complete(&mut lrs, SPI_BASE + 1);
     guest_complete(&mut lrs, SPI_BASE + 5);
     vgic.sync_lrs(0, &mut lrs);
-    assert_eq!(
-        in_lrs(&lrs),
-        [SPI_BASE + 4, SPI_BASE + 2],
-        "sync frees completed slots"
-    );
+    assert_eq!(in_lrs(&lrs), [SPI_BASE + 4, SPI_BASE + 2], "sync frees completed slots");
     assert!(!vgic.flush_lrs(0, &mut lrs).overflow);
-    assert_eq!(
-        in_lrs(&lrs),
-        [SPI_BASE, SPI_BASE + 3, SPI_BASE + 4, SPI_BASE + 2]
-    );
+    assert_eq!(in_lrs(&lrs), [SPI_BASE, SPI_BASE + 3, SPI_BASE + 4, SPI_BASE + 2]);
 }
 
 #[test]
@@ -133,19 +118,11 @@ fn higher_priority_arrival_evicts_a_pending_lower_one() {
     enable(&mut vgic, 0, SPI, 0x20);
     make_edge(&mut vgic, SPI);
     vgic.set_pending(SPI, 0);
-    assert!(
-        vgic.flush_lrs(0, &mut lrs).overflow,
-        "the evicted one waits"
-    );
+    assert!(vgic.flush_lrs(0, &mut lrs).overflow, "the evicted one waits");
     assert!(in_lrs(&lrs).contains(&SPI) && in_lrs(&lrs).contains(&SPI_BASE));
-    let evicted = (1..NUM_LRS as u32)
-        .map(|n| SPI_BASE + n)
-        .find(|i| !in_lrs(&lrs).contains(i));
+    let evicted = (1..NUM_LRS as u32).map(|n| SPI_BASE + n).find(|i| !in_lrs(&lrs).contains(i));
     let evicted = evicted.unwrap();
-    assert!(
-        vgic.irq(0, evicted).unwrap().latch,
-        "still pending in the distributor"
-    );
+    assert!(vgic.irq(0, evicted).unwrap().latch, "still pending in the distributor");
     assert_eq!(vgic.irq(0, evicted).unwrap().lr, None);
 }
 
@@ -180,10 +157,7 @@ fn level_interrupt_repends_while_the_line_is_high() {
 
     guest_complete(&mut lrs, SPI);
     vgic.sync_lrs(0, &mut lrs);
-    assert_eq!(
-        lrs[0], 0,
-        "zeroed, which also clears the EOI maintenance status"
-    );
+    assert_eq!(lrs[0], 0, "zeroed, which also clears the EOI maintenance status");
     assert!(vgic.has_deliverable(0), "line still high");
     vgic.flush_lrs(0, &mut lrs);
     assert_eq!(ListRegister::decode(lrs[0]).state, LrState::Pending);
@@ -218,26 +192,16 @@ fn timer_goes_in_hardware_list_registers() {
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(1, &mut lrs);
     let lr = ListRegister::decode(lrs[0]);
-    assert_eq!(
-        (lr.vintid, lr.pintid, lr.state),
-        (27, Some(27), LrState::Pending)
-    );
+    assert_eq!((lr.vintid, lr.pintid, lr.state), (27, Some(27), LrState::Pending));
     assert_ne!(lrs[0] & LR_HW, 0);
-    assert!(
-        !lr.eoi_maintenance,
-        "HW list registers carry no EOI maintenance"
-    );
+    assert!(!lr.eoi_maintenance, "HW list registers carry no EOI maintenance");
 
     // Level-configured (as Linux does) or not, a new injection while active waits.
     guest_ack(&mut lrs, PPI_VIRT_TIMER);
     vgic.irq_mut(1, PPI_VIRT_TIMER).unwrap().trigger = crate::gic::irq::Trigger::Edge;
     vgic.set_pending(PPI_VIRT_TIMER, 1);
     vgic.flush_lrs(1, &mut lrs);
-    assert_eq!(
-        ListRegister::decode(lrs[0]).state,
-        LrState::Active,
-        "never pending+active"
-    );
+    assert_eq!(ListRegister::decode(lrs[0]).state, LrState::Active, "never pending+active");
     guest_complete(&mut lrs, PPI_VIRT_TIMER);
     vgic.flush_lrs(1, &mut lrs);
     assert_eq!(ListRegister::decode(lrs[0]).state, LrState::Pending);
@@ -252,17 +216,10 @@ fn disabling_withdraws_a_pending_interrupt() {
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs);
     let kick = vgic.gicd_write(ICENABLER + 4, 4, 1 << 5).kick;
-    assert_eq!(
-        kick,
-        Kick::vcpu(0),
-        "the holder must refresh its list registers"
-    );
+    assert_eq!(kick, Kick::vcpu(0), "the holder must refresh its list registers");
     vgic.flush_lrs(0, &mut lrs);
     assert!(in_lrs(&lrs).is_empty());
-    assert!(
-        vgic.irq(0, SPI).unwrap().latch,
-        "still pending, just not forwarded"
-    );
+    assert!(vgic.irq(0, SPI).unwrap().latch, "still pending, just not forwarded");
 }
 
 #[test]
@@ -275,11 +232,7 @@ fn guest_mmio_edits_reach_the_list_register() {
     vgic.flush_lrs(0, &mut lrs);
 
     vgic.gicd_write(ISACTIVER + 4, 4, 1 << 5);
-    assert_eq!(
-        vgic.gicd_read(ISACTIVER + 4, 4).value,
-        1 << 5,
-        "visible before the flush"
-    );
+    assert_eq!(vgic.gicd_read(ISACTIVER + 4, 4).value, 1 << 5, "visible before the flush");
     vgic.flush_lrs(0, &mut lrs);
     assert_eq!(ListRegister::decode(lrs[0]).state, LrState::PendingActive);
 
@@ -302,11 +255,7 @@ fn rerouting_moves_a_pending_spi_to_the_new_target() {
     let mut lrs0 = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs0);
     let irouter = 0x6000 + 8 * u64::from(SPI);
-    assert_eq!(
-        vgic.gicd_write(irouter, 8, 1).kick,
-        Kick::vcpu(0),
-        "holder first"
-    );
+    assert_eq!(vgic.gicd_write(irouter, 8, 1).kick, Kick::vcpu(0), "holder first");
     let result = vgic.flush_lrs(0, &mut lrs0);
     assert!(in_lrs(&lrs0).is_empty());
     assert_eq!(result.kick, Kick::vcpu(1));
@@ -327,10 +276,7 @@ fn spis_are_never_in_two_list_registers() {
     vgic.gicd_write(0x6000 + 8 * u64::from(SPI), 8, 1);
     let mut lrs1 = [0; NUM_LRS];
     vgic.flush_lrs(1, &mut lrs1);
-    assert!(
-        in_lrs(&lrs1).is_empty(),
-        "active on vCPU 0: it stays there until completed"
-    );
+    assert!(in_lrs(&lrs1).is_empty(), "active on vCPU 0: it stays there until completed");
 }
 
 #[test]
@@ -338,21 +284,14 @@ fn stale_and_foreign_list_register_values_are_cleaned() {
     let mut vgic = vgic(1);
     let mut lrs = [ListRegister::pending(99, 0, true).encode(); NUM_LRS];
     vgic.flush_lrs(0, &mut lrs);
-    assert_eq!(
-        lrs, [0; NUM_LRS],
-        "values we did not put there never reach the guest"
-    );
+    assert_eq!(lrs, [0; NUM_LRS], "values we did not put there never reach the guest");
 
     enable(&mut vgic, 0, SPI, 0);
     vgic.set_level(SPI, 0, true);
     vgic.flush_lrs(0, &mut lrs);
     lrs[0] = ListRegister::pending(SPI + 1, 0, true).encode();
     vgic.sync_lrs(0, &mut lrs);
-    assert_eq!(
-        vgic.irq(0, SPI).unwrap().lr,
-        None,
-        "record dropped, not trusted"
-    );
+    assert_eq!(vgic.irq(0, SPI).unwrap().lr, None, "record dropped, not trusted");
 }
 
 #[test]
@@ -397,11 +336,7 @@ fn assert_consistent(vgic: &Vgic, vcpu: usize, lrs: &[u64]) {
         }
     }
     for intid in 0..INTID_END {
-        if let Some(LrSlot {
-            vcpu: holder,
-            index,
-        }) = vgic.irq(vcpu, intid).unwrap().lr
-        {
+        if let Some(LrSlot { vcpu: holder, index }) = vgic.irq(vcpu, intid).unwrap().lr {
             assert_eq!(vgic.vcpus[holder].lrs[index].map(|e| e.intid), Some(intid));
         }
     }
@@ -416,9 +351,7 @@ fn random_guest_and_device_activity_keeps_the_record_consistent() {
     // A small linear congruential generator: deterministic, no dependencies.
     let mut seed = 0x2545_F491_4F6C_DD1D_u64;
     let mut next = move || {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         seed >> 16
     };
     let mut lr_uses = 0;
@@ -454,8 +387,5 @@ fn random_guest_and_device_activity_keeps_the_record_consistent() {
             }
         }
     }
-    assert!(
-        lr_uses > 1000,
-        "the run must exercise the list registers ({lr_uses})"
-    );
+    assert!(lr_uses > 1000, "the run must exercise the list registers ({lr_uses})");
 }

@@ -39,18 +39,10 @@ fn written_sectors_read_back() {
     guest.ram.write(DATA, &data);
     let header = guest.header(VIRTIO_BLK_T_OUT, 10);
     let status = guest.status();
-    assert_eq!(
-        guest.submit(&[header, readable(DATA, 3 * SECTOR), status]),
-        1,
-        "only the status is written"
-    );
+    assert_eq!(guest.submit(&[header, readable(DATA, 3 * SECTOR), status]), 1, "only the status is written");
     assert_eq!(guest.status_byte(), VIRTIO_BLK_S_OK);
     assert_eq!(&guest.disk()[10 * 512..13 * 512], &data[..]);
-    assert_eq!(
-        &guest.disk()[9 * 512..10 * 512],
-        &Guest::expected(9, 512)[..],
-        "neighbours untouched"
-    );
+    assert_eq!(&guest.disk()[9 * 512..10 * 512], &Guest::expected(9, 512)[..], "neighbours untouched");
 
     guest.ram.write(DATA, &[0; 3 * 512]);
     assert_eq!(guest.read_sectors(10, 3), (VIRTIO_BLK_S_OK, 3 * SECTOR + 1));
@@ -86,10 +78,7 @@ fn unknown_request_types_are_unsupported() {
     assert_eq!(guest.status_byte(), VIRTIO_BLK_S_UNSUPP);
     assert!(matches!(
         guest.dev.take_error(),
-        Some(VirtioError::Block {
-            error: RequestError::Unsupported { request_type: 11 },
-            ..
-        })
+        Some(VirtioError::Block { error: RequestError::Unsupported { request_type: 11 }, .. })
     ));
 }
 
@@ -102,21 +91,12 @@ fn a_single_descriptor_chain_gets_an_error() {
     assert_eq!(guest.ram.read(DATA + 15, 1), [VIRTIO_BLK_S_IOERR]);
     assert!(matches!(
         guest.dev.take_error(),
-        Some(VirtioError::Block {
-            error: RequestError::HeaderTooShort { len: 0 },
-            ..
-        })
+        Some(VirtioError::Block { error: RequestError::HeaderTooShort { len: 0 }, .. })
     ));
     // Readable only: a header but nowhere to put the status.
     let header = guest.header(VIRTIO_BLK_T_IN, 0);
     assert_eq!(guest.submit(&[header]), 0);
-    assert!(matches!(
-        guest.dev.take_error(),
-        Some(VirtioError::Block {
-            error: RequestError::NoStatus,
-            ..
-        })
-    ));
+    assert!(matches!(guest.dev.take_error(), Some(VirtioError::Block { error: RequestError::NoStatus, .. })));
 }
 
 #[test]
@@ -153,9 +133,7 @@ fn header_may_be_split_and_share_descriptors_with_data_and_status() {
     // Header in two pieces (5 + 11 bytes), the second followed by the data in one buffer.
     guest.header_at(DATA - 16, VIRTIO_BLK_T_OUT, 7);
     guest.ram.write(DATA, &data);
-    guest
-        .ram
-        .write(HEADER, guest.ram.read(DATA - 16, 5).to_vec().as_slice());
+    guest.ram.write(HEADER, guest.ram.read(DATA - 16, 5).to_vec().as_slice());
     let status = guest.status();
     let chain = [readable(HEADER, 5), readable(DATA - 11, 11 + 512), status];
     assert_eq!(guest.submit(&chain), 1);
@@ -176,12 +154,7 @@ fn indirect_tables_are_followed() {
     let mut guest = Guest::ready();
     let header = guest.header(VIRTIO_BLK_T_IN, 20);
     let status = guest.status();
-    let table = [
-        header,
-        writable(DATA, 512),
-        writable(DATA + 512, 512),
-        status,
-    ];
+    let table = [header, writable(DATA, 512), writable(DATA + 512, 512), status];
     guest.ram.chain(INDIRECT, table.len() as u16, 0, &table);
     assert_eq!(guest.submit(&[indirect(INDIRECT, 4)]), 2 * SECTOR + 1);
     assert_eq!(guest.status_byte(), VIRTIO_BLK_S_OK);
@@ -190,9 +163,7 @@ fn indirect_tables_are_followed() {
     // Direct descriptors may precede the indirect one.
     let header = guest.header(VIRTIO_BLK_T_IN, 30);
     let status = guest.status();
-    guest
-        .ram
-        .chain(INDIRECT, 2, 0, &[writable(DATA, 512), status]);
+    guest.ram.chain(INDIRECT, 2, 0, &[writable(DATA, 512), status]);
     assert_eq!(guest.submit(&[header, indirect(INDIRECT, 2)]), SECTOR + 1);
     assert_eq!(guest.ram.read(DATA, 512), &Guest::expected(30, 512)[..]);
 }
@@ -200,31 +171,13 @@ fn indirect_tables_are_followed() {
 #[test]
 fn transfers_past_the_end_of_the_disk_fail() {
     let mut guest = Guest::ready();
-    assert_eq!(
-        guest.read_sectors(DISK_SECTORS - 1, 1),
-        (VIRTIO_BLK_S_OK, 513),
-        "last sector"
-    );
-    assert_eq!(
-        guest.read_sectors(DISK_SECTORS - 1, 2),
-        (VIRTIO_BLK_S_IOERR, 1),
-        "straddles the end"
-    );
+    assert_eq!(guest.read_sectors(DISK_SECTORS - 1, 1), (VIRTIO_BLK_S_OK, 513), "last sector");
+    assert_eq!(guest.read_sectors(DISK_SECTORS - 1, 2), (VIRTIO_BLK_S_IOERR, 1), "straddles the end");
     assert_eq!(guest.read_sectors(DISK_SECTORS, 1), (VIRTIO_BLK_S_IOERR, 1));
-    assert_eq!(
-        guest.read_sectors(u64::MAX, 1),
-        (VIRTIO_BLK_S_IOERR, 1),
-        "wraps"
-    );
+    assert_eq!(guest.read_sectors(u64::MAX, 1), (VIRTIO_BLK_S_IOERR, 1), "wraps");
     assert!(matches!(
         guest.dev.take_error(),
-        Some(VirtioError::Block {
-            error: RequestError::BeyondCapacity {
-                sector: u64::MAX,
-                len: 512
-            },
-            ..
-        })
+        Some(VirtioError::Block { error: RequestError::BeyondCapacity { sector: u64::MAX, len: 512 }, .. })
     ));
 
     let header = guest.header(VIRTIO_BLK_T_OUT, DISK_SECTORS);
@@ -247,16 +200,9 @@ fn partial_sectors_fail() {
     assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
     assert!(matches!(
         guest.dev.take_error(),
-        Some(VirtioError::Block {
-            error: RequestError::PartialSector { len: 513 },
-            ..
-        })
+        Some(VirtioError::Block { error: RequestError::PartialSector { len: 513 }, .. })
     ));
-    assert_eq!(
-        &guest.disk()[..512],
-        &Guest::expected(0, 512)[..],
-        "nothing written"
-    );
+    assert_eq!(&guest.disk()[..512], &Guest::expected(0, 512)[..], "nothing written");
 }
 
 #[test]
@@ -275,10 +221,7 @@ fn buffers_outside_guest_ram_fail_without_side_effects() {
     assert_eq!(guest.disk(), &Guest::expected(0, guest.disk().len())[..]);
     assert!(matches!(
         guest.dev.take_error(),
-        Some(VirtioError::Block {
-            error: RequestError::BufferOutsideRam(_),
-            ..
-        })
+        Some(VirtioError::Block { error: RequestError::BufferOutsideRam(_), .. })
     ));
 
     // A buffer running off the end of RAM, and one at an address that wraps.
@@ -291,25 +234,13 @@ fn buffers_outside_guest_ram_fail_without_side_effects() {
 
     // Header outside RAM.
     let status = guest.status();
-    assert_eq!(
-        guest.submit(&[readable(OUTSIDE, 16), writable(DATA, 512), status]),
-        1
-    );
+    assert_eq!(guest.submit(&[readable(OUTSIDE, 16), writable(DATA, 512), status]), 1);
     assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
 
     // Status outside RAM: nothing can be reported, the request completes empty.
     let header = guest.header(VIRTIO_BLK_T_IN, 0);
-    assert_eq!(
-        guest.submit(&[header, writable(DATA, 512), writable(OUTSIDE, 1)]),
-        0
-    );
-    assert!(matches!(
-        guest.dev.take_error(),
-        Some(VirtioError::Block {
-            error: RequestError::NoStatus,
-            ..
-        })
-    ));
+    assert_eq!(guest.submit(&[header, writable(DATA, 512), writable(OUTSIDE, 1)]), 0);
+    assert!(matches!(guest.dev.take_error(), Some(VirtioError::Block { error: RequestError::NoStatus, .. })));
 }
 
 #[test]
@@ -318,10 +249,7 @@ fn malformed_layouts_fail() {
     // Readable data after the writable status.
     let header = guest.header(VIRTIO_BLK_T_OUT, 0);
     let status = guest.status();
-    assert_eq!(
-        guest.submit(&[header, status, readable(DATA, 512), writable(DATA + 512, 1)]),
-        1
-    );
+    assert_eq!(guest.submit(&[header, status, readable(DATA, 512), writable(DATA + 512, 1)]), 1);
     assert_eq!(guest.ram.read(DATA + 512, 1), [VIRTIO_BLK_S_IOERR]);
     // A header one byte short.
     guest.header(VIRTIO_BLK_T_IN, 0);
@@ -341,24 +269,15 @@ fn a_descriptor_loop_is_completed_empty_and_the_queue_goes_on() {
     let head = guest.offer(&[header, writable(DATA, 512), status]);
     // Point the status descriptor back at the head instead of ending the chain.
     let status_index = head + 2;
-    guest
-        .ram
-        .descriptor(DESC, status_index, STATUS_BYTE, 1, 2 | 1, head);
+    guest.ram.descriptor(DESC, status_index, STATUS_BYTE, 1, 2 | 1, head);
     guest.notify();
     assert_eq!(guest.ram.used_idx(), 1);
     assert_eq!(guest.ram.used_entry(QUEUE_SIZE, 0), (u32::from(head), 0));
     assert_eq!(
         guest.dev.take_error(),
-        Some(VirtioError::Queue(QueueError::BadChain {
-            head,
-            error: ChainError::Loop
-        }))
+        Some(VirtioError::Queue(QueueError::BadChain { head, error: ChainError::Loop }))
     );
-    assert_eq!(
-        guest.reg(STATUS) & STATUS_DEVICE_NEEDS_RESET,
-        0,
-        "one bad chain is not fatal"
-    );
+    assert_eq!(guest.reg(STATUS) & STATUS_DEVICE_NEEDS_RESET, 0, "one bad chain is not fatal");
     assert_eq!(guest.read_sectors(1, 1), (VIRTIO_BLK_S_OK, 513));
 }
 
@@ -375,10 +294,7 @@ fn chains_longer_than_the_queue_are_refused() {
     assert_eq!(guest.submit(&[indirect(INDIRECT, table.len() as u32)]), 0);
     assert!(matches!(
         guest.dev.take_error(),
-        Some(VirtioError::Queue(QueueError::BadChain {
-            error: ChainError::TooLong,
-            ..
-        }))
+        Some(VirtioError::Queue(QueueError::BadChain { error: ChainError::TooLong, .. }))
     ));
 }
 
@@ -389,10 +305,7 @@ fn backend_failures_become_io_errors() {
     assert_eq!(guest.read_sectors(0, 1), (VIRTIO_BLK_S_IOERR, 1));
     assert!(matches!(
         guest.dev.take_error(),
-        Some(VirtioError::Block {
-            error: RequestError::Backend(BackendError::Io),
-            ..
-        })
+        Some(VirtioError::Block { error: RequestError::Backend(BackendError::Io), .. })
     ));
     let header = guest.header(VIRTIO_BLK_T_FLUSH, 0);
     let status = guest.status();
@@ -407,20 +320,13 @@ fn several_requests_complete_on_one_notify() {
     let mut heads = Vec::new();
     for i in 0..3u64 {
         guest.header_at(HEADER + 16 * i, VIRTIO_BLK_T_IN, i);
-        let chain = [
-            readable(HEADER + 16 * i, 16),
-            writable(DATA + 512 * i, 512),
-            writable(STATUS_BYTE + i, 1),
-        ];
+        let chain = [readable(HEADER + 16 * i, 16), writable(DATA + 512 * i, 512), writable(STATUS_BYTE + i, 1)];
         heads.push(guest.offer(&chain));
     }
     guest.notify();
     assert_eq!(guest.ram.used_idx(), 3);
     for (i, head) in heads.into_iter().enumerate() {
-        assert_eq!(
-            guest.ram.used_entry(QUEUE_SIZE, i as u16),
-            (u32::from(head), 513)
-        );
+        assert_eq!(guest.ram.used_entry(QUEUE_SIZE, i as u16), (u32::from(head), 513));
         assert_eq!(guest.ram.read(STATUS_BYTE + i as u64, 1), [VIRTIO_BLK_S_OK]);
     }
     assert_eq!(guest.ram.read(DATA, 1536), &Guest::expected(0, 1536)[..]);
@@ -445,15 +351,9 @@ fn large_transfers_pass_through_the_bounce_buffer_in_chunks() {
     guest.ram.write(DATA, &data);
     let header = guest.header(VIRTIO_BLK_T_OUT, 100);
     let status = guest.status();
-    assert_eq!(
-        guest.submit(&[header, readable(DATA, (sectors * 512) as u32), status]),
-        1
-    );
+    assert_eq!(guest.submit(&[header, readable(DATA, (sectors * 512) as u32), status]), 1);
     assert_eq!(&guest.disk()[100 * 512..(100 + sectors) * 512], &data[..]);
     guest.ram.write(DATA, &vec![0; sectors * 512]);
-    assert_eq!(
-        guest.read_sectors(100, sectors as u32),
-        (VIRTIO_BLK_S_OK, sectors as u32 * SECTOR + 1)
-    );
+    assert_eq!(guest.read_sectors(100, sectors as u32), (VIRTIO_BLK_S_OK, sectors as u32 * SECTOR + 1));
     assert_eq!(guest.ram.read(DATA, sectors * 512), &data[..]);
 }

@@ -8,9 +8,7 @@ mod transport;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::blk::{
-    BackendError, BlockBackend, VirtioBlk, DEVICE_ID_LEN, SECTOR_SIZE, VIRTIO_BLK_S_OK,
-};
+use super::blk::{BackendError, BlockBackend, VirtioBlk, DEVICE_ID_LEN, SECTOR_SIZE, VIRTIO_BLK_S_OK};
 use super::mmio::*;
 use super::queue::{VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 use crate::devices::MmioDevice;
@@ -51,12 +49,7 @@ impl Ram {
         let mut backing = vec![0u8; RAM_SIZE as usize];
         // SAFETY: the Vec's heap buffer is never reallocated (its length never changes) and
         // lives as long as `Ram`, which is what uses `mem`.
-        let mem = unsafe {
-            GuestMemory::new(
-                MemRange::new(RAM_BASE, RAM_SIZE),
-                backing.as_mut_ptr() as u64,
-            )
-        };
+        let mem = unsafe { GuestMemory::new(MemRange::new(RAM_BASE, RAM_SIZE), backing.as_mut_ptr() as u64) };
         Self { backing, mem }
     }
 
@@ -79,15 +72,7 @@ impl Ram {
     }
 
     /// Writes descriptor `index` of the table at `table`.
-    pub fn descriptor(
-        &mut self,
-        table: u64,
-        index: u16,
-        addr: u64,
-        len: u32,
-        flags: u16,
-        next: u16,
-    ) {
+    pub fn descriptor(&mut self, table: u64, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
         let mut raw = [0u8; 16];
         raw[0..8].copy_from_slice(&addr.to_le_bytes());
         raw[8..12].copy_from_slice(&len.to_le_bytes());
@@ -107,14 +92,7 @@ impl Ram {
             if !last {
                 flags |= VIRTQ_DESC_F_NEXT;
             }
-            self.descriptor(
-                table,
-                index,
-                buf.addr,
-                buf.len,
-                flags,
-                (index + 1) % table_size,
-            );
+            self.descriptor(table, index, buf.addr, buf.len, flags, (index + 1) % table_size);
         }
         first % table_size
     }
@@ -147,31 +125,16 @@ pub struct Buf {
 }
 
 pub fn readable(addr: u64, len: u32) -> Buf {
-    Buf {
-        addr,
-        len,
-        writable: false,
-        extra_flags: 0,
-    }
+    Buf { addr, len, writable: false, extra_flags: 0 }
 }
 
 pub fn writable(addr: u64, len: u32) -> Buf {
-    Buf {
-        addr,
-        len,
-        writable: true,
-        extra_flags: 0,
-    }
+    Buf { addr, len, writable: true, extra_flags: 0 }
 }
 
 /// A descriptor pointing at an indirect table of `entries` descriptors at `addr`.
 pub fn indirect(addr: u64, entries: u32) -> Buf {
-    Buf {
-        addr,
-        len: entries * 16,
-        writable: false,
-        extra_flags: super::queue::VIRTQ_DESC_F_INDIRECT,
-    }
+    Buf { addr, len: entries * 16, writable: false, extra_flags: super::queue::VIRTQ_DESC_F_INDIRECT }
 }
 
 /// A disk in a Vec, counting flushes and able to fail on demand.
@@ -185,11 +148,7 @@ impl VecDisk {
     /// A disk whose every byte is a function of its position, so misplaced data shows.
     pub fn patterned(sectors: u64) -> Self {
         let data = (0..sectors * SECTOR_SIZE).map(pattern).collect();
-        Self {
-            data,
-            flushes: 0,
-            fail: false,
-        }
+        Self { data, flushes: 0, fail: false }
     }
 
     fn range(&self, sector: u64, len: usize) -> Result<core::ops::Range<usize>, BackendError> {
@@ -255,13 +214,7 @@ impl Guest {
     pub fn new(sectors: u64) -> Self {
         let ram = Ram::new();
         let dev = VirtioMmio::new(VirtioBlk::new(VecDisk::patterned(sectors)), ram.mem);
-        Self {
-            dev,
-            ram,
-            queue_size: QUEUE_SIZE,
-            next_desc: 0,
-            avail_idx: 0,
-        }
+        Self { dev, ram, queue_size: QUEUE_SIZE, next_desc: 0, avail_idx: 0 }
     }
 
     /// A guest whose driver has brought the device up with a queue of `queue_size`.
@@ -295,17 +248,11 @@ impl Guest {
             self.set(DRIVER_FEATURES_SEL, sel);
             self.set(DRIVER_FEATURES, offered);
         }
-        self.set(
-            STATUS,
-            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
-        );
+        self.set(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
         assert_ne!(self.reg(STATUS) & STATUS_FEATURES_OK, 0, "features refused");
         self.setup_queue(queue_size);
         assert_eq!(self.reg(QUEUE_READY), 1, "queue refused");
-        self.set(
-            STATUS,
-            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
-        );
+        self.set(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
         self.queue_size = queue_size;
         self.next_desc = 0;
         self.avail_idx = 0;
@@ -329,9 +276,7 @@ impl Guest {
 
     /// Writes `buffers` as a chain in the queue's table and offers it, without notifying.
     pub fn offer(&mut self, buffers: &[Buf]) -> u16 {
-        let head = self
-            .ram
-            .chain(DESC, self.queue_size, self.next_desc, buffers);
+        let head = self.ram.chain(DESC, self.queue_size, self.next_desc, buffers);
         self.next_desc = (self.next_desc + buffers.len() as u16) % self.queue_size;
         self.ram.offer(self.queue_size, self.avail_idx, head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
@@ -347,9 +292,7 @@ impl Guest {
         let head = self.offer(buffers);
         self.notify();
         assert_eq!(self.ram.used_idx(), self.avail_idx, "request not completed");
-        let (id, len) = self
-            .ram
-            .used_entry(self.queue_size, self.avail_idx.wrapping_sub(1));
+        let (id, len) = self.ram.used_entry(self.queue_size, self.avail_idx.wrapping_sub(1));
         assert_eq!(id, u32::from(head));
         len
     }
@@ -388,9 +331,7 @@ impl Guest {
 
     /// The expected content of `len` bytes of the untouched disk from `sector`.
     pub fn expected(sector: u64, len: usize) -> Vec<u8> {
-        (0..len as u64)
-            .map(|i| pattern(sector * SECTOR_SIZE + i))
-            .collect()
+        (0..len as u64).map(|i| pattern(sector * SECTOR_SIZE + i)).collect()
     }
 
     /// Reads `sectors` from `sector` with one data buffer; returns (status, used len).

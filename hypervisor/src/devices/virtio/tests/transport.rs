@@ -38,11 +38,7 @@ fn config_space_reads_at_any_width() {
     assert_eq!(guest.dev.read(CONFIG + 1, 2), 0x0003, "unaligned");
     assert_eq!(guest.dev.read(CONFIG + 12, 4), 254, "seg_max");
     assert_eq!(guest.dev.read(CONFIG + 20, 4), 512, "blk_size");
-    assert_eq!(
-        guest.dev.read(CONFIG + 22, 4),
-        0,
-        "straddles the end of the fields"
-    );
+    assert_eq!(guest.dev.read(CONFIG + 22, 4), 0, "straddles the end of the fields");
     assert_eq!(guest.dev.read(CONFIG + 0xfc, 4), 0, "past the fields");
     guest.dev.write(CONFIG, 8, 0);
     assert_eq!(guest.dev.read(CONFIG, 8), 0x345, "read-only");
@@ -72,15 +68,9 @@ fn negotiate(guest: &mut Guest, low: u32, high: u32) -> bool {
     guest.set(DRIVER_FEATURES, low);
     guest.set(DRIVER_FEATURES_SEL, 1);
     guest.set(DRIVER_FEATURES, high);
-    guest.set(
-        STATUS,
-        STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
-    );
+    guest.set(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
     let status = guest.reg(STATUS);
-    assert_eq!(
-        status & (STATUS_ACKNOWLEDGE | STATUS_DRIVER),
-        STATUS_ACKNOWLEDGE | STATUS_DRIVER
-    );
+    assert_eq!(status & (STATUS_ACKNOWLEDGE | STATUS_DRIVER), STATUS_ACKNOWLEDGE | STATUS_DRIVER);
     status & STATUS_FEATURES_OK != 0
 }
 
@@ -90,10 +80,7 @@ fn features_ok_requires_a_subset_including_version_1() {
     assert!(negotiate(&mut guest, 1 << 9, 1), "FLUSH + VERSION_1");
     assert!(!negotiate(&mut guest, 1 << 9, 0), "no VERSION_1");
     assert!(!negotiate(&mut guest, 1 << 5, 1), "RO was not offered");
-    assert!(
-        !negotiate(&mut guest, 0, 1 | 1 << 3),
-        "feature 35 was not offered"
-    );
+    assert!(!negotiate(&mut guest, 0, 1 | 1 << 3), "feature 35 was not offered");
 }
 
 #[test]
@@ -103,10 +90,7 @@ fn features_cannot_change_after_features_ok() {
     // A later attempt to drop VERSION_1 is ignored; FEATURES_OK stays set.
     guest.set(DRIVER_FEATURES_SEL, 1);
     guest.set(DRIVER_FEATURES, 0);
-    guest.set(
-        STATUS,
-        STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
-    );
+    guest.set(STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
     assert_ne!(guest.reg(STATUS) & STATUS_FEATURES_OK, 0);
 }
 
@@ -123,10 +107,7 @@ fn queue_sizes_must_be_powers_of_two_within_the_maximum() {
     guest.setup_queue_addresses_only();
     for size in [0, 3, 100, 257, 512, 0x1_0000, u32::MAX] {
         assert!(!try_queue(&mut guest, size), "size {size} accepted");
-        assert_eq!(
-            guest.dev.take_error(),
-            Some(VirtioError::Queue(QueueError::BadSize { size }))
-        );
+        assert_eq!(guest.dev.take_error(), Some(VirtioError::Queue(QueueError::BadSize { size })));
     }
     assert!(try_queue(&mut guest, 256));
 }
@@ -135,11 +116,7 @@ impl Guest {
     /// Programs the standard queue addresses but not the size.
     fn setup_queue_addresses_only(&mut self) {
         self.set(QUEUE_SEL, 0);
-        for (reg, addr) in [
-            (QUEUE_DESC_LOW, DESC),
-            (QUEUE_DRIVER_LOW, AVAIL),
-            (QUEUE_DEVICE_LOW, USED),
-        ] {
+        for (reg, addr) in [(QUEUE_DESC_LOW, DESC), (QUEUE_DRIVER_LOW, AVAIL), (QUEUE_DEVICE_LOW, USED)] {
             self.set(reg, addr as u32);
             self.set(reg + 4, (addr >> 32) as u32);
         }
@@ -148,11 +125,7 @@ impl Guest {
 
 #[test]
 fn queues_outside_ram_or_misaligned_are_refused() {
-    for (reg, addr) in [
-        (QUEUE_DESC_LOW, DESC + 8),
-        (QUEUE_DEVICE_LOW, USED + 2),
-        (QUEUE_DRIVER_LOW, OUTSIDE),
-    ] {
+    for (reg, addr) in [(QUEUE_DESC_LOW, DESC + 8), (QUEUE_DEVICE_LOW, USED + 2), (QUEUE_DRIVER_LOW, OUTSIDE)] {
         let mut guest = Guest::new(DISK_SECTORS);
         guest.setup_queue_addresses_only();
         guest.set(reg, addr as u32);
@@ -187,10 +160,7 @@ fn completion_raises_the_interrupt_until_acknowledged() {
     assert!(guest.dev.irq_asserted());
     assert_eq!(guest.reg(INTERRUPT_STATUS), INT_USED_BUFFER);
     guest.set(INTERRUPT_ACK, INT_CONFIG_CHANGE);
-    assert!(
-        guest.dev.irq_asserted(),
-        "acknowledging another bit leaves it"
-    );
+    assert!(guest.dev.irq_asserted(), "acknowledging another bit leaves it");
     guest.set(INTERRUPT_ACK, INT_USED_BUFFER);
     assert_eq!(guest.reg(INTERRUPT_STATUS), 0);
     assert!(!guest.dev.irq_asserted());
@@ -199,9 +169,7 @@ fn completion_raises_the_interrupt_until_acknowledged() {
 #[test]
 fn no_interrupt_flag_suppresses_the_interrupt() {
     let mut guest = Guest::ready();
-    guest
-        .ram
-        .write(AVAIL, &VIRTQ_AVAIL_F_NO_INTERRUPT.to_le_bytes());
+    guest.ram.write(AVAIL, &VIRTQ_AVAIL_F_NO_INTERRUPT.to_le_bytes());
     assert_eq!(guest.read_sectors(0, 1), (VIRTIO_BLK_S_OK, 513));
     assert!(!guest.dev.irq_asserted());
 }
@@ -249,10 +217,7 @@ fn a_broken_avail_ring_makes_the_device_need_a_reset() {
     guest.ram.write(AVAIL + 2, &100u16.to_le_bytes());
     guest.notify();
     let error = guest.dev.take_error().unwrap();
-    assert!(matches!(
-        error,
-        VirtioError::Queue(QueueError::AvailIndexJump { .. })
-    ));
+    assert!(matches!(error, VirtioError::Queue(QueueError::AvailIndexJump { .. })));
     assert_ne!(guest.reg(STATUS) & STATUS_DEVICE_NEEDS_RESET, 0);
     assert_eq!(guest.reg(INTERRUPT_STATUS), INT_CONFIG_CHANGE);
     // Nothing more is processed until the driver resets.
