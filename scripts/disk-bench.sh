@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sequential write and read throughput of the guest's virtio-blk disk (64 MiB, O_DIRECT), on
+# Sequential write and read throughput of the guest's virtio-blk disk (256 MiB, O_DIRECT), on
 # plain QEMU (the guest drives QEMU's virtio-blk itself) and under the hypervisor (emulated
 # virtio-blk over QEMU's), in one run. Prints each run, medians and ratios. A measurement,
 # not a test.   RUNS [3]  SMP [1]
@@ -7,10 +7,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
 SMP=${SMP:-1}
-ARGS="console=ttyAMA0 hvtest=blkbench"
+ARGS="console=ttyAMA0 hvtest=blkbench blkbench_mb=256"
 disk=$root/build/test-files/bench-disk.img
 mkdir -p "$(dirname "$disk")"
-truncate -s 128M "$disk"
+truncate -s 512M "$disk"
 
 field() { sed -n "s/.*HVTEST: blkbench $1 \([0-9.]*\).*/\1/p" | head -1; }
 
