@@ -60,6 +60,7 @@ gdb:
 
 TRACE_LOG ?= $(BUILD)/qemu-trace.log
 trace: $(if $(NO_BUILD),,build guest)
+	@mkdir -p $(dir $(TRACE_LOG))
 	scripts/qemu.sh -d int,guest_errors -D $(TRACE_LOG)
 	@echo "trace written to $(TRACE_LOG); summary: scripts/trace-summary.py $(TRACE_LOG)"
 

@@ -61,7 +61,8 @@ fn linux_kernel_log_is_clean() {
     assert!(log.contains("arch_timer: cp15 timer(s) running"), "the timer driver probed");
 }
 
-/// Proves: the interactive shell reads typed commands through the emulated PL011, `reboot -f`
+/// Proves: the interactive shell reads typed commands through the emulated PL011, Ctrl-]
+/// prints the exit profile on demand without disturbing the guest, `reboot -f`
 /// (PSCI SYSTEM_RESET) boots the guest a second time from a clean state, and it then powers off.
 #[test]
 fn typed_commands_run_and_reboot_boots_again() {
@@ -69,6 +70,12 @@ fn typed_commands_run_and_reboot_boots_again() {
     run.expect("HVTEST: shell ready", BOOT);
     run.send_line("echo typed-$((6*7))");
     run.expect("typed-42", STEP);
+    // Ctrl-] asks the hypervisor for its exit profile; the guest never sees the key.
+    run.send("\x1d");
+    run.expect("(HYP) profile begin", STEP);
+    run.expect("(HYP) profile end", STEP);
+    run.send_line("echo after-profile");
+    run.expect("after-profile", STEP);
     run.send_line("reboot -f");
     run.expect("(HYP) guest reset (PSCI SYSTEM_RESET)", STEP);
     run.expect("HVTEST: init started", BOOT);
