@@ -6,6 +6,7 @@
 //! serial log is kept in `build/test-logs/<test>.log` and its tail is printed.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -87,6 +88,9 @@ impl Qemu {
     pub fn start(&self) -> Run {
         let mut command = Command::new(repo_path("scripts/qemu.sh"));
         command
+            // Its own process group, so ending the run ends QEMU too (killing only the
+            // `timeout` wrapper would leave QEMU running).
+            .process_group(0)
             .env("TIMEOUT", self.wall_limit.as_secs().to_string())
             .args(&self.extra_args)
             .stdin(Stdio::piped())
@@ -228,10 +232,17 @@ impl Run {
         let _ = std::fs::write(&path, self.output());
     }
 
-    /// Fails the test: kills QEMU, saves the log, prints its tail.
-    pub fn fail(&mut self, why: &str) -> ! {
+    /// Kills QEMU and everything else in its process group.
+    fn kill(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Fails the test: kills QEMU, saves the log, prints its tail.
+    pub fn fail(&mut self, why: &str) -> ! {
+        self.kill();
         self.save_log();
         let text = self.output();
         let tail: Vec<&str> = text.lines().rev().take(60).collect();
@@ -248,8 +259,7 @@ impl Run {
 impl Drop for Run {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill();
         }
         self.save_log();
     }

@@ -130,3 +130,23 @@ fn gdb_stops_at_rust_main_and_reads_registers() {
     assert!(text.contains("rust_main + ") && text.contains("in section .text"), "pc is in rust_main:\n{text}");
     assert!(qemu.status.success() || qemu.status.code().is_some(), "QEMU ended after monitor quit");
 }
+
+/// Proves: ending a run (here: dropping it while the guest still runs) leaves no QEMU behind,
+/// so a failing test cannot leave emulators burning the machine's CPUs.
+#[test]
+fn an_abandoned_run_leaves_no_qemu_behind() {
+    // A guest argument no other test uses identifies this run's QEMU in `ps`.
+    let marker = "abandoned_run_marker=1";
+    let mut run = Qemu::new("abandoned_run")
+        .var("SMP", "1")
+        .var("HYP_ARGS", "vcpus=1")
+        .var("GUEST_ARGS", format!("console=ttyAMA0 {marker}"))
+        .start();
+    run.expect("(HYP) guest:", BOOT);
+    drop(run);
+    std::thread::sleep(Duration::from_millis(500));
+    let ps = Command::new("ps").args(["-eo", "args"]).output().expect("ps runs");
+    let listing = String::from_utf8_lossy(&ps.stdout);
+    let abandoned = listing.lines().filter(|l| l.contains("qemu-system-aarch64") && l.contains(marker)).count();
+    assert_eq!(abandoned, 0, "QEMU still runs after its run was dropped:\n{listing}");
+}

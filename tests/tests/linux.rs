@@ -8,7 +8,7 @@ use integration_tests::Qemu;
 
 /// Guest boot under TCG takes a few seconds natively; allow for emulation overhead and load.
 const BOOT: Duration = Duration::from_secs(240);
-const STEP: Duration = Duration::from_secs(60);
+const STEP: Duration = Duration::from_secs(150);
 
 fn one_vcpu_linux(name: &str, guest_args: &str) -> Qemu {
     Qemu::new(name)
