@@ -75,6 +75,7 @@ test: build guest
 bench: build guest
 	scripts/boot-time.sh
 	scripts/disk-bench.sh
+	/usr/bin/python3 scripts/bench-plot.py
 
 clippy: bootstrap
 	cargo clippy -p hypervisor --target $(TARGET) -- -D warnings

@@ -38,3 +38,9 @@ m() { printf '%s\n' "$@" | median; }
 mpw=$(m "${pw[@]}"); mpr=$(m "${pr[@]}"); mhw=$(m "${hw[@]}"); mhr=$(m "${hr[@]}")
 printf 'sequential write (median of %d): plain QEMU %.1f MB/s, hypervisor %.1f MB/s, ratio %.2f\n' "$RUNS" "$mpw" "$mhw" "$(awk -v a="$mhw" -v b="$mpw" 'BEGIN { print a / b }')"
 printf 'sequential read  (median of %d): plain QEMU %.1f MB/s, hypervisor %.1f MB/s, ratio %.2f\n' "$RUNS" "$mpr" "$mhr" "$(awk -v a="$mhr" -v b="$mpr" 'BEGIN { print a / b }')"
+# For scripts/bench-plot.py: metric,unit,plain,hypervisor,runs
+mkdir -p "$root/build/bench"
+{
+    echo "disk sequential write,MB/s,$mpw,$mhw,$RUNS"
+    echo "disk sequential read,MB/s,$mpr,$mhr,$RUNS"
+} >"$root/build/bench/disk.csv"
