@@ -82,6 +82,12 @@ fn typed_commands_run_and_reboot_boots_again() {
     run.expect("HVTEST: shell ready", STEP);
     run.send_line("echo second-$((40+2))");
     run.expect("second-42", STEP);
+    // The timer interrupt works after the reset (a hardware-linked PPI left active across the
+    // reset would starve the second boot of ticks: `sleep` would never return).
+    run.send_line("a=$(grep arch_timer /proc/interrupts); sleep 1; b=$(grep arch_timer /proc/interrupts); echo timer-after-reboot ${a%% G*} ${b%% G*}");
+    let line = run.expect("timer-after-reboot 11:", STEP);
+    let counts: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert!(counts.len() == 2 && counts[1] > counts[0], "arch_timer counts grow after reboot: {line}");
     run.send_line("poweroff -f");
     run.expect("(HYP) guest powered off (PSCI SYSTEM_OFF)", STEP);
     run.expect_exit(STEP);

@@ -189,16 +189,7 @@ fn boot_vcpu(vcpu: usize, frame: &TrapFrame) {
 /// Saves the loaded vCPU `vcpu` (registers in `frame`) into its slot with run state `state`.
 fn save(vcpu: usize, frame: &TrapFrame, state: RunState) {
     let context = VcpuContext::save();
-    // A hardware-linked interrupt (the guest's timer) stays active physically until the guest
-    // deactivates it. The pCPU's timer PPI is shared by every vCPU that runs here, so it must
-    // not stay active for a vCPU that is leaving: the next one's timer could never fire.
-    // Deactivate it now; if the line is still high when this vCPU returns, it simply fires again.
-    for raw in context.gic.lrs.iter().take(pgic::list_register_count().min(MAX_LRS)) {
-        let lr = ListRegister::decode(*raw);
-        if let (Some(pintid), true) = (lr.pintid, lr.state != LrState::Invalid) {
-            pgic::deactivate(pintid);
-        }
-    }
+    release_hardware_interrupts(&context.gic.lrs);
     let mut slot = SLOTS[vcpu].lock();
     slot.frame = *frame;
     slot.context = context;
@@ -259,11 +250,29 @@ pub fn system_reset(vm: &Vm) {
     }
 }
 
+/// Empties the list registers of a vCPU that stops running here for good (reset).
 fn quiesce_virtual_interface() {
-    for lr in 0..pgic::list_register_count() {
-        pgic::write_lr(lr, 0);
+    let count = pgic::list_register_count().min(MAX_LRS);
+    let mut lrs = [0u64; MAX_LRS];
+    for (n, lr) in lrs.iter_mut().enumerate().take(count) {
+        *lr = pgic::read_lr(n);
+        pgic::write_lr(n, 0);
     }
+    release_hardware_interrupts(&lrs[..count]);
     pgic::set_virtual_interface(false);
+}
+
+/// A hardware-linked interrupt (the guest's timer) stays active physically until the guest
+/// deactivates it through its list register. The timer PPI belongs to the pCPU, shared by every
+/// vCPU that runs here: when a vCPU leaves (switched out, reset), deactivate it, or no later
+/// vCPU's timer could ever fire. If the line is still high when the vCPU returns, it fires again.
+fn release_hardware_interrupts(lrs: &[u64]) {
+    for raw in lrs {
+        let lr = ListRegister::decode(*raw);
+        if let (Some(pintid), true) = (lr.pintid, lr.state != LrState::Invalid) {
+            pgic::deactivate(pintid);
+        }
+    }
 }
 
 /// The exit path for exceptions from the guest (vector kinds 8..15): sync the list registers,
