@@ -60,8 +60,10 @@ const NUM_QUEUES: u16 = 1;
 /// Data buffers per request: a full queue's worth, less the header and status descriptors.
 pub const SEG_MAX: u32 = QUEUE_SIZE_MAX as u32 - 2;
 /// Size of the bounce buffer data moves through; a whole number of sectors, so that every
-/// chunk of a whole-sector transfer is whole sectors too.
-pub(super) const BOUNCE_SIZE: usize = 64 * 1024;
+/// chunk of a whole-sector transfer is whole sectors too. Each chunk is one synchronous
+/// request to the backend: 1 MiB (Linux's usual largest request) rather than 64 KiB took
+/// sequential throughput under QEMU TCG from 0.45x/0.37x of plain QEMU to 0.71x/0.71x.
+pub(super) const BOUNCE_SIZE: usize = 1024 * 1024;
 const _: () = assert!((BOUNCE_SIZE as u64).is_multiple_of(SECTOR_SIZE));
 
 /// Storage behind the device, in 512-byte sectors.

@@ -17,7 +17,8 @@ use crate::mm::MemRange;
 
 /// The fake guest's RAM and where things live in it.
 const RAM_BASE: u64 = 0x4000_0000;
-const RAM_SIZE: u64 = 0x10_0000;
+/// Big enough for a whole bounce buffer of data plus the rings and headers.
+const RAM_SIZE: u64 = 0x40_0000;
 const DESC: u64 = RAM_BASE;
 const AVAIL: u64 = RAM_BASE + 0x1000;
 const USED: u64 = RAM_BASE + 0x2000;
