@@ -52,8 +52,10 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, vcpu: usize) -> (ExitK
             resched = handle_psci_call(frame, vcpu);
         }
         Action::SendSgi { rt } => {
-            handle_sgi_trap(vcpu, read_gpr(&frame.x, rt));
             step(frame, info.esr);
+            if handle_sgi_trap(vcpu, read_gpr(&frame.x, rt)) {
+                resched = Resched::Preempt;
+            }
         }
         Action::ReadIdRegister { reg, rt } => {
             let hardware = crate::arch::aarch64::id_regs::read(reg.crm, reg.op2);
@@ -97,12 +99,15 @@ fn wait(vcpu: usize) -> Resched {
     Resched::No
 }
 
-/// A guest write to ICC_SGI1R_EL1: mark the SGI pending on its targets and kick them.
+/// A guest write to ICC_SGI1R_EL1: mark the SGI pending on its targets and kick them. Says
+/// whether the sender should yield its pCPU: a target waiting its turn on the same pCPU can
+/// only answer (and the sender usually waits for the answer) once it runs.
 #[inline(never)]
-fn handle_sgi_trap(vcpu: usize, value: u64) {
+fn handle_sgi_trap(vcpu: usize, value: u64) -> bool {
     let vm = vm();
     let kick = vm.vgic.lock().send_sgi(vcpu, value);
     vm.kick(kick);
+    run::shares_pcpu_with(vcpu, kick)
 }
 
 /// Moves the guest past the trapped instruction.
