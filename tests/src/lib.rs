@@ -164,9 +164,12 @@ impl Run {
             if let Some(pos) = text[self.cursor.min(text.len())..].find(pattern) {
                 let start = self.cursor + pos;
                 let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-                let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-                self.cursor = start + pattern.len();
-                return text[line_start..line_end].trim_end_matches('\r').to_string();
+                // Return whole lines only: the rest of this one may still be on its way.
+                let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+                if let Some(end) = text[start..].find('\n').map(|i| start + i).or(exited.then_some(text.len())) {
+                    self.cursor = start + pattern.len();
+                    return text[line_start..end].trim_end_matches('\r').to_string();
+                }
             }
             if Instant::now() > deadline {
                 self.fail(&format!("timed out after {within:?} waiting for {pattern:?}"));
