@@ -11,47 +11,28 @@ use core::ops::RangeInclusive;
 use crate::guest_map::vcpu_mpidr;
 use crate::options::MAX_VCPUS;
 
-/// Function identifiers. `_32` ids use the SMC32 convention (32-bit arguments), `_64` ids
-/// SMC64.
+/// Function identifiers, as the smccc crate defines them (named here without their
+/// `PSCI_` prefix). `_32` ids use the SMC32 convention (32-bit arguments), `_64` ids SMC64.
 pub mod function {
-    pub const PSCI_VERSION: u32 = 0x8400_0000;
-    pub const CPU_SUSPEND_32: u32 = 0x8400_0001;
-    pub const CPU_SUSPEND_64: u32 = 0xC400_0001;
-    pub const CPU_OFF: u32 = 0x8400_0002;
-    pub const CPU_ON_32: u32 = 0x8400_0003;
-    pub const CPU_ON_64: u32 = 0xC400_0003;
-    pub const AFFINITY_INFO_32: u32 = 0x8400_0004;
-    pub const AFFINITY_INFO_64: u32 = 0xC400_0004;
-    pub const MIGRATE_32: u32 = 0x8400_0005;
-    pub const MIGRATE_64: u32 = 0xC400_0005;
-    pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
-    pub const MIGRATE_INFO_UP_CPU_32: u32 = 0x8400_0007;
-    pub const MIGRATE_INFO_UP_CPU_64: u32 = 0xC400_0007;
-    pub const SYSTEM_OFF: u32 = 0x8400_0008;
-    pub const SYSTEM_RESET: u32 = 0x8400_0009;
-    pub const PSCI_FEATURES: u32 = 0x8400_000A;
-    pub const SMCCC_VERSION: u32 = 0x8000_0000;
-    pub const SMCCC_ARCH_FEATURES: u32 = 0x8000_0001;
-    /// Spectre variant 2 (branch target injection) firmware mitigation.
-    pub const SMCCC_ARCH_WORKAROUND_1: u32 = 0x8000_8000;
-    /// Spectre variant 4 (speculative store bypass) firmware mitigation.
-    pub const SMCCC_ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
-    /// Spectre-BHB firmware mitigation.
-    pub const SMCCC_ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
+    pub use smccc::arch::{
+        SMCCC_ARCH_FEATURES, SMCCC_ARCH_WORKAROUND_1, SMCCC_ARCH_WORKAROUND_2, SMCCC_ARCH_WORKAROUND_3, SMCCC_VERSION,
+    };
+    pub use smccc::psci::{
+        PSCI_AFFINITY_INFO_32 as AFFINITY_INFO_32, PSCI_AFFINITY_INFO_64 as AFFINITY_INFO_64, PSCI_CPU_OFF as CPU_OFF,
+        PSCI_CPU_ON_32 as CPU_ON_32, PSCI_CPU_ON_64 as CPU_ON_64, PSCI_CPU_SUSPEND_32 as CPU_SUSPEND_32,
+        PSCI_CPU_SUSPEND_64 as CPU_SUSPEND_64, PSCI_FEATURES, PSCI_MIGRATE_32 as MIGRATE_32,
+        PSCI_MIGRATE_64 as MIGRATE_64, PSCI_MIGRATE_INFO_TYPE as MIGRATE_INFO_TYPE,
+        PSCI_MIGRATE_INFO_UP_CPU_32 as MIGRATE_INFO_UP_CPU_32, PSCI_MIGRATE_INFO_UP_CPU_64 as MIGRATE_INFO_UP_CPU_64,
+        PSCI_SYSTEM_OFF as SYSTEM_OFF, PSCI_SYSTEM_RESET as SYSTEM_RESET, PSCI_VERSION,
+    };
 }
 
-/// PSCI status codes, returned sign-extended in x0.
+/// PSCI status codes (the smccc crate's), returned sign-extended in x0.
 pub mod status {
-    pub const SUCCESS: i32 = 0;
-    pub const NOT_SUPPORTED: i32 = -1;
-    pub const INVALID_PARAMETERS: i32 = -2;
-    pub const DENIED: i32 = -3;
-    pub const ALREADY_ON: i32 = -4;
-    pub const ON_PENDING: i32 = -5;
-    pub const INTERNAL_FAILURE: i32 = -6;
-    pub const NOT_PRESENT: i32 = -7;
-    pub const DISABLED: i32 = -8;
-    pub const INVALID_ADDRESS: i32 = -9;
+    pub use smccc::psci::error::{
+        ALREADY_ON, DENIED, DISABLED, INTERNAL_FAILURE, INVALID_ADDRESS, INVALID_PARAMETERS, NOT_PRESENT,
+        NOT_SUPPORTED, ON_PENDING, SUCCESS,
+    };
 }
 
 /// Function ids the PSCI service owns, in both conventions.

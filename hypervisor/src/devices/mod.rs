@@ -69,11 +69,6 @@ impl DeviceManager {
         device.write(offset, size, value);
         Ok(())
     }
-
-    /// The device's name at `ipa`, for log lines.
-    pub fn name_at(&self, ipa: u64) -> Option<&'static str> {
-        self.devices.iter().find(|(r, _)| r.contains(ipa)).map(|(_, d)| d.name())
-    }
 }
 
 #[cfg(test)]
@@ -100,7 +95,6 @@ mod tests {
         manager.add(MemRange::new(0x1000, 0x20), Box::new(Scratch([0; 4]))).unwrap();
         manager.write(0x1008, 8, 42).unwrap();
         assert_eq!(manager.read(0x1008, 8), Ok(42));
-        assert_eq!(manager.name_at(0x1010), Some("scratch"));
     }
 
     #[test]

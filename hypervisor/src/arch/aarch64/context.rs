@@ -4,6 +4,11 @@
 //!
 //! A pinned vCPU never needs this (it owns its pCPU's EL1 state); time-sliced vCPUs swap it.
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0, ICH_AP0R0_EL2, ICH_AP1R0_EL2,
+};
+
 use super::gic as pgic;
 use crate::gic::MAX_LRS;
 
@@ -81,42 +86,33 @@ const TIMER_ENABLE: u64 = 1 << 0;
 const TIMER_IMASK: u64 = 1 << 1;
 
 impl TimerRegisters {
+    /// Reads the live timers without stopping them.
+    pub fn read() -> Self {
+        Self {
+            cntv_ctl: CNTV_CTL_EL0.get(),
+            cntv_cval: CNTV_CVAL_EL0.get(),
+            cntp_ctl: CNTP_CTL_EL0.get(),
+            cntp_cval: CNTP_CVAL_EL0.get(),
+        }
+    }
+
     /// Saves the timers and stops them on this pCPU (the next vCPU must not get their
     /// interrupts).
     pub fn save_and_stop() -> Self {
-        let mut t = Self::default();
-        // SAFETY: the guest's timer registers; the guest is not running now.
-        unsafe {
-            core::arch::asm!(
-                "mrs {0}, cntv_ctl_el0", "mrs {1}, cntv_cval_el0", "mrs {2}, cntp_ctl_el0", "mrs {3}, cntp_cval_el0",
-                "msr cntv_ctl_el0, xzr", "msr cntp_ctl_el0, xzr", "isb",
-                out(reg) t.cntv_ctl, out(reg) t.cntv_cval, out(reg) t.cntp_ctl, out(reg) t.cntp_cval,
-            )
-        };
-        t
+        let timers = Self::read();
+        CNTV_CTL_EL0.set(0);
+        CNTP_CTL_EL0.set(0);
+        barrier::isb(barrier::SY);
+        timers
     }
 
     pub fn restore(&self) {
-        // SAFETY: as above. CVAL before CTL so an enabled timer never sees a stale deadline.
-        unsafe {
-            core::arch::asm!(
-                "msr cntv_cval_el0, {1}", "msr cntp_cval_el0, {3}", "msr cntv_ctl_el0, {0}", "msr cntp_ctl_el0, {2}", "isb",
-                in(reg) self.cntv_ctl, in(reg) self.cntv_cval, in(reg) self.cntp_ctl, in(reg) self.cntp_cval,
-            )
-        };
-    }
-
-    /// Reads the live timers without stopping them.
-    pub fn read() -> Self {
-        let mut t = Self::default();
-        // SAFETY: reading the guest's timer registers has no side effects.
-        unsafe {
-            core::arch::asm!(
-                "mrs {0}, cntv_ctl_el0", "mrs {1}, cntv_cval_el0", "mrs {2}, cntp_ctl_el0", "mrs {3}, cntp_cval_el0",
-                out(reg) t.cntv_ctl, out(reg) t.cntv_cval, out(reg) t.cntp_ctl, out(reg) t.cntp_cval,
-            )
-        };
-        t
+        // CVAL before CTL, so an enabled timer never compares against a stale deadline.
+        CNTV_CVAL_EL0.set(self.cntv_cval);
+        CNTP_CVAL_EL0.set(self.cntp_cval);
+        CNTV_CTL_EL0.set(self.cntv_ctl);
+        CNTP_CTL_EL0.set(self.cntp_ctl);
+        barrier::isb(barrier::SY);
     }
 
     /// When a saved timer would fire (counter value), if it is armed: with CNTVOFF_EL2 = 0
@@ -147,10 +143,8 @@ impl GicInterface {
         for n in 0..pgic::list_register_count().min(MAX_LRS) {
             g.lrs[n] = pgic::read_lr(n);
         }
-        // SAFETY: reading the active-priority registers has no side effects.
-        unsafe {
-            core::arch::asm!("mrs {}, ich_ap0r0_el2", "mrs {}, ich_ap1r0_el2", out(reg) g.ap0r0, out(reg) g.ap1r0)
-        };
+        g.ap0r0 = ICH_AP0R0_EL2.get();
+        g.ap1r0 = ICH_AP1R0_EL2.get();
         g
     }
 
@@ -159,10 +153,8 @@ impl GicInterface {
         for n in 0..pgic::list_register_count().min(MAX_LRS) {
             pgic::write_lr(n, self.lrs[n]);
         }
-        // SAFETY: restoring the guest's own active priorities.
-        unsafe {
-            core::arch::asm!("msr ich_ap0r0_el2, {}", "msr ich_ap1r0_el2, {}", "isb", in(reg) self.ap0r0, in(reg) self.ap1r0)
-        };
+        ICH_AP0R0_EL2.set(self.ap0r0);
+        ICH_AP1R0_EL2.set(self.ap1r0);
     }
 }
 

@@ -8,7 +8,7 @@
 
 use core::ptr::NonNull;
 
-use aarch64_cpu::registers::{Readable, Writeable, ICH_HCR_EL2, ICH_MISR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2};
+use aarch64_cpu::registers::{Readable, Writeable, ICH_HCR_EL2, ICH_VMCR_EL2, ICH_VTR_EL2};
 use arm_gic::gicv3::registers::{Gicd, GicrSgi};
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, InterruptGroup, Trigger};
@@ -139,38 +139,88 @@ pub fn list_register_count() -> usize {
     ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1
 }
 
-/// Reads ICH_LR<n>_EL2.
-pub fn read_lr(n: usize) -> u64 {
-    macro_rules! read {
-        ($($i:literal => $reg:literal),*) => {
-            match n {
-                // SAFETY: reading a list register has no side effects.
-                $($i => { let v: u64; unsafe { core::arch::asm!(concat!("mrs {}, ", $reg), out(reg) v) }; v })*
-                _ => 0,
+/// Applies `$body` to list register `$n` (ICH_LR<n>_EL2) as an aarch64-cpu register.
+macro_rules! with_lr {
+    ($n:expr, |$reg:ident| $body:expr, $otherwise:expr) => {{
+        use aarch64_cpu::registers::*;
+        match $n {
+            0 => {
+                let $reg = ICH_LR0_EL2;
+                $body
             }
-        };
-    }
-    read!(0 => "ich_lr0_el2", 1 => "ich_lr1_el2", 2 => "ich_lr2_el2", 3 => "ich_lr3_el2",
-          4 => "ich_lr4_el2", 5 => "ich_lr5_el2", 6 => "ich_lr6_el2", 7 => "ich_lr7_el2",
-          8 => "ich_lr8_el2", 9 => "ich_lr9_el2", 10 => "ich_lr10_el2", 11 => "ich_lr11_el2",
-          12 => "ich_lr12_el2", 13 => "ich_lr13_el2", 14 => "ich_lr14_el2", 15 => "ich_lr15_el2")
+            1 => {
+                let $reg = ICH_LR1_EL2;
+                $body
+            }
+            2 => {
+                let $reg = ICH_LR2_EL2;
+                $body
+            }
+            3 => {
+                let $reg = ICH_LR3_EL2;
+                $body
+            }
+            4 => {
+                let $reg = ICH_LR4_EL2;
+                $body
+            }
+            5 => {
+                let $reg = ICH_LR5_EL2;
+                $body
+            }
+            6 => {
+                let $reg = ICH_LR6_EL2;
+                $body
+            }
+            7 => {
+                let $reg = ICH_LR7_EL2;
+                $body
+            }
+            8 => {
+                let $reg = ICH_LR8_EL2;
+                $body
+            }
+            9 => {
+                let $reg = ICH_LR9_EL2;
+                $body
+            }
+            10 => {
+                let $reg = ICH_LR10_EL2;
+                $body
+            }
+            11 => {
+                let $reg = ICH_LR11_EL2;
+                $body
+            }
+            12 => {
+                let $reg = ICH_LR12_EL2;
+                $body
+            }
+            13 => {
+                let $reg = ICH_LR13_EL2;
+                $body
+            }
+            14 => {
+                let $reg = ICH_LR14_EL2;
+                $body
+            }
+            15 => {
+                let $reg = ICH_LR15_EL2;
+                $body
+            }
+            _ => $otherwise,
+        }
+    }};
+}
+
+/// Reads ICH_LR<n>_EL2 (0 for a list register that does not exist).
+pub fn read_lr(n: usize) -> u64 {
+    with_lr!(n, |lr| lr.get(), 0)
 }
 
 /// Writes ICH_LR<n>_EL2.
 pub fn write_lr(n: usize, value: u64) {
-    macro_rules! write {
-        ($($i:literal => $reg:literal),*) => {
-            match n {
-                // SAFETY: list registers only affect the guest's virtual interrupts.
-                $($i => unsafe { core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) value) },)*
-                _ => {}
-            }
-        };
-    }
-    write!(0 => "ich_lr0_el2", 1 => "ich_lr1_el2", 2 => "ich_lr2_el2", 3 => "ich_lr3_el2",
-           4 => "ich_lr4_el2", 5 => "ich_lr5_el2", 6 => "ich_lr6_el2", 7 => "ich_lr7_el2",
-           8 => "ich_lr8_el2", 9 => "ich_lr9_el2", 10 => "ich_lr10_el2", 11 => "ich_lr11_el2",
-           12 => "ich_lr12_el2", 13 => "ich_lr13_el2", 14 => "ich_lr14_el2", 15 => "ich_lr15_el2")
+    with_lr!(n, |lr| lr.set(value), ())
 }
 
 /// ICH_HCR_EL2: enable the virtual CPU interface; optionally ask for a maintenance interrupt
@@ -193,16 +243,4 @@ pub fn read_vmcr() -> u64 {
 
 pub fn write_vmcr(value: u64) {
     ICH_VMCR_EL2.set(value);
-}
-
-/// Empty list registers bitmap and maintenance status (for debugging output).
-pub fn elrsr() -> u64 {
-    let value: u64;
-    // SAFETY: reading ICH_ELRSR_EL2 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) value) };
-    value
-}
-
-pub fn misr() -> u64 {
-    ICH_MISR_EL2.get()
 }
