@@ -128,6 +128,10 @@ impl MmioDevice for Vpl011 {
         "pl011"
     }
 
+    fn irq_asserted(&self) -> bool {
+        Vpl011::irq_asserted(self)
+    }
+
     fn read(&mut self, offset: u64, _size: u8) -> u64 {
         match offset {
             UARTDR => self.read_data(),

@@ -142,13 +142,11 @@ fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioA
             vm.kick(result.kick);
             true
         } else {
-            let ok = vm.devices.lock().write(ipa, access.size, value).is_ok();
-            if ok && is_uart(ipa) {
-                vm.sync_uart_irq();
-            } else if ok {
-                vm.sync_disk_irq();
+            let result = vm.devices.lock().write(ipa, access.size, value);
+            if let Ok(Some(line)) = result {
+                vm.set_line(line);
             }
-            ok
+            result.is_ok()
         }
     } else {
         let raw = if gicd.contains(ipa) {
@@ -160,14 +158,11 @@ fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioA
             note_gic_access(vcpu, "GICR read", ipa, result.access);
             Some(result.value)
         } else {
-            let value = vm.devices.lock().read(ipa, access.size).ok();
-            if value.is_some() && is_uart(ipa) {
-                // The guest may have made room in its receive FIFO.
-                irq::pump_console_input();
-            } else if value.is_some() {
-                vm.sync_disk_irq();
+            let result = vm.devices.lock().read(ipa, access.size);
+            if let Ok((_, Some(line))) = result {
+                vm.set_line(line);
             }
-            value
+            result.ok().map(|(value, _)| value)
         };
         if let Some(raw) = raw {
             write_gpr(&mut frame.x, access.reg, access.load_value(raw));
@@ -185,10 +180,6 @@ fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioA
         );
         inject_exception(frame, GuestException::DataExternalAbort { address: info.far, is_write: access.is_write });
     }
-}
-
-fn is_uart(ipa: u64) -> bool {
-    MemRange::new(guest_map::UART_BASE, guest_map::UART_SIZE).contains(ipa)
 }
 
 fn note_gic_access(vcpu: usize, what: &str, ipa: u64, access: crate::gic::RegAccess) {

@@ -6,6 +6,7 @@ use super::vm;
 use crate::arch::aarch64::gic as pgic;
 use crate::arch::aarch64::hyp_timer;
 use crate::console::CONSOLE;
+use crate::devices::vpl011::Vpl011;
 use crate::guest_map::{
     PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER, SPI_BASE, UART_SPI,
 };
@@ -46,7 +47,7 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
                 pgic::priority_drop(intid);
             }
             HOST_UART_INTID => {
-                receive_console_input();
+                vm().receive_console_input();
                 complete(intid);
             }
             PPI_GIC_MAINTENANCE | pgic::SGI_KICK => {
@@ -68,38 +69,24 @@ fn complete(intid: u32) {
     pgic::deactivate(intid);
 }
 
-/// Moves typed bytes from the physical UART into the guest's UART, as many as its FIFO takes.
-/// The rest waits in the physical UART (and QEMU's character device behind it) with the
-/// receive interrupt masked, until the guest reads and [`pump_console_input`] runs again:
-/// backpressure instead of dropped keystrokes.
-fn receive_console_input() {
-    pump_console_input();
-}
-
 /// Typing this on the console (Ctrl-]) prints the exit profile instead of reaching the guest.
 pub const PROFILE_KEY: u8 = 0x1d;
 
-/// See [`receive_console_input`]; also called after the guest touches its UART.
-pub fn pump_console_input() {
-    let vm = vm();
-    let mut uart = vm.uart.lock();
+/// Moves typed bytes from the physical UART into the guest's UART, as many as its FIFO takes.
+/// The rest waits in the physical UART (and QEMU's character device behind it) with the
+/// receive interrupt masked until the guest reads and this runs again: backpressure instead
+/// of dropped keystrokes. The caller updates the guest UART's interrupt line.
+pub fn pump_console_input(uart: &mut Vpl011) {
     while uart.has_room() {
         match CONSOLE.read_byte() {
-            Some(PROFILE_KEY) => {
-                drop(uart);
-                super::stats::print_profile();
-                uart = vm.uart.lock();
-            }
+            Some(PROFILE_KEY) => super::stats::print_profile(),
             Some(byte) => {
                 uart.receive(byte);
             }
             None => break,
         }
     }
-    let full = !uart.has_room();
-    drop(uart);
-    CONSOLE.set_receive_interrupt(!full);
-    vm.sync_uart_irq();
+    CONSOLE.set_receive_interrupt(uart.has_room());
 }
 
 /// WFI: returns once vCPU `vcpu` has an interrupt to take; until then the pCPU sleeps and

@@ -24,7 +24,7 @@ use crate::devices::host_blk::HostBlock;
 use crate::devices::virtio::blk::VirtioBlk;
 use crate::devices::virtio::mmio::VirtioMmio;
 use crate::devices::vpl011::{TxSink, Vpl011};
-use crate::devices::{DeviceManager, MmioDevice};
+use crate::devices::{DeviceManager, IrqLine, MmioDevice};
 use crate::gic::Vgic;
 use crate::guest_map;
 use crate::mm::guest_memory::GuestMemory;
@@ -34,6 +34,10 @@ use crate::psci::PsciState;
 
 /// The guest's virtio-mmio slot 0, where its disk is.
 const DISK_SLOT: MemRange = MemRange::new(guest_map::VIRTIO_MMIO_BASE, guest_map::VIRTIO_MMIO_STRIDE);
+
+/// The interrupts of the guest's UART and disk.
+const UART_INTID: u32 = guest_map::SPI_BASE + guest_map::UART_SPI;
+const DISK_INTID: u32 = guest_map::SPI_BASE + guest_map::VIRTIO_MMIO_FIRST_SPI;
 
 /// The VMID of the (only) VM.
 const VMID: u16 = 1;
@@ -77,19 +81,49 @@ impl TxSink for ConsoleSink {
     }
 }
 
-/// A device the device manager routes to that other paths also reach (the UART from the
-/// console IRQ, the disk for its interrupt state).
-struct Shared<T: MmioDevice>(Arc<Mutex<T>>);
+/// The guest's UART as the device manager sees it. The vPL011 is shared with the console
+/// IRQ path; after every guest read (which may drain its receive FIFO) more typed input is
+/// pulled in from the physical UART.
+struct ConsoleUart(Arc<Mutex<Vpl011>>);
 
-impl<T: MmioDevice> MmioDevice for Shared<T> {
+impl MmioDevice for ConsoleUart {
     fn name(&self) -> &'static str {
-        self.0.lock().name()
+        "pl011"
+    }
+    fn read(&mut self, offset: u64, size: u8) -> u64 {
+        let mut uart = self.0.lock();
+        let value = uart.read(offset, size);
+        irq::pump_console_input(&mut uart);
+        value
+    }
+    fn write(&mut self, offset: u64, size: u8, value: u64) {
+        self.0.lock().write(offset, size, value)
+    }
+    fn irq_asserted(&self) -> bool {
+        self.0.lock().irq_asserted()
+    }
+}
+
+/// The guest's disk as the device manager sees it: shared with the VM (for reset), and every
+/// request the guest gets wrong is logged.
+struct DiskDevice(Arc<Mutex<Disk>>);
+
+impl MmioDevice for DiskDevice {
+    fn name(&self) -> &'static str {
+        "virtio-blk"
     }
     fn read(&mut self, offset: u64, size: u8) -> u64 {
         self.0.lock().read(offset, size)
     }
     fn write(&mut self, offset: u64, size: u8, value: u64) {
-        self.0.lock().write(offset, size, value)
+        let mut disk = self.0.lock();
+        disk.write(offset, size, value);
+        if let Some(error) = disk.take_error() {
+            log::warn!("disk: guest request refused: {error:?}");
+        }
+    }
+    fn irq_asserted(&self) -> bool {
+        self.0.lock().irq_asserted()
     }
 }
 
@@ -167,11 +201,15 @@ pub fn build(
     let uart = Arc::new(Mutex::new(Vpl011::new(Box::new(ConsoleSink))));
     let mut devices = DeviceManager::new();
     devices
-        .add(MemRange::new(guest_map::UART_BASE, guest_map::UART_SIZE), Box::new(Shared(uart.clone())))
+        .add(
+            MemRange::new(guest_map::UART_BASE, guest_map::UART_SIZE),
+            Some(UART_INTID),
+            Box::new(ConsoleUart(uart.clone())),
+        )
         .expect("first device cannot overlap");
     let disk = host_disk.map(|backend| Arc::new(Mutex::new(VirtioMmio::new(VirtioBlk::new(backend), memory))));
     if let Some(disk) = &disk {
-        devices.add(DISK_SLOT, Box::new(Shared(disk.clone()))).expect("the disk slot is free");
+        devices.add(DISK_SLOT, Some(DISK_INTID), Box::new(DiskDevice(disk.clone()))).expect("the disk slot is free");
     } else {
         log::info!("disk: none (no virtio-blk device on the QEMU command line)");
     }
@@ -242,25 +280,19 @@ impl Vm {
         }
     }
 
-    /// Updates the disk's interrupt line in the virtual GIC, and logs what the guest did wrong.
-    pub fn sync_disk_irq(&self) {
-        let Some(disk) = &self.disk else { return };
-        let (level, error) = {
-            let mut disk = disk.lock();
-            (disk.irq_asserted(), disk.take_error())
-        };
-        if let Some(error) = error {
-            log::warn!("disk: guest request refused: {error:?}");
-        }
-        let intid = guest_map::SPI_BASE + guest_map::VIRTIO_MMIO_FIRST_SPI;
-        let kick = self.vgic.lock().set_level(intid, 0, level);
+    /// Sets a device's interrupt line in the virtual GIC and kicks whoever that concerns.
+    pub fn set_line(&self, line: IrqLine) {
+        let kick = self.vgic.lock().set_level(line.intid, 0, line.asserted);
         self.kick(kick);
     }
 
-    /// Updates the UART's interrupt line in the virtual GIC.
-    pub fn sync_uart_irq(&self) {
-        let level = self.uart.lock().irq_asserted();
-        let kick = self.vgic.lock().set_level(guest_map::SPI_BASE + guest_map::UART_SPI, 0, level);
-        self.kick(kick);
+    /// Pulls typed input into the guest's UART (console IRQ) and updates its line.
+    pub fn receive_console_input(&self) {
+        let asserted = {
+            let mut uart = self.uart.lock();
+            irq::pump_console_input(&mut uart);
+            uart.irq_asserted()
+        };
+        self.set_line(IrqLine { intid: UART_INTID, asserted });
     }
 }

@@ -332,6 +332,10 @@ fn is_register_access(offset: u64, size: u8) -> bool {
 }
 
 impl<D: VirtioDevice> MmioDevice for VirtioMmio<D> {
+    fn irq_asserted(&self) -> bool {
+        VirtioMmio::irq_asserted(self)
+    }
+
     fn name(&self) -> &'static str {
         self.device.name()
     }
