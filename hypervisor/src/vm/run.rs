@@ -324,6 +324,9 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         quiesce_virtual_interface();
         idle_until_runnable(pcpu, frame);
         current = QUEUES[pcpu].lock().as_ref().and_then(|q| q.current).unwrap_or(vcpu);
+        for (n, lr) in lrs.iter_mut().enumerate().take(count) {
+            *lr = pgic::read_lr(n);
+        }
     } else if resched != Resched::No {
         let state = match resched {
             Resched::Wait { wake_at } => RunState::Waiting { wake_at },
@@ -354,19 +357,20 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         }
     }
 
-    let synced = lrs;
+    // `lrs` now matches the hardware; after the flush, write only what changed.
+    let in_hardware = lrs;
     let result = vm.vgic.lock().flush_lrs(current, &mut lrs[..count]);
     let mut injected = 0;
     for (n, lr) in lrs.iter().enumerate().take(count) {
-        pgic::write_lr(n, *lr);
-        if synced[n] == 0 && *lr != 0 {
-            injected += 1;
+        if *lr != in_hardware[n] {
+            pgic::write_lr(n, *lr);
+            if in_hardware[n] == 0 {
+                injected += 1;
+            }
         }
-    }
-    pgic::set_virtual_interface(result.overflow);
-    for (n, lr) in lrs.iter().enumerate().take(count) {
         HYP_DEBUG_LRS[pcpu][n].store(*lr, Ordering::Relaxed);
     }
+    pgic::set_virtual_interface(result.overflow);
     vm.kick(result.kick);
     stats::record_exit(vcpu, exit_kind, exit_start, injected);
 }
