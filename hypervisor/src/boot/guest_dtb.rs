@@ -7,7 +7,8 @@
 //! - `/memory@...`: `reg` and the unit address = the guest's RAM;
 //! - `/cpus`: a `cpu@N` node per vCPU, `reg` = its MPIDR, started with PSCI;
 //! - the GICv3 node: the redistributor region's size, one 128 KiB frame pair per vCPU;
-//! - `/chosen`: `bootargs`, and `linux,initrd-start` / `linux,initrd-end` if there is an initrd;
+//! - `/chosen`: `bootargs`, `kaslr-seed` and `rng-seed` (fresh for every boot), and
+//!   `linux,initrd-start` / `linux,initrd-end` if there is an initrd;
 //! - one `virtio_mmio@...` node per virtio-mmio transport, at the end of the root node.
 //!
 //! Phandles are copied unchanged, so the template's references (`interrupt-parent`, `clocks`)
@@ -24,6 +25,7 @@ use fdt_rs::index::{DevTreeIndex, DevTreeIndexNode};
 use fdt_rs::prelude::*;
 use vm_fdt::FdtWriter;
 
+use super::entropy::GuestSeeds;
 use crate::guest_map::{vcpu_mpidr, GICR_STRIDE, NUM_SPIS};
 use crate::mm::MemRange;
 use crate::options::MAX_VCPUS;
@@ -62,6 +64,8 @@ pub struct GuestDtbConfig<'a> {
     /// Where the initrd was loaded, in IPAs.
     pub initrd: Option<MemRange>,
     pub virtio_mmio: &'a [VirtioMmioNode],
+    /// `/chosen/kaslr-seed` and `/chosen/rng-seed` (see `boot::entropy`).
+    pub seeds: GuestSeeds,
 }
 
 /// Why a guest DTB could not be built.
@@ -201,7 +205,7 @@ impl Builder<'_, '_> {
             let prop_name = prop.name()?;
             match (role, prop_name) {
                 (Role::Memory, "reg") => {}
-                (Role::Chosen, "bootargs" | "linux,initrd-start" | "linux,initrd-end") => {}
+                (Role::Chosen, "bootargs" | "linux,initrd-start" | "linux,initrd-end" | "kaslr-seed" | "rng-seed") => {}
                 (Role::Gic, "reg") => self.write_gic_reg(prop.raw(), parent_cells)?,
                 (_, "phandle") => {
                     let phandle = read_u32(prop.raw()).ok_or(GuestDtbError::Template("bad phandle"))?;
@@ -248,6 +252,8 @@ impl Builder<'_, '_> {
             self.writer.property_u64("linux,initrd-start", initrd.start)?;
             self.writer.property_u64("linux,initrd-end", initrd.end())?;
         }
+        self.writer.property_u64("kaslr-seed", self.config.seeds.kaslr)?;
+        self.writer.property("rng-seed", &self.config.seeds.rng)?;
         Ok(())
     }
 
@@ -365,7 +371,8 @@ mod tests {
     /// One vCPU, 512 MiB at RAM_BASE, no bootargs, initrd or virtio.
     fn config(vcpus: usize) -> GuestDtbConfig<'static> {
         let ram = MemRange::new(RAM_BASE, 512 << 20);
-        GuestDtbConfig { vcpus, ram, bootargs: "", initrd: None, virtio_mmio: &[] }
+        let seeds = GuestSeeds { kaslr: 0x0123_4567_89ab_cdef, rng: core::array::from_fn(|i| i as u8) };
+        GuestDtbConfig { vcpus, ram, bootargs: "", initrd: None, virtio_mmio: &[], seeds }
     }
 
     fn virtio_slots(n: u32) -> Vec<VirtioMmioNode> {
@@ -467,6 +474,17 @@ mod tests {
         assert_eq!(prop(&dtb, "/cpus/cpu@0", "enable-method").unwrap(), b"psci\0");
         assert_eq!(prop(&dtb, "/cpus/cpu@0", "reg").unwrap(), cells(&[0]));
         assert_eq!(prop(&dtb, "/chosen", "stdout-path").unwrap(), b"/pl011@9000000\0");
+    }
+
+    #[test]
+    fn chosen_carries_the_boot_seeds() {
+        let config = config(1);
+        let dtb = build(&config).unwrap();
+        assert_eq!(prop(&dtb, "/chosen", "kaslr-seed").unwrap(), config.seeds.kaslr.to_be_bytes());
+        assert_eq!(prop(&dtb, "/chosen", "rng-seed").unwrap(), config.seeds.rng);
+        let platform = platform(&dtb);
+        assert_eq!(platform.kaslr_seed, Some(config.seeds.kaslr), "the host parser reads what we write");
+        assert_eq!(platform.rng_seed, config.seeds.rng);
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct HostPlatform {
     pub bootargs: String,
     pub modules: Vec<BootModule>,
     pub virtio_mmio: Vec<VirtioMmioSlot>,
+    /// `/chosen/rng-seed` and `/chosen/kaslr-seed`: QEMU's entropy for the hypervisor, mixed
+    /// into the guests' seeds (see `boot::entropy`).
+    pub rng_seed: Vec<u8>,
+    pub kaslr_seed: Option<u64>,
 }
 
 /// Why the host DTB could not be read.
@@ -133,6 +137,13 @@ impl HostPlatform {
             if name == "chosen" {
                 if let Some(args) = string_prop(&node, "bootargs")? {
                     platform.bootargs = args.to_string();
+                }
+                if let Some(seed) = raw_prop(&node, "rng-seed")? {
+                    platform.rng_seed = seed.to_vec();
+                }
+                // A malformed seed is no reason to refuse to boot: it is just not used.
+                if let Some(seed) = raw_prop(&node, "kaslr-seed")? {
+                    platform.kaslr_seed = read_cells(seed, 2).ok().map(|(value, _)| value);
                 }
             }
             if let Some(device_type) = string_prop(&node, "device_type")? {
@@ -317,6 +328,14 @@ mod tests {
         let ramdisk = p.ramdisk_module().unwrap();
         assert_eq!(ramdisk.range, MemRange::new(0x4800_0000, 0x2000));
         assert_eq!(ramdisk.bootargs, None);
+    }
+
+    #[test]
+    fn reads_qemus_seeds() {
+        let p = parse_fixture();
+        assert_eq!(p.kaslr_seed, Some(0xedb7_daed_3c44_33bf));
+        assert_eq!(p.rng_seed.len(), 32);
+        assert_eq!(p.rng_seed[..4], [0xde, 0xc1, 0xea, 0xeb]);
     }
 
     #[test]

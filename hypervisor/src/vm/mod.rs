@@ -10,12 +10,14 @@ pub mod run;
 pub mod stats;
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use spin::{Mutex, Once};
 
-use crate::arch::aarch64::gic as pgic;
+use crate::arch::aarch64::{cpu, gic as pgic};
+use crate::boot::entropy::{EntropyPool, EntropySources};
 use crate::boot::guest_dtb::{self, GuestDtbConfig, VirtioMmioNode};
 use crate::boot::host_dtb::HostPlatform;
 use crate::boot::linux_image::{self, LoadPlan};
@@ -42,12 +44,38 @@ const DISK_INTID: u32 = guest_map::SPI_BASE + guest_map::VIRTIO_MMIO_FIRST_SPI;
 /// The VMID of the (only) VM.
 const VMID: u16 = 1;
 
-/// Everything needed to (re)load the guest's boot images into its RAM.
+/// Everything needed to (re)load the guest's boot images into its RAM. The DTB is built anew
+/// for every boot, with fresh KASLR and RNG seeds.
 pub struct BootImages {
     kernel: &'static [u8],
     initrd: Option<&'static [u8]>,
-    dtb: Vec<u8>,
+    dtb: DtbInputs,
+    entropy: Mutex<EntropyPool>,
     pub plan: LoadPlan,
+}
+
+/// What the guest DTB is made of, apart from its seeds.
+struct DtbInputs {
+    vcpus: usize,
+    ram: MemRange,
+    bootargs: String,
+    virtio_mmio: Vec<VirtioMmioNode>,
+}
+
+impl BootImages {
+    /// A guest DTB with new seeds.
+    fn build_dtb(&self) -> Result<Vec<u8>, BuildError> {
+        let inputs = &self.dtb;
+        guest_dtb::build(&GuestDtbConfig {
+            vcpus: inputs.vcpus,
+            ram: inputs.ram,
+            bootargs: &inputs.bootargs,
+            initrd: self.plan.initrd,
+            virtio_mmio: &inputs.virtio_mmio,
+            seeds: self.entropy.lock().guest_seeds(),
+        })
+        .map_err(BuildError::Dtb)
+    }
 }
 
 pub struct Vm {
@@ -177,21 +205,27 @@ pub fn build(
     const DTB_MAX: u64 = 64 << 10;
     let plan = linux_image::plan_load(ram_ipa, &header, kernel.len() as u64, initrd.map(|i| i.len() as u64), DTB_MAX)
         .map_err(BuildError::Kernel)?;
-    let bootargs = kernel_module.bootargs.as_deref().unwrap_or("");
     let host_disk = HostBlock::probe(&platform.virtio_mmio);
     let disk_node =
         VirtioMmioNode { base: DISK_SLOT.start, size: DISK_SLOT.size, spi: guest_map::VIRTIO_MMIO_FIRST_SPI };
-    let dtb = guest_dtb::build(&GuestDtbConfig {
-        vcpus: vcpu_count,
-        ram: ram_ipa,
-        bootargs,
-        initrd: plan.initrd,
-        virtio_mmio: if host_disk.is_some() { core::slice::from_ref(&disk_node) } else { &[] },
-    })
-    .map_err(BuildError::Dtb)?;
-    if dtb.len() as u64 > plan.dtb.size {
-        return Err(BuildError::Load);
-    }
+    let entropy = EntropyPool::new(&EntropySources {
+        host_rng_seed: &platform.rng_seed,
+        host_kaslr_seed: platform.kaslr_seed,
+        cpu_random: cpu::random_numbers(),
+        counter: cpu::counter(),
+    });
+    let boot = BootImages {
+        kernel,
+        initrd,
+        dtb: DtbInputs {
+            vcpus: vcpu_count,
+            ram: ram_ipa,
+            bootargs: kernel_module.bootargs.clone().unwrap_or_default(),
+            virtio_mmio: host_disk.iter().map(|_| disk_node).collect(),
+        },
+        entropy: Mutex::new(entropy),
+        plan,
+    };
 
     let mut stage2 = GuestStage2::new(VMID);
     stage2.map_ram(ram_ipa.start, guest_ram_host.start, ram_ipa.size).map_err(BuildError::Stage2)?;
@@ -223,7 +257,7 @@ pub fn build(
         devices: Mutex::new(devices),
         uart,
         disk,
-        boot: BootImages { kernel, initrd, dtb, plan },
+        boot,
         pcpu_mpidr,
     };
     vm.load_images()?;
@@ -246,7 +280,11 @@ impl Vm {
         if let (Some(range), Some(initrd)) = (plan.initrd, self.boot.initrd) {
             self.memory.write(range.start, initrd).map_err(|_| BuildError::Load)?;
         }
-        self.memory.write(plan.dtb.start, &self.boot.dtb).map_err(|_| BuildError::Load)?;
+        let dtb = self.boot.build_dtb()?;
+        if dtb.len() as u64 > plan.dtb.size {
+            return Err(BuildError::Load);
+        }
+        self.memory.write(plan.dtb.start, &dtb).map_err(|_| BuildError::Load)?;
         Ok(())
     }
 

@@ -43,3 +43,23 @@ pub fn wait_until(timeout_ms: u64, mut done: impl FnMut() -> bool) -> bool {
     }
     done()
 }
+
+/// Four values from the CPU's random number generator (RNDR), or `None` if it has none or it
+/// failed to produce them (RNDR reports failure through PSTATE.Z).
+pub fn random_numbers() -> Option<[u64; 4]> {
+    use aarch64_cpu::registers::ID_AA64ISAR0_EL1;
+    if ID_AA64ISAR0_EL1.read(ID_AA64ISAR0_EL1::RNDR) == 0 {
+        return None;
+    }
+    let mut values = [0u64; 4];
+    for value in &mut values {
+        let failed: u64;
+        // SAFETY: RNDR (s3_3_c2_c4_0) exists (checked above); reading it has no side effect
+        // beyond NZCV, which the asm declares it clobbers by default.
+        unsafe { core::arch::asm!("mrs {v}, s3_3_c2_c4_0", "cset {f}, eq", v = out(reg) *value, f = out(reg) failed) };
+        if failed != 0 {
+            return None;
+        }
+    }
+    Some(values)
+}
