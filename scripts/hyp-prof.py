@@ -6,6 +6,7 @@ At guest power-off the hypervisor prints its per-vCPU exit profile on the consol
 
     (HYP) profile begin version=1 counter_hz=62500000 vcpus=2
     (HYP) profile vcpu=0 guest_ticks=123456 hyp_ticks=2345 exits=1000 injected=500 switches=3
+    (HYP) profile vcpu=0 vgic_syncs=300 vgic_flushes=310 lr_reads=400 lr_writes=350 lock_waits=2 lock_wait_ticks=90
     (HYP) profile vcpu=0 exit=wfi count=400 total_ticks=1200 max_ticks=30
     ...
     (HYP) profile end
@@ -40,6 +41,8 @@ TOKEN_RE = re.compile(r"^(?P<key>[a-z_][a-z0-9_]*)=(?P<value>\S+)$")
 BEGIN_KEYS = ("version", "counter_hz", "vcpus")
 VCPU_KEYS = ("guest_ticks", "hyp_ticks", "exits", "injected", "switches")
 EXIT_KEYS = ("count", "total_ticks", "max_ticks")
+# The optional vGIC line: list-register syncs and flushes, ICH_LR accesses, vGIC lock waits.
+VGIC_KEYS = ("vgic_syncs", "vgic_flushes", "lr_reads", "lr_writes", "lock_waits", "lock_wait_ticks")
 
 
 class ProfileError(Exception):
@@ -72,6 +75,7 @@ class VcpuProfile:
     injected: int
     switches: int
     exit_stats: dict[str, ExitStat] = dataclasses.field(default_factory=dict)
+    vgic: dict[str, int] | None = None
 
 
 @dataclasses.dataclass
@@ -162,6 +166,16 @@ def add_record(profile: Profile, body: str, line_no: int) -> None:
     vcpu = take_int(fields, "vcpu", line_no)
     if vcpu >= profile.vcpus:
         raise ProfileError(line_no, f"vcpu={vcpu} but the profile has vcpus={profile.vcpus}")
+
+    if VGIC_KEYS[0] in fields:
+        values = {key: take_int(fields, key, line_no) for key in VGIC_KEYS}
+        reject_extra(fields, line_no, "vGIC")
+        if vcpu not in profile.vcpu_profiles:
+            raise ProfileError(line_no, f"vGIC line for vcpu={vcpu} before its summary line")
+        if profile.vcpu_profiles[vcpu].vgic is not None:
+            raise ProfileError(line_no, f"second vGIC line for vcpu={vcpu}")
+        profile.vcpu_profiles[vcpu].vgic = values
+        return
 
     if "exit" not in fields:
         if vcpu in profile.vcpu_profiles:
@@ -308,6 +322,7 @@ def profile_to_json(profile: Profile) -> dict:
             {
                 "vcpu": vp.vcpu,
                 **{key: getattr(vp, key) for key in VCPU_KEYS},
+                "vgic": vp.vgic,
                 "exit_kinds": {
                     kind: {"count": s.count, "total_ticks": s.total_ticks, "max_ticks": s.max_ticks}
                     for kind, s in vp.exit_stats.items()
@@ -427,6 +442,13 @@ def render_report(profile: Profile, sort: str, micro: str) -> str:
         out += ["", f"vCPU {vcpu}: {vp.exits} exits"]
         out.append(exit_table(vp.exit_stats.values(), vp.exits, hz, sort, micro))
         out += summary_lines({key: getattr(vp, key) for key in VCPU_KEYS}, hz, micro)
+        if vp.vgic is not None:
+            v = vp.vgic
+            out.append(
+                f"  vGIC: {v['vgic_syncs']} syncs, {v['vgic_flushes']} flushes, "
+                f"{v['lr_reads']} LR reads, {v['lr_writes']} LR writes, "
+                f"{v['lock_waits']} lock waits ({v['lock_wait_ticks'] / hz * 1e3:.3f} ms)"
+            )
     totals = profile_totals(profile)
     out += ["", f"All vCPUs: {totals['exits']} exits"]
     out.append(exit_table(merged_exit_stats(profile).values(), totals["exits"], hz, sort, micro))

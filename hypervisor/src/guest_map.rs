@@ -31,6 +31,13 @@ pub const SPI_BASE: u32 = 32;
 /// SPIs the virtual distributor implements (GICD_TYPER.ITLinesNumber = 3: INTIDs up to 127).
 pub const NUM_SPIS: u32 = 96;
 
+/// Whether `ipa` lies in the distributor or in one of the `vcpus` redistributor frame pairs.
+pub const fn is_gic_frame(ipa: u64, vcpus: usize) -> bool {
+    let in_gicd = ipa >= GICD_BASE && ipa - GICD_BASE < GICD_SIZE;
+    let in_gicr = ipa >= GICR_BASE && ipa - GICR_BASE < GICR_STRIDE * vcpus as u64;
+    in_gicd || in_gicr
+}
+
 /// Guest MPIDR of vCPU `index`: Aff0 = index (one cluster; at most 8 vCPUs).
 pub const fn vcpu_mpidr(index: usize) -> u64 {
     index as u64

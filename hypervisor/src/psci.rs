@@ -183,6 +183,11 @@ impl PsciOutcome {
     }
 }
 
+/// Whether the guest's x0 asks for CPU_SUSPEND (which waits for an interrupt like WFI).
+pub fn is_cpu_suspend(function_id: u64) -> bool {
+    matches!(function_id as u32, function::CPU_SUSPEND_32 | function::CPU_SUSPEND_64)
+}
+
 /// Handles one call from vCPU `caller`: `function_id` is the guest's x0, `args` its x1..x3.
 ///
 /// Every argument is guest-controlled; any value gets an answer, never a panic.

@@ -35,6 +35,7 @@
 mod affinity;
 mod distributor;
 mod irq;
+pub mod loaded;
 pub mod lr;
 mod lr_sync;
 mod redistributor;

@@ -75,6 +75,34 @@ pub struct ExitStats {
     pub max_ticks: u64,
 }
 
+/// What the exit path did with the virtual GIC: how often it synced and flushed the list
+/// registers, the ICH_* list-register accesses that took, and time spent waiting for the
+/// VM-wide vGIC lock held by another pCPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VgicStats {
+    pub syncs: u64,
+    pub flushes: u64,
+    pub lr_reads: u64,
+    pub lr_writes: u64,
+    pub lock_waits: u64,
+    pub lock_wait_ticks: u64,
+}
+
+impl VgicStats {
+    pub const fn new() -> Self {
+        Self { syncs: 0, flushes: 0, lr_reads: 0, lr_writes: 0, lock_waits: 0, lock_wait_ticks: 0 }
+    }
+
+    pub fn add(&mut self, other: &VgicStats) {
+        self.syncs += other.syncs;
+        self.flushes += other.flushes;
+        self.lr_reads += other.lr_reads;
+        self.lr_writes += other.lr_writes;
+        self.lock_waits += other.lock_waits;
+        self.lock_wait_ticks += other.lock_wait_ticks;
+    }
+}
+
 /// One vCPU's profile.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VcpuProfile {
@@ -83,6 +111,7 @@ pub struct VcpuProfile {
     pub hyp_ticks: u64,
     pub injected: u64,
     pub switches: u64,
+    pub vgic: VgicStats,
 }
 
 impl VcpuProfile {
@@ -93,6 +122,7 @@ impl VcpuProfile {
             hyp_ticks: 0,
             injected: 0,
             switches: 0,
+            vgic: VgicStats::new(),
         }
     }
 
@@ -122,6 +152,11 @@ pub fn write_profile(counter_hz: u64, vcpus: &[VcpuProfile], mut line: impl FnMu
             p.total_exits(),
             p.injected,
             p.switches
+        ));
+        let v = &p.vgic;
+        line(format_args!(
+            "profile vcpu={index} vgic_syncs={} vgic_flushes={} lr_reads={} lr_writes={} lock_waits={} lock_wait_ticks={}",
+            v.syncs, v.flushes, v.lr_reads, v.lr_writes, v.lock_waits, v.lock_wait_ticks
         ));
         for kind in ExitKind::ALL {
             let e = p.exits[kind as usize];
@@ -170,13 +205,16 @@ mod tests {
         let mut p = VcpuProfile::new();
         p.record_exit(ExitKind::Hvc, 1000, 20);
         p.injected = 4;
+        p.vgic.add(&VgicStats { syncs: 2, flushes: 3, lr_reads: 4, lr_writes: 5, lock_waits: 6, lock_wait_ticks: 7 });
         let text = profile_text(62_500_000, &[p, VcpuProfile::new()]);
         assert_eq!(
             text,
             "profile begin version=1 counter_hz=62500000 vcpus=2\n\
              profile vcpu=0 guest_ticks=1000 hyp_ticks=20 exits=1 injected=4 switches=0\n\
+             profile vcpu=0 vgic_syncs=2 vgic_flushes=3 lr_reads=4 lr_writes=5 lock_waits=6 lock_wait_ticks=7\n\
              profile vcpu=0 exit=hvc count=1 total_ticks=20 max_ticks=20\n\
              profile vcpu=1 guest_ticks=0 hyp_ticks=0 exits=0 injected=0 switches=0\n\
+             profile vcpu=1 vgic_syncs=0 vgic_flushes=0 lr_reads=0 lr_writes=0 lock_waits=0 lock_wait_ticks=0\n\
              profile end\n"
         );
     }

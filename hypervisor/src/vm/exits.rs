@@ -9,7 +9,7 @@ use crate::arch::aarch64::firmware;
 use crate::arch::aarch64::guest;
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::console::CONSOLE;
-use crate::exit::dispatch::{route, Action, ExitInfo};
+use crate::exit::dispatch::{Action, ExitInfo};
 use crate::exit::syndrome::instruction_length;
 use crate::exit::{read_gpr, write_gpr, MmioAccess};
 use crate::guest_map;
@@ -20,8 +20,7 @@ use crate::vcpu::inject::{inject, GuestException};
 
 /// Handles one synchronous exit of the loaded vCPU `vcpu`; says what kind it was and whether
 /// the scheduler must act.
-pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, vcpu: usize) -> (ExitKind, Resched) {
-    let action = route(&info);
+pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: usize) -> (ExitKind, Resched) {
     let mut resched = Resched::No;
     let kind = match action {
         Action::WaitForInterrupt => ExitKind::Wfi,
@@ -89,7 +88,7 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, vcpu: usize) -> (ExitK
 /// WFI (or CPU_SUSPEND): a vCPU alone on its pCPU waits in place; one that shares its pCPU
 /// yields it until an interrupt arrives or its timer expires.
 fn wait(vcpu: usize) -> Resched {
-    if vm().vgic.lock().has_deliverable(vcpu) {
+    if vm().lock_vgic().has_deliverable(vcpu) {
         return Resched::No;
     }
     if run::pcpu_is_shared() {
@@ -105,7 +104,7 @@ fn wait(vcpu: usize) -> Resched {
 #[inline(never)]
 fn handle_sgi_trap(vcpu: usize, value: u64) -> bool {
     let vm = vm();
-    let kick = vm.vgic.lock().send_sgi(vcpu, value);
+    let kick = vm.lock_vgic().send_sgi(vcpu, value);
     vm.kick(kick);
     run::shares_pcpu_with(vcpu, kick)
 }
@@ -132,12 +131,12 @@ fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioA
     let handled = if access.is_write {
         let value = access.store_value(read_gpr(&frame.x, access.reg));
         if gicd.contains(ipa) {
-            let result = vm.vgic.lock().gicd_write(ipa - gicd.start, access.size, value);
+            let result = vm.lock_vgic().gicd_write(ipa - gicd.start, access.size, value);
             note_gic_access(vcpu, "GICD write", ipa, result.access);
             vm.kick(result.kick);
             true
         } else if gicr.contains(ipa) {
-            let result = vm.vgic.lock().gicr_write(ipa - gicr.start, access.size, value);
+            let result = vm.lock_vgic().gicr_write(ipa - gicr.start, access.size, value);
             note_gic_access(vcpu, "GICR write", ipa, result.access);
             vm.kick(result.kick);
             true
@@ -150,11 +149,11 @@ fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioA
         }
     } else {
         let raw = if gicd.contains(ipa) {
-            let result = vm.vgic.lock().gicd_read(ipa - gicd.start, access.size);
+            let result = vm.lock_vgic().gicd_read(ipa - gicd.start, access.size);
             note_gic_access(vcpu, "GICD read", ipa, result.access);
             Some(result.value)
         } else if gicr.contains(ipa) {
-            let result = vm.vgic.lock().gicr_read(ipa - gicr.start, access.size);
+            let result = vm.lock_vgic().gicr_read(ipa - gicr.start, access.size);
             note_gic_access(vcpu, "GICR read", ipa, result.access);
             Some(result.value)
         } else {

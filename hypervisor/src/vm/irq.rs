@@ -42,7 +42,7 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
                 // Hardware-linked: stays active physically until the guest deactivates the
                 // virtual interrupt (list register HW bit), so only drop the priority here.
                 let vm = vm();
-                let kick = vm.vgic.lock().set_pending(intid, vcpu);
+                let kick = vm.lock_vgic().set_pending(intid, vcpu);
                 vm.kick(kick);
                 pgic::priority_drop(intid);
             }
@@ -93,7 +93,7 @@ pub fn pump_console_input(uart: &mut Vpl011) {
 /// handles its physical interrupts (one of which will eventually be for this vCPU).
 pub fn wait_for_interrupt(vcpu: usize) {
     loop {
-        if vm().vgic.lock().has_deliverable(vcpu) {
+        if vm().lock_vgic().has_deliverable(vcpu) {
             return;
         }
         // IRQs stay masked at EL2; WFI still wakes when one becomes pending.

@@ -13,6 +13,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use spin::{Mutex, Once};
 
@@ -32,6 +33,7 @@ use crate::guest_map;
 use crate::mm::guest_memory::GuestMemory;
 use crate::mm::stage2::GuestStage2;
 use crate::mm::MemRange;
+use crate::options::MAX_VCPUS;
 use crate::psci::PsciState;
 
 /// The guest's virtio-mmio slot 0, where its disk is.
@@ -94,6 +96,9 @@ pub struct Vm {
 }
 
 static VM: Once<Vm> = Once::new();
+
+/// Set for a vCPU whose interrupts changed since its last entry (see [`Vm::kick`]).
+static ATTENTION: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
 
 /// The VM, once built.
 pub fn vm() -> &'static Vm {
@@ -302,12 +307,15 @@ impl Vm {
         }
     }
 
-    /// Makes the given vCPUs re-evaluate their interrupts: kick the pCPUs they live on (a
-    /// vCPU on this pCPU sees the change at its next exit or scheduling decision).
+    /// Makes the given vCPUs re-evaluate their interrupts: flag them (their next entry refills
+    /// their list registers) and kick the pCPUs they live on (a vCPU on this pCPU sees the
+    /// change at its next entry or scheduling decision).
     pub fn kick(&self, kick: crate::gic::Kick) {
         let me = crate::arch::aarch64::cpu::current_index();
         let mut kicked = 0u32;
         for vcpu in kick.iter() {
+            // Before the physical kick, which the target's exit path answers by reading this.
+            ATTENTION[vcpu].store(true, Ordering::Release);
             let home = crate::sched::home_pcpu(vcpu, self.pcpu_mpidr.len());
             if home != me && kicked & (1 << home) == 0 {
                 kicked |= 1 << home;
@@ -318,9 +326,27 @@ impl Vm {
         }
     }
 
+    /// The virtual GIC, locked; time spent waiting for another pCPU to release it goes into
+    /// the exit profile.
+    pub fn lock_vgic(&self) -> spin::MutexGuard<'_, Vgic> {
+        if let Some(guard) = self.vgic.try_lock() {
+            return guard;
+        }
+        let start = cpu::counter();
+        let guard = self.vgic.lock();
+        let waited = cpu::counter() - start;
+        stats::add_vgic(crate::profile::VgicStats { lock_waits: 1, lock_wait_ticks: waited, ..Default::default() });
+        guard
+    }
+
+    /// Whether vCPU `vcpu` was kicked since the last call (and clears the flag).
+    pub fn take_attention(&self, vcpu: usize) -> bool {
+        ATTENTION.get(vcpu).is_some_and(|flag| flag.swap(false, Ordering::Acquire))
+    }
+
     /// Sets a device's interrupt line in the virtual GIC and kicks whoever that concerns.
     pub fn set_line(&self, line: IrqLine) {
-        let kick = self.vgic.lock().set_level(line.intid, 0, line.asserted);
+        let kick = self.lock_vgic().set_level(line.intid, 0, line.asserted);
         self.kick(kick);
     }
 

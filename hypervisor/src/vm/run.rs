@@ -14,12 +14,13 @@ use super::{exits, irq, stats, vm, Vm};
 use crate::arch::aarch64::context::VcpuContext;
 use crate::arch::aarch64::trap::{TrapFrame, VectorKind};
 use crate::arch::aarch64::{cpu, gic as pgic, guest, hyp_timer};
-use crate::exit::dispatch::ExitInfo;
+use crate::exit::dispatch::{route, Action, ExitInfo};
+use crate::gic::loaded::{ExitReason, LoadedLrs};
 use crate::gic::MAX_LRS;
 use crate::guest_map::{self, PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER};
 use crate::mm::stage2::vtcr_value;
 use crate::options::MAX_VCPUS;
-use crate::profile::ExitKind;
+use crate::profile::{ExitKind, VgicStats};
 use crate::sched::{RunQueue, RunState};
 
 /// Length of a time slice when vCPUs share a pCPU. Short, because a vCPU preempted while
@@ -52,6 +53,8 @@ static QUEUES: [Mutex<Option<RunQueue>>; MAX_VCPUS] = [const { Mutex::new(None) 
 /// Bumped by SYSTEM_RESET: a pCPU whose loaded vCPU started before the bump drops it.
 static RESET_EPOCH: AtomicU32 = AtomicU32::new(0);
 static LOADED_EPOCH: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+/// What each pCPU knows about its loaded vCPU's list registers (only that pCPU uses its own).
+static LOADED_LRS: [Mutex<LoadedLrs>; MAX_VCPUS] = [const { Mutex::new(LoadedLrs::new(0)) }; MAX_VCPUS];
 /// Where each pCPU's stack ends (the first entry into a guest starts it from the top).
 static STACK_TOPS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 
@@ -104,6 +107,7 @@ pub fn run_pcpu(pcpu: usize) -> ! {
     ] {
         pgic::enable_private(intid, pcpu, level);
     }
+    *LOADED_LRS[pcpu].lock() = LoadedLrs::new(pgic::list_register_count());
     quiesce_virtual_interface();
     let mut frame = TrapFrame::zeroed();
     idle_until_runnable(pcpu, &mut frame);
@@ -144,11 +148,12 @@ fn pick_next_vcpu(pcpu: usize) -> Option<usize> {
     let states = states();
     let vm = vm();
     let queue = QUEUES[pcpu].lock();
-    queue.as_ref()?.pick_next(&states, cpu::counter(), |v| vm.vgic.lock().has_deliverable(v))
+    queue.as_ref()?.pick_next(&states, cpu::counter(), |v| vm.lock_vgic().has_deliverable(v))
 }
 
 /// Loads vCPU `vcpu` (saved in its slot) onto this pCPU, its registers into `frame`.
 fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
+    LOADED_LRS[pcpu].lock().invalidate();
     let mut slot = SLOTS[vcpu].lock();
     *frame = slot.frame;
     if slot.fresh {
@@ -260,6 +265,10 @@ pub fn system_reset(vm: &Vm) {
 
 /// Empties the list registers of a vCPU that stops running here for good (reset).
 fn quiesce_virtual_interface() {
+    let mut loaded = LOADED_LRS[cpu::current_index()].lock();
+    loaded.invalidate();
+    loaded.set_overflow(false);
+    drop(loaded);
     // The guest's timers must stop before their PPIs are released (see below).
     let _ = crate::arch::aarch64::context::TimerRegisters::save_and_stop();
     for n in 0..pgic::list_register_count().min(MAX_LRS) {
@@ -282,8 +291,9 @@ fn release_hardware_interrupts() {
     }
 }
 
-/// The exit path for exceptions from the guest (vector kinds 8..15): sync the list registers,
-/// handle the exit, reschedule if needed, refill the list registers.
+/// The exit path for exceptions from the guest (vector kinds 8..15): sync the list registers
+/// if needed, handle the exit, reschedule if needed, refill the list registers if needed (see
+/// `gic::loaded` for when each is needed: a null HVC touches neither the vGIC nor the GIC).
 #[inline(never)]
 pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let exit_start = cpu::counter();
@@ -292,30 +302,32 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         log::error!("pcpu{pcpu}: guest exit with no vCPU loaded");
         return;
     };
-    let count = pgic::list_register_count().min(MAX_LRS);
-    let mut lrs = [0u64; MAX_LRS];
-    for (n, lr) in lrs.iter_mut().enumerate().take(count) {
-        *lr = pgic::read_lr(n);
-    }
     let vm = vm();
-    let before = lrs;
-    vm.vgic.lock().sync_lrs(vcpu, &mut lrs[..count]);
-    // Completed entries must leave the hardware now, not at the next entry: an EOI'd entry
-    // keeps the maintenance interrupt asserted, which would wake a WFI wait over and over.
-    for n in 0..count {
-        if lrs[n] != before[n] {
-            pgic::write_lr(n, lrs[n]);
-        }
-    }
+    let info = kind.is_sync().then(|| ExitInfo { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get() });
+    let action = info.as_ref().map(route);
+    let reason = exit_reason(kind, action.as_ref(), frame.x[0], vm.vcpu_count);
 
-    let (exit_kind, resched) = if kind.is_sync() {
-        let info = ExitInfo { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get() };
-        exits::handle_sync(frame, info, vcpu)
-    } else if kind.is_irq() {
-        (ExitKind::Irq, irq::handle_irq(Some(vcpu)))
-    } else {
-        log::warn!("vcpu{vcpu}: {kind} at PC {:#x} (ESR_EL2 {:#x}) ignored", frame.elr, ESR_EL2.get());
-        (ExitKind::Other, Resched::No)
+    let mut work = VgicStats::default();
+    let mut loaded = LOADED_LRS[pcpu].lock();
+    let synced = loaded.needs_sync(reason, pgic::empty_list_registers);
+    if synced {
+        let hardware = loaded.current(|n| counted_read_lr(n, &mut work));
+        let mut lrs = hardware;
+        vm.lock_vgic().sync_lrs(vcpu, &mut lrs[..loaded.count()]);
+        // Completed entries must leave the hardware now, not at the next entry: an EOI'd entry
+        // keeps the maintenance interrupt asserted, which would wake a WFI wait over and over.
+        loaded.update(&hardware, &lrs, |n, value| counted_write_lr(n, value, &mut work));
+        work.syncs += 1;
+    }
+    drop(loaded);
+
+    let (exit_kind, resched) = match (info, action) {
+        (Some(info), Some(action)) => exits::handle_sync(frame, info, action, vcpu),
+        _ if kind.is_irq() => (ExitKind::Irq, irq::handle_irq(Some(vcpu))),
+        _ => {
+            log::warn!("vcpu{vcpu}: {kind} at PC {:#x} (ESR_EL2 {:#x}) ignored", frame.elr, ESR_EL2.get());
+            (ExitKind::Other, Resched::No)
+        }
     };
 
     let mut current = vcpu;
@@ -324,9 +336,6 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         quiesce_virtual_interface();
         idle_until_runnable(pcpu, frame);
         current = QUEUES[pcpu].lock().as_ref().and_then(|q| q.current).unwrap_or(vcpu);
-        for (n, lr) in lrs.iter_mut().enumerate().take(count) {
-            *lr = pgic::read_lr(n);
-        }
     } else if resched != Resched::No {
         let state = match resched {
             Resched::Wait { wake_at } => RunState::Waiting { wake_at },
@@ -345,34 +354,64 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
             next => {
                 save(vcpu, frame, state);
                 pgic::set_virtual_interface(false);
+                LOADED_LRS[pcpu].lock().set_overflow(false);
                 match next {
                     Some(next) => load(pcpu, next, frame),
                     None => idle_until_runnable(pcpu, frame),
                 }
                 current = QUEUES[pcpu].lock().as_ref().and_then(|q| q.current).unwrap_or(vcpu);
-                for (n, lr) in lrs.iter_mut().enumerate().take(count) {
-                    *lr = pgic::read_lr(n);
-                }
             }
         }
     }
 
-    // `lrs` now matches the hardware; after the flush, write only what changed.
-    let in_hardware = lrs;
-    let result = vm.vgic.lock().flush_lrs(current, &mut lrs[..count]);
+    let kicked = vm.take_attention(current);
+    let mut loaded = LOADED_LRS[pcpu].lock();
     let mut injected = 0;
-    for (n, lr) in lrs.iter().enumerate().take(count) {
-        if *lr != in_hardware[n] {
-            pgic::write_lr(n, *lr);
-            if in_hardware[n] == 0 {
+    if loaded.needs_flush(synced, kicked) {
+        let hardware = loaded.current(|n| counted_read_lr(n, &mut work));
+        let mut lrs = hardware;
+        let result = vm.lock_vgic().flush_lrs(current, &mut lrs[..loaded.count()]);
+        loaded.update(&hardware, &lrs, |n, value| {
+            counted_write_lr(n, value, &mut work);
+            if hardware[n] == 0 {
                 injected += 1;
             }
+        });
+        work.flushes += 1;
+        for (n, lr) in lrs.iter().enumerate().take(loaded.count()) {
+            HYP_DEBUG_LRS[pcpu][n].store(*lr, Ordering::Relaxed);
         }
-        HYP_DEBUG_LRS[pcpu][n].store(*lr, Ordering::Relaxed);
+        if loaded.set_overflow(result.overflow) {
+            pgic::set_virtual_interface(result.overflow);
+        }
+        drop(loaded);
+        vm.kick(result.kick);
     }
-    pgic::set_virtual_interface(result.overflow);
-    vm.kick(result.kick);
+    stats::add_vgic(work);
     stats::record_exit(vcpu, exit_kind, exit_start, injected);
+}
+
+fn counted_read_lr(n: usize, work: &mut VgicStats) -> u64 {
+    work.lr_reads += 1;
+    pgic::read_lr(n)
+}
+
+fn counted_write_lr(n: usize, value: u64, work: &mut VgicStats) {
+    work.lr_writes += 1;
+    pgic::write_lr(n, value);
+}
+
+/// What the exit means for the vCPU's interrupt state (see `gic::loaded`).
+/// `x0` is the guest's x0 at the exit (the function id of an HVC or SMC).
+fn exit_reason(kind: VectorKind, action: Option<&Action>, x0: u64, vcpus: usize) -> ExitReason {
+    match action {
+        None if kind.is_irq() => ExitReason::Irq,
+        Some(Action::WaitForInterrupt) => ExitReason::Wait,
+        // CPU_SUSPEND waits like WFI; other calls leave interrupts alone.
+        Some(Action::Hvc | Action::Smc) if crate::psci::is_cpu_suspend(x0) => ExitReason::Wait,
+        Some(Action::Mmio { ipa, .. }) if guest_map::is_gic_frame(*ipa, vcpus) => ExitReason::GicAccess,
+        _ => ExitReason::Other,
+    }
 }
 
 /// Whether the VM was reset since this pCPU loaded its vCPU (it must drop it).

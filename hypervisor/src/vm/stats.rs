@@ -7,7 +7,7 @@ use spin::Mutex;
 use crate::arch::aarch64::cpu;
 use crate::console::{CONSOLE, LOG_PREFIX};
 use crate::options::MAX_VCPUS;
-use crate::profile::{write_profile, ExitKind, VcpuProfile};
+use crate::profile::{write_profile, ExitKind, VcpuProfile, VgicStats};
 
 /// Each vCPU's profile; only its own pCPU writes it, so the locks are uncontended.
 static PROFILES: [Mutex<VcpuProfile>; MAX_VCPUS] = [const { Mutex::new(VcpuProfile::new()) }; MAX_VCPUS];
@@ -36,6 +36,16 @@ pub fn add_idle(vcpu: usize, ticks: u64) {
     IDLE[vcpu].fetch_add(ticks, Ordering::Relaxed);
 }
 
+/// vGIC work of the exit in progress on each pCPU (lock waits are counted where they happen).
+static PCPU_VGIC: [Mutex<VgicStats>; MAX_VCPUS] = [const { Mutex::new(VgicStats::new()) }; MAX_VCPUS];
+
+/// Adds vGIC work to the exit in progress on this pCPU.
+pub fn add_vgic(work: VgicStats) {
+    if let Some(stats) = PCPU_VGIC.get(cpu::current_index()) {
+        stats.lock().add(&work);
+    }
+}
+
 /// One exit handled: it began at `exit_start` and ends now, just before re-entering the guest.
 pub fn record_exit(vcpu: usize, kind: ExitKind, exit_start: u64, injected: u64) {
     let now = cpu::counter();
@@ -45,6 +55,9 @@ pub fn record_exit(vcpu: usize, kind: ExitKind, exit_start: u64, injected: u64) 
     let mut profile = PROFILES[vcpu].lock();
     profile.record_exit(kind, guest, handling);
     profile.injected += injected;
+    if let Some(stats) = PCPU_VGIC.get(cpu::current_index()) {
+        profile.vgic.add(&core::mem::take(&mut *stats.lock()));
+    }
     LAST_ENTRY[vcpu].store(now, Ordering::Relaxed);
 }
 

@@ -223,6 +223,15 @@ pub fn write_lr(n: usize, value: u64) {
     with_lr!(n, |lr| lr.set(value), ())
 }
 
+/// ICH_ELRSR_EL2: bit n set when list register n is empty (nothing pending or active, no EOI
+/// maintenance outstanding).
+pub fn empty_list_registers() -> u16 {
+    let value: u64;
+    // SAFETY: reading a GIC virtual-interface status register; no side effects.
+    unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) value) };
+    value as u16
+}
+
 /// ICH_HCR_EL2: enable the virtual CPU interface; optionally ask for a maintenance interrupt
 /// when the list registers run (nearly) empty, to refill them.
 pub fn set_virtual_interface(underflow_maintenance: bool) {
