@@ -16,6 +16,9 @@ pub const UART_SPI: u32 = 1;
 pub const VIRTIO_MMIO_BASE: u64 = 0x0A00_0000;
 pub const VIRTIO_MMIO_STRIDE: u64 = 0x200;
 pub const VIRTIO_MMIO_FIRST_SPI: u32 = 16;
+/// Number of virtio-mmio slots, as on QEMU virt: every one is a transport (empty ones report
+/// DeviceID 0).
+pub const VIRTIO_MMIO_SLOTS: u32 = 32;
 /// Guest RAM starts here (QEMU virt's RAM base).
 pub const RAM_BASE: u64 = 0x4000_0000;
 

@@ -25,6 +25,7 @@ use crate::boot::linux_image::{self, LoadPlan};
 use crate::console::CONSOLE;
 use crate::devices::host_blk::HostBlock;
 use crate::devices::virtio::blk::VirtioBlk;
+use crate::devices::virtio::empty::EmptySlot;
 use crate::devices::virtio::mmio::VirtioMmio;
 use crate::devices::vpl011::{TxSink, Vpl011};
 use crate::devices::{DeviceManager, IrqLine, MmioDevice};
@@ -38,6 +39,15 @@ use crate::psci::PsciState;
 
 /// The guest's virtio-mmio slot 0, where its disk is.
 const DISK_SLOT: MemRange = MemRange::new(guest_map::VIRTIO_MMIO_BASE, guest_map::VIRTIO_MMIO_STRIDE);
+
+/// The guest's virtio-mmio slot `n`: its registers and interrupt.
+fn virtio_slot(n: u32) -> VirtioMmioNode {
+    VirtioMmioNode {
+        base: guest_map::VIRTIO_MMIO_BASE + u64::from(n) * guest_map::VIRTIO_MMIO_STRIDE,
+        size: guest_map::VIRTIO_MMIO_STRIDE,
+        spi: guest_map::VIRTIO_MMIO_FIRST_SPI + n,
+    }
+}
 
 /// The interrupts of the guest's UART and disk.
 const UART_INTID: u32 = guest_map::SPI_BASE + guest_map::UART_SPI;
@@ -211,8 +221,6 @@ pub fn build(
     let plan = linux_image::plan_load(ram_ipa, &header, kernel.len() as u64, initrd.map(|i| i.len() as u64), DTB_MAX)
         .map_err(BuildError::Kernel)?;
     let host_disk = HostBlock::probe(&platform.virtio_mmio);
-    let disk_node =
-        VirtioMmioNode { base: DISK_SLOT.start, size: DISK_SLOT.size, spi: guest_map::VIRTIO_MMIO_FIRST_SPI };
     let entropy = EntropyPool::new(&EntropySources {
         host_rng_seed: &platform.rng_seed,
         host_kaslr_seed: platform.kaslr_seed,
@@ -226,7 +234,7 @@ pub fn build(
             vcpus: vcpu_count,
             ram: ram_ipa,
             bootargs: kernel_module.bootargs.clone().unwrap_or_default(),
-            virtio_mmio: host_disk.iter().map(|_| disk_node).collect(),
+            virtio_mmio: (0..guest_map::VIRTIO_MMIO_SLOTS).map(virtio_slot).collect(),
         },
         entropy: Mutex::new(entropy),
         plan,
@@ -251,6 +259,12 @@ pub fn build(
         devices.add(DISK_SLOT, Some(DISK_INTID), Box::new(DiskDevice(disk.clone()))).expect("the disk slot is free");
     } else {
         log::info!("disk: none (no virtio-blk device on the QEMU command line)");
+    }
+    // Every other slot is an empty transport, as on QEMU virt.
+    let first_empty = if disk.is_some() { 1 } else { 0 };
+    for slot in (first_empty..guest_map::VIRTIO_MMIO_SLOTS).map(virtio_slot) {
+        let range = MemRange::new(slot.base, slot.size);
+        devices.add(range, None, Box::new(EmptySlot)).expect("virtio slots do not overlap");
     }
 
     let vm = Vm {

@@ -10,6 +10,7 @@
 //! [`GuestMemory`]: crate::mm::guest_memory::GuestMemory
 
 pub mod blk;
+pub mod empty;
 pub mod mmio;
 pub mod queue;
 
