@@ -128,6 +128,39 @@ impl Vgic {
         self.attention(vcpu, intid)
     }
 
+    /// The source of hardware-linked level interrupt `intid` (`vcpu`'s copy for a PPI) is low
+    /// now, e.g. the guest disabled its timer before taking the interrupt: as on hardware, it is
+    /// no longer pending, wherever it waits (shadow state, or a list register the next flush
+    /// withdraws). Returns the vCPU whose list registers must be refreshed, and whether the
+    /// physical interrupt must be deactivated: true unless the guest has acknowledged it, in
+    /// which case its deactivation does that through the list register. Edge-triggered and
+    /// software interrupts are left alone (an edge stays latched).
+    pub fn hw_line_dropped(&mut self, intid: u32, vcpu: usize) -> (Kick, bool) {
+        let Some(irq) = self.irq(vcpu, intid) else {
+            return (Kick::NONE, false);
+        };
+        if irq.is_edge() || irq.hw_pintid.is_none() {
+            return (Kick::NONE, false);
+        }
+        let taken = irq.active || self.lr_view(irq).is_active();
+        let was_pending = self.pending_view(irq);
+        let Some(irq) = self.irq_mut(vcpu, intid) else {
+            return (Kick::NONE, false);
+        };
+        irq.latch = false;
+        irq.line = false;
+        let kick = if was_pending { self.attention_to_holder(vcpu, intid) } else { Kick::NONE };
+        (kick, !taken)
+    }
+
+    /// The vCPU holding `intid` in a list register, if any.
+    fn attention_to_holder(&self, vcpu: usize, intid: u32) -> Kick {
+        match self.irq(vcpu, intid).and_then(|irq| irq.lr) {
+            Some(slot) => Kick::vcpu(slot.vcpu),
+            None => Kick::NONE,
+        }
+    }
+
     /// Links virtual `intid` to physical `pintid` (on every vCPU, for an SGI/PPI): the flush
     /// puts it in hardware list registers, so the guest's deactivation deactivates `pintid`.
     /// Inject it with [`Vgic::set_pending`] each time the physical interrupt fires. Returns

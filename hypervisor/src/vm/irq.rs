@@ -1,6 +1,8 @@
 //! Physical interrupts taken while a guest runs (or while its vCPU waits), turned into virtual
 //! ones: the guest's timers, console input, kicks from other pCPUs, GIC maintenance.
 
+use core::sync::atomic::{AtomicU8, Ordering};
+
 use super::run::Resched;
 use super::vm;
 use crate::arch::aarch64::gic as pgic;
@@ -10,6 +12,7 @@ use crate::devices::vpl011::Vpl011;
 use crate::guest_map::{
     PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER, SPI_BASE, UART_SPI,
 };
+use crate::options::MAX_VCPUS;
 
 /// INTIDs from this value up are special (1020..1023: spurious / no interrupt pending).
 const FIRST_SPECIAL_INTID: u32 = 1020;
@@ -44,6 +47,7 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
                 let vm = vm();
                 let kick = vm.lock_vgic().set_pending(intid, vcpu);
                 vm.kick(kick);
+                note_timer_injected(vcpu, intid);
                 pgic::priority_drop(intid);
             }
             HOST_UART_INTID => {
@@ -62,6 +66,35 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
         }
     }
     resched
+}
+
+/// Per vCPU, the timer PPIs injected since their line was last resampled (bit 0: virtual,
+/// bit 1: physical); see `run::resample_timer_lines`.
+static TIMERS_INJECTED: [AtomicU8; MAX_VCPUS] = [const { AtomicU8::new(0) }; MAX_VCPUS];
+
+fn timer_bit(intid: u32) -> u8 {
+    if intid == PPI_VIRT_TIMER {
+        1
+    } else {
+        2
+    }
+}
+
+fn note_timer_injected(vcpu: usize, intid: u32) {
+    if let Some(bits) = TIMERS_INJECTED.get(vcpu) {
+        bits.fetch_or(timer_bit(intid), Ordering::Relaxed);
+    }
+}
+
+/// Whether a timer of `vcpu` was injected since its last resample.
+pub fn timers_injected(vcpu: usize) -> bool {
+    TIMERS_INJECTED.get(vcpu).is_some_and(|bits| bits.load(Ordering::Relaxed) != 0)
+}
+
+/// Whether timer `intid` of `vcpu` was injected since its last resample (and forgets it).
+pub fn take_timer_injected(vcpu: usize, intid: u32) -> bool {
+    let bit = timer_bit(intid);
+    TIMERS_INJECTED.get(vcpu).is_some_and(|bits| bits.fetch_and(!bit, Ordering::Relaxed) & bit != 0)
 }
 
 fn complete(intid: u32) {

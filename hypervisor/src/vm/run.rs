@@ -320,6 +320,10 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         work.syncs += 1;
     }
     drop(loaded);
+    // Any of these exits syncs first (when a list register is in use), so the vGIC is exact.
+    if reason != ExitReason::Other {
+        resample_timer_lines(vm, vcpu);
+    }
 
     let (exit_kind, resched) = match (info, action) {
         (Some(info), Some(action)) => exits::handle_sync(frame, info, action, vcpu),
@@ -399,6 +403,29 @@ fn counted_read_lr(n: usize, work: &mut VgicStats) -> u64 {
 fn counted_write_lr(n: usize, value: u64, work: &mut VgicStats) {
     work.lr_writes += 1;
     pgic::write_lr(n, value);
+}
+
+/// The guest's timer interrupts are level-triggered and hardware-linked: one the guest has not
+/// taken yet must stop being pending once its timer no longer asserts it (disabled, masked,
+/// or moved into the future), as on hardware. The guest's timer writes do not trap, so this
+/// resamples the lines where the guest can look (its vGIC accesses, WFI) and on physical IRQs,
+/// after the list registers were synced (KVM does the same).
+/// Only timers injected since their last resample are looked at (`irq::timer_injected`).
+fn resample_timer_lines(vm: &Vm, vcpu: usize) {
+    if !irq::timers_injected(vcpu) {
+        return;
+    }
+    let timers = crate::arch::aarch64::context::TimerRegisters::read();
+    for (intid, high) in [(PPI_VIRT_TIMER, timers.virtual_line()), (PPI_NONSECURE_PHYS_TIMER, timers.physical_line())] {
+        if high || !irq::take_timer_injected(vcpu, intid) {
+            continue;
+        }
+        let (kick, deactivate) = vm.lock_vgic().hw_line_dropped(intid, vcpu);
+        if deactivate {
+            pgic::deactivate(intid);
+        }
+        vm.kick(kick);
+    }
 }
 
 /// What the exit means for the vCPU's interrupt state (see `gic::loaded`).

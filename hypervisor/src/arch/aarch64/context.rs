@@ -84,6 +84,12 @@ pub struct TimerRegisters {
 /// CNTx_CTL_EL0 fields.
 const TIMER_ENABLE: u64 = 1 << 0;
 const TIMER_IMASK: u64 = 1 << 1;
+const TIMER_ISTATUS: u64 = 1 << 2;
+
+/// Whether a timer with control register `ctl` asserts its interrupt line.
+fn timer_line(ctl: u64) -> bool {
+    ctl & (TIMER_ENABLE | TIMER_IMASK | TIMER_ISTATUS) == TIMER_ENABLE | TIMER_ISTATUS
+}
 
 impl TimerRegisters {
     /// Reads the live timers without stopping them.
@@ -113,6 +119,16 @@ impl TimerRegisters {
         CNTV_CTL_EL0.set(self.cntv_ctl);
         CNTP_CTL_EL0.set(self.cntp_ctl);
         barrier::isb(barrier::SY);
+    }
+
+    /// Whether the virtual timer's interrupt line is high (enabled, unmasked, condition met).
+    pub fn virtual_line(&self) -> bool {
+        timer_line(self.cntv_ctl)
+    }
+
+    /// The same for the EL1 physical timer.
+    pub fn physical_line(&self) -> bool {
+        timer_line(self.cntp_ctl)
     }
 
     /// When a saved timer would fire (counter value), if it is armed: with CNTVOFF_EL2 = 0

@@ -207,6 +207,55 @@ fn timer_goes_in_hardware_list_registers() {
     assert_eq!(ListRegister::decode(lrs[0]).state, LrState::Pending);
 }
 
+/// The guest's timer fired and was injected, then the guest disabled the timer before taking
+/// the interrupt: the list register is withdrawn, the interrupt reads as not pending, and the
+/// physical interrupt must be deactivated (the guest will never do it).
+#[test]
+fn a_dropped_timer_line_withdraws_the_untaken_interrupt() {
+    let mut vgic = vgic(2);
+    vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
+    enable(&mut vgic, 1, PPI_VIRT_TIMER, 0xA0);
+    vgic.set_pending(PPI_VIRT_TIMER, 1);
+    let mut lrs = [0; NUM_LRS];
+    vgic.flush_lrs(1, &mut lrs);
+    assert_eq!(in_lrs(&lrs), [PPI_VIRT_TIMER]);
+
+    vgic.sync_lrs(1, &mut lrs);
+    assert_eq!(vgic.hw_line_dropped(PPI_VIRT_TIMER, 1), (Kick::vcpu(1), true));
+    let irq = *vgic.irq(1, PPI_VIRT_TIMER).unwrap();
+    assert!(!vgic.pending_view(&irq), "GICR_ISPENDR0 reads it as not pending");
+    assert!(!vgic.has_deliverable(1));
+    vgic.flush_lrs(1, &mut lrs);
+    assert_eq!(in_lrs(&lrs), [] as [u32; 0], "the list register is withdrawn");
+
+    // Dropped again, with nothing pending: no refresh needed; the physical interrupt is not
+    // the guest's, so deactivating it is harmless.
+    assert_eq!(vgic.hw_line_dropped(PPI_VIRT_TIMER, 1), (Kick::NONE, true));
+}
+
+/// Once the guest has acknowledged the timer interrupt, a dropping line changes nothing: the
+/// guest's EOI deactivates the physical interrupt through the list register.
+#[test]
+fn a_dropped_line_leaves_a_taken_interrupt_alone() {
+    let mut vgic = vgic(1);
+    vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
+    enable(&mut vgic, 0, PPI_VIRT_TIMER, 0xA0);
+    vgic.set_pending(PPI_VIRT_TIMER, 0);
+    let mut lrs = [0; NUM_LRS];
+    vgic.flush_lrs(0, &mut lrs);
+    guest_ack(&mut lrs, PPI_VIRT_TIMER);
+    vgic.sync_lrs(0, &mut lrs);
+    assert_eq!(vgic.hw_line_dropped(PPI_VIRT_TIMER, 0).1, false, "the guest deactivates it");
+    vgic.flush_lrs(0, &mut lrs);
+    assert_eq!(ListRegister::decode(lrs[find(&lrs, PPI_VIRT_TIMER)]).state, LrState::Active);
+
+    // Software (not hardware-linked) and edge interrupts keep their pending state.
+    enable(&mut vgic, 0, SPI, 0);
+    vgic.set_pending(SPI, 0);
+    assert_eq!(vgic.hw_line_dropped(SPI, 0), (Kick::NONE, false));
+    assert!(vgic.has_deliverable(0));
+}
+
 #[test]
 fn disabling_withdraws_a_pending_interrupt() {
     let mut vgic = vgic(1);
