@@ -12,7 +12,8 @@ use alloc::vec::Vec;
 use super::affinity::Affinity;
 use super::irq::{self, IrqState, LrSlot, NUM_PRIVATE};
 use super::lr::LrState;
-use super::sgi::{SgiRequest, SgiTargets};
+use super::mailbox::sgi_targets;
+use super::sgi::SgiRequest;
 use super::{Kick, MAX_LRS};
 use crate::guest_map::{vcpu_mpidr, NUM_SPIS, SPI_BASE};
 use crate::options::MAX_VCPUS;
@@ -201,18 +202,23 @@ impl Vgic {
 
     fn raise_sgi(&mut self, sender: usize, request: SgiRequest, group1: bool) -> Kick {
         let mut kick = Kick::NONE;
-        for target in 0..self.num_vcpus {
-            let targeted = match request.targets {
-                SgiTargets::AllButSelf => target != sender,
-                SgiTargets::List(list) => list.includes(Affinity::from_mpidr(vcpu_mpidr(target))),
-            };
-            let irq = &mut self.vcpus[target].private[request.intid as usize];
-            if targeted && irq.group1 == group1 {
-                irq.latch = true;
-                kick |= self.attention(target, request.intid);
-            }
+        for target in sgi_targets(sender, &request, self.num_vcpus).iter() {
+            kick |= self.latch_sgi(target, request.intid, group1);
         }
         kick
+    }
+
+    /// Makes SGI `intid` pending on `target` if the target has it in the group it was sent
+    /// for; returns the vCPU to tell.
+    pub(super) fn latch_sgi(&mut self, target: usize, intid: u32, group1: bool) -> Kick {
+        let Some(irq) = self.vcpus.get_mut(target).and_then(|state| state.private.get_mut(intid as usize)) else {
+            return Kick::NONE;
+        };
+        if irq.group1 != group1 {
+            return Kick::NONE;
+        }
+        irq.latch = true;
+        self.attention(target, intid)
     }
 
     /// Whether `vcpu` has an interrupt to take: one in a list register that is pending, or one

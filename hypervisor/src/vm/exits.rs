@@ -103,10 +103,8 @@ fn wait(vcpu: usize) -> Resched {
 /// only answer (and the sender usually waits for the answer) once it runs.
 #[inline(never)]
 fn handle_sgi_trap(vcpu: usize, value: u64) -> bool {
-    let vm = vm();
-    let kick = vm.lock_vgic().send_sgi(vcpu, value);
-    vm.kick(kick);
-    run::shares_pcpu_with(vcpu, kick)
+    let targets = vm().send_sgi(vcpu, value);
+    run::shares_pcpu_with(vcpu, targets)
 }
 
 /// Moves the guest past the trapped instruction.

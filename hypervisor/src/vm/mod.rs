@@ -29,6 +29,7 @@ use crate::devices::virtio::empty::EmptySlot;
 use crate::devices::virtio::mmio::VirtioMmio;
 use crate::devices::vpl011::{TxSink, Vpl011};
 use crate::devices::{DeviceManager, IrqLine, MmioDevice};
+use crate::gic::mailbox::SgiMailboxes;
 use crate::gic::Vgic;
 use crate::guest_map;
 use crate::mm::guest_memory::GuestMemory;
@@ -106,6 +107,9 @@ pub struct Vm {
 }
 
 static VM: Once<Vm> = Once::new();
+
+/// SGIs in flight between vCPUs (see `gic::mailbox`).
+static SGI_MAILBOXES: SgiMailboxes = SgiMailboxes::new();
 
 /// Set for a vCPU whose interrupts changed since its last entry (see [`Vm::kick`]).
 static ATTENTION: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
@@ -314,6 +318,12 @@ impl Vm {
             log::error!("guest reset failed: {error}");
         }
         *self.vgic.lock() = new_vgic(self.vcpu_count);
+        // SGIs the old guest sent and nobody took are not the new guest's.
+        for vcpu in 0..self.vcpu_count {
+            if let Some(mailbox) = SGI_MAILBOXES.get(vcpu) {
+                mailbox.take();
+            }
+        }
         *self.psci.lock() = PsciState::new(self.vcpu_count, self.memory.ipa.start, self.memory.ipa.size);
         *self.uart.lock() = Vpl011::new(Box::new(ConsoleSink));
         if let Some(disk) = &self.disk {
@@ -342,15 +352,35 @@ impl Vm {
 
     /// The virtual GIC, locked; time spent waiting for another pCPU to release it goes into
     /// the exit profile.
+    /// SGIs posted since the lock was last held are taken in first (see `gic::mailbox`).
     pub fn lock_vgic(&self) -> spin::MutexGuard<'_, Vgic> {
-        if let Some(guard) = self.vgic.try_lock() {
-            return guard;
+        let mut guard = match self.vgic.try_lock() {
+            Some(guard) => guard,
+            None => {
+                let start = cpu::counter();
+                let guard = self.vgic.lock();
+                let waited = cpu::counter() - start;
+                stats::add_vgic(crate::profile::VgicStats {
+                    lock_waits: 1,
+                    lock_wait_ticks: waited,
+                    ..Default::default()
+                });
+                guard
+            }
+        };
+        if SGI_MAILBOXES.any_posted(self.vcpu_count) {
+            // The senders kicked their targets already.
+            let _ = guard.take_all_posted_sgis(&SGI_MAILBOXES);
         }
-        let start = cpu::counter();
-        let guard = self.vgic.lock();
-        let waited = cpu::counter() - start;
-        stats::add_vgic(crate::profile::VgicStats { lock_waits: 1, lock_wait_ticks: waited, ..Default::default() });
         guard
+    }
+
+    /// `sender`'s write of `value` to ICC_SGI1R_EL1: posts the SGI to its targets without the
+    /// vGIC lock and kicks them; returns the targets.
+    pub fn send_sgi(&self, sender: usize, value: u64) -> crate::gic::Kick {
+        let targets = SGI_MAILBOXES.send(sender, value, true, self.vcpu_count);
+        self.kick(targets);
+        targets
     }
 
     /// Whether vCPU `vcpu` was kicked since the last call (and clears the flag).
