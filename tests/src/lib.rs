@@ -38,10 +38,13 @@ pub fn repo_path(relative: &str) -> PathBuf {
     repo_root().join(relative)
 }
 
-/// A QEMU run to start: the settings of `scripts/qemu.sh`.
+/// A QEMU run to start: the settings of `scripts/qemu.sh`, or (made by [`Qemu::plain`]) a plain
+/// `qemu-system-aarch64` with only the arguments given.
 #[derive(Clone, Debug)]
 pub struct Qemu {
     name: String,
+    /// Run `qemu-system-aarch64` with `extra_args` only, without scripts/qemu.sh.
+    plain: bool,
     env: Vec<(String, String)>,
     extra_args: Vec<String>,
     /// Upper bound for the whole QEMU process.
@@ -55,11 +58,18 @@ impl Qemu {
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
+            plain: false,
             env: Vec::new(),
             extra_args: Vec::new(),
             wall_limit: Duration::from_secs(300),
             failure_patterns: FAILURE_PATTERNS.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    /// A run of `qemu-system-aarch64` itself, without the hypervisor: the QEMU arguments all come
+    /// from [`Qemu::arg`] (for reference runs on plain QEMU); [`Qemu::var`] has no effect.
+    pub fn plain(name: &str) -> Self {
+        Self { plain: true, ..Self::new(name) }
     }
 
     /// Sets a `scripts/qemu.sh` variable (SMP, CPU, RAM, HYP_ARGS, KERNEL, INITRD, GUEST_ARGS...).
@@ -79,6 +89,12 @@ impl Qemu {
         self
     }
 
+    /// Adds a failure pattern for this run.
+    pub fn fail_on(mut self, pattern: &str) -> Self {
+        self.failure_patterns.push(pattern.to_string());
+        self
+    }
+
     /// Removes a failure pattern (for a test that provokes exactly that output).
     pub fn allow(mut self, pattern: &str) -> Self {
         self.failure_patterns.retain(|p| p != pattern);
@@ -86,12 +102,21 @@ impl Qemu {
     }
 
     pub fn start(&self) -> Run {
-        let mut command = Command::new(repo_path("scripts/qemu.sh"));
+        let limit = self.wall_limit.as_secs().to_string();
+        let mut command = if self.plain {
+            // As scripts/qemu.sh does with TIMEOUT.
+            let mut command = Command::new("timeout");
+            command.args(["--foreground", "-k", "5", &limit, "qemu-system-aarch64"]);
+            command
+        } else {
+            let mut command = Command::new(repo_path("scripts/qemu.sh"));
+            command.env("TIMEOUT", &limit);
+            command
+        };
         command
             // Its own process group, so ending the run ends QEMU too (killing only the
             // `timeout` wrapper would leave QEMU running).
             .process_group(0)
-            .env("TIMEOUT", self.wall_limit.as_secs().to_string())
             .args(&self.extra_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -99,7 +124,7 @@ impl Qemu {
         for (key, value) in &self.env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("scripts/qemu.sh starts");
+        let mut child = command.spawn().expect("QEMU starts");
         let output = Arc::new(Mutex::new(String::new()));
         let readers = [
             spawn_reader(child.stdout.take().expect("piped stdout"), output.clone()),

@@ -20,7 +20,7 @@ macro_rules! sysreg_read {
 }
 
 /// Defines `fn $name(value: u64)`, writing the system register `$reg`. Only used for the GIC
-/// CPU interface and the virtual timer, whose state cannot break memory safety.
+/// CPU interface and the EL1 timers, whose state cannot break memory safety.
 macro_rules! sysreg_write {
     ($(#[$meta:meta])* $vis:vis fn $name:ident = $reg:literal) => {
         $(#[$meta])*
@@ -45,8 +45,9 @@ sysreg_read!(
 
 /// CurrentEL.EL, bits [3:2].
 pub const CURRENT_EL_SHIFT: u32 = 2;
-/// ISR_EL1.I: an IRQ is pending.
+/// ISR_EL1.I: an IRQ is pending; ISR_EL1.A: an SError is pending.
 pub const ISR_IRQ: u64 = 1 << 7;
+pub const ISR_SERROR: u64 = 1 << 8;
 /// MPIDR_EL1 affinity fields: Aff0 [7:0], Aff1 [15:8], Aff2 [23:16], Aff3 [39:32].
 pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
 

@@ -10,6 +10,8 @@ pub const GICD_BASE: usize = 0x0800_0000;
 const GICD_CTLR: usize = 0x0000;
 /// GICD_TYPER: read-only, no side effects (what `mmio_gicd` reads).
 pub const GICD_TYPER: usize = 0x0004;
+/// GICD_TYPER.ITLinesNumber [4:0]: the GIC supports 32 * (N + 1) INTIDs.
+pub const GICD_TYPER_ITLINES_MASK: u32 = 0x1f;
 /// GICD_CTLR bits as a non-secure access sees them (the same with DS = 1): EnableGrp1(NS),
 /// ARE(_NS), Register Write Pending.
 const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
@@ -28,6 +30,9 @@ const GICR_WAKER: usize = 0x0014;
 /// SGI_base registers.
 const GICR_IGROUPR0: usize = 0x0080;
 const GICR_ISENABLER0: usize = 0x0100;
+const GICR_ICENABLER0: usize = 0x0180;
+const GICR_ISPENDR0: usize = 0x0200;
+const GICR_ISACTIVER0: usize = 0x0300;
 const GICR_IPRIORITYR: usize = 0x0400;
 /// GICR_TYPER.Last [4] and Affinity_Value [63:32] (Aff3.Aff2.Aff1.Aff0).
 const GICR_TYPER_LAST: u64 = 1 << 4;
@@ -75,6 +80,9 @@ const PRIORITIES_PER_WORD: u32 = 4;
 
 /// How long a redistributor or the distributor may take to settle.
 const SETTLE_MS: u64 = 100;
+/// At most this many interrupts are acknowledged by one [`drain`] (a level-triggered one whose
+/// source still asserts it would come back forever).
+const DRAIN_MAX: usize = 16;
 
 sysreg_read!(fn icc_sre = "icc_sre_el1");
 sysreg_write!(fn set_icc_sre = "icc_sre_el1");
@@ -135,10 +143,7 @@ pub struct Redistributor {
 impl Redistributor {
     /// Finds the redistributor whose GICR_TYPER affinity is this CPU's and wakes it.
     pub fn this_cpu() -> Result<Self, &'static str> {
-        let mpidr = arch::mpidr();
-        // GICR_TYPER's form: Aff3.Aff2.Aff1.Aff0 in 32 bits.
-        let affinity =
-            (0..AFFINITY_LEVELS).rev().fold(0, |packed, level| (packed << AFF_BITS) | affinity_field(mpidr, level));
+        let affinity = this_cpu_affinity();
         for index in 0..GICR_MAX {
             let base = GICR_BASE + index * GICR_STRIDE;
             let typer = read64(base + GICR_TYPER);
@@ -171,6 +176,46 @@ impl Redistributor {
         let shift = PRIORITY_BITS * (intid % PRIORITIES_PER_WORD);
         write32(word, (read32(word) & !(PRIORITY_MASK << shift)) | (PRIORITY << shift));
         write32(sgi + GICR_ISENABLER0, bit);
+    }
+
+    /// Disables the SGI or PPI `intid`.
+    pub fn disable(&self, intid: u32) {
+        assert!(intid < NUM_PRIVATE, "INTID {intid} is not an SGI or PPI");
+        write32(self.base + GICR_SGI_FRAME + GICR_ICENABLER0, 1 << intid);
+    }
+
+    /// Whether GICR_ISPENDR0 shows the SGI or PPI `intid` pending.
+    pub fn is_pending(&self, intid: u32) -> bool {
+        assert!(intid < NUM_PRIVATE, "INTID {intid} is not an SGI or PPI");
+        read32(self.base + GICR_SGI_FRAME + GICR_ISPENDR0) & (1 << intid) != 0
+    }
+
+    /// Whether GICR_ISACTIVER0 shows the SGI or PPI `intid` active.
+    pub fn is_active(&self, intid: u32) -> bool {
+        assert!(intid < NUM_PRIVATE, "INTID {intid} is not an SGI or PPI");
+        read32(self.base + GICR_SGI_FRAME + GICR_ISACTIVER0) & (1 << intid) != 0
+    }
+
+    /// GICR_TYPER.Affinity_Value: the affinity (Aff3.Aff2.Aff1.Aff0) this redistributor serves.
+    pub fn affinity(&self) -> u64 {
+        read64(self.base + GICR_TYPER) >> GICR_TYPER_AFFINITY_SHIFT
+    }
+}
+
+/// This CPU's affinity as GICR_TYPER packs it: Aff3.Aff2.Aff1.Aff0 in 32 bits.
+pub fn this_cpu_affinity() -> u64 {
+    let mpidr = arch::mpidr();
+    (0..AFFINITY_LEVELS).rev().fold(0, |packed, level| (packed << AFF_BITS) | affinity_field(mpidr, level))
+}
+
+/// With IRQs masked: acknowledges and ends whatever is pending (at most [`DRAIN_MAX`]).
+pub fn drain() {
+    for _ in 0..DRAIN_MAX {
+        let intid = ack();
+        if is_special(intid) {
+            break;
+        }
+        end(intid);
     }
 }
 

@@ -3,6 +3,9 @@
 //! the two can be compared. It prints one `MICROBENCH:` line per measurement (bench.rs), then
 //! `MICROBENCH: done`, and powers off through PSCI.
 //!
+//! With `mode=conformance` on its command line (/chosen/bootargs) it runs conformance checks
+//! instead and prints `CONFORMANCE:` lines (conformance/), then powers off.
+//!
 //! Boot: asm/boot.S (Image header, stacks, MMU on with mmu.rs's identity map, vectors from
 //! asm/vectors.S), then [`rust_main`] on the boot CPU; ipi.rs starts a second CPU.
 
@@ -12,17 +15,20 @@
 
 mod arch;
 mod bench;
+mod conformance;
 mod dtb;
 mod exceptions;
 mod gic;
 mod ipi;
 mod mmu;
+mod probe;
 mod psci;
 mod timer;
 mod uart;
 
 use core::panic::PanicInfo;
 
+use dtb::Mode;
 use uart::println;
 
 /// The Image header's flags: little-endian (bit 0 clear), 4 KiB pages (bits [2:1] = 1), and
@@ -63,6 +69,22 @@ extern "C" fn rust_main(dtb: usize) -> ! {
         Ok(version) => version,
         Err(err) => fail(format_args!("PSCI_VERSION through {}: {err}", psci::conduit_name())),
     };
+    match platform.mode {
+        Mode::Benchmark => {}
+        Mode::Conformance => {
+            println!(
+                "MICROBENCH: start mode=conformance el={el} cpus={} conduit={} psci={}.{} cntfrq_hz={}",
+                platform.cpu_count,
+                psci::conduit_name(),
+                version.major,
+                version.minor,
+                timer::frequency()
+            );
+            conformance::run_all(&platform);
+            psci::system_off()
+        }
+        Mode::Unknown => fail(format_args!("unknown mode= in the command line (bench or conformance)")),
+    }
     println!(
         "MICROBENCH: start el={el} cpus={} conduit={} psci={}.{} cntfrq_hz={} samples={} batch={}",
         platform.cpu_count,

@@ -33,6 +33,14 @@ pub enum ExitReason {
     Other,
 }
 
+impl ExitReason {
+    /// Whether the exit's handling reads the vCPU's interrupt state, so the list registers
+    /// must be synced before it (the others can sync at the end, with the flush).
+    pub fn needs_exact_state(self) -> bool {
+        matches!(self, Self::Wait | Self::GicAccess)
+    }
+}
+
 /// The list registers of the loaded vCPU as last written to the hardware.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadedLrs {

@@ -1,12 +1,14 @@
-//! SGIs in flight: a vCPU sending an SGI posts it into each target's mailbox with one atomic OR,
-//! without the vGIC lock; the target's state takes it in ([`Vgic::take_posted_sgis`]) the next
-//! time anyone holds the lock (the integrator does it whenever it takes the lock, so every
-//! reader of the vGIC sees posted SGIs).
+//! Private interrupts in flight: a vCPU sending an SGI posts it into each target's mailbox with
+//! one atomic OR, without the vGIC lock, and so does the exit path when the guest's timer fires
+//! (a PPI); the target's state takes them in ([`Vgic::take_posted`]) the next time anyone holds
+//! the lock (the integrator does it whenever it takes the lock, so every reader of the vGIC
+//! sees posted interrupts).
 //!
-//! An SGI is the commonest cross-vCPU event (every IPI of the guest, every HVM kick): with the
-//! lock-free post, the sender's exit takes no lock that other vCPUs contend for.
+//! An SGI is the commonest cross-vCPU event (every IPI of the guest, every HVM kick), the timer
+//! the commonest interrupt: with lock-free posts, neither exit takes a lock that other vCPUs
+//! contend for just to make an interrupt pending.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::affinity::Affinity;
 use super::irq::NUM_SGIS;
@@ -16,37 +18,47 @@ use super::Kick;
 use crate::guest_map::vcpu_mpidr;
 use crate::options::MAX_VCPUS;
 
-/// Posted SGIs of one vCPU: bits 0..16 for Group 1 (ICC_SGI1R_EL1), 16..32 for Group 0
-/// (ICC_SGI0R_EL1).
+/// Posted interrupts of one vCPU: bits 0..16 for Group 1 SGIs (ICC_SGI1R_EL1), 16..32 for
+/// Group 0 SGIs (ICC_SGI0R_EL1), 32..48 for PPIs 16..31.
 #[derive(Debug, Default)]
-pub struct SgiMailbox(AtomicU32);
+pub struct Mailbox(AtomicU64);
 
 const GROUP0_SHIFT: u32 = NUM_SGIS;
+const PPI_SHIFT: u32 = 2 * NUM_SGIS;
 
-/// SGIs taken out of a mailbox.
+/// Interrupts taken out of a mailbox: one bit per SGI or PPI (bit n = SGI n, or PPI 16 + n).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PostedSgis {
+pub struct Posted {
     pub group1: u16,
     pub group0: u16,
+    pub ppis: u16,
 }
 
-impl SgiMailbox {
+impl Mailbox {
     pub const fn new() -> Self {
-        Self(AtomicU32::new(0))
+        Self(AtomicU64::new(0))
     }
 
     /// Posts SGI `intid` (0..15) for the given group.
-    pub fn post(&self, intid: u32, group1: bool) {
-        let bit = 1u32 << (intid % NUM_SGIS);
-        let bit = if group1 { bit } else { bit << GROUP0_SHIFT };
-        // Release: whoever takes the SGI also sees what the sender wrote before sending it.
-        self.0.fetch_or(bit, Ordering::Release);
+    pub fn post_sgi(&self, intid: u32, group1: bool) {
+        let bit = 1u64 << (intid % NUM_SGIS);
+        self.post(if group1 { bit } else { bit << GROUP0_SHIFT });
     }
 
-    /// Takes every posted SGI out of the mailbox.
-    pub fn take(&self) -> PostedSgis {
+    /// Posts PPI `intid` (16..31) as pending, as its (hardware-linked) source fired.
+    pub fn post_ppi(&self, intid: u32) {
+        self.post(1u64 << (PPI_SHIFT + intid % NUM_SGIS));
+    }
+
+    fn post(&self, bits: u64) {
+        // Release: whoever takes the interrupt also sees what the poster wrote before it.
+        self.0.fetch_or(bits, Ordering::Release);
+    }
+
+    /// Takes every posted interrupt out of the mailbox.
+    pub fn take(&self) -> Posted {
         let bits = self.0.swap(0, Ordering::Acquire);
-        PostedSgis { group1: bits as u16, group0: (bits >> GROUP0_SHIFT) as u16 }
+        Posted { group1: bits as u16, group0: (bits >> GROUP0_SHIFT) as u16, ppis: (bits >> PPI_SHIFT) as u16 }
     }
 
     /// Whether anything is posted (a cheap check before taking a lock).
@@ -56,17 +68,17 @@ impl SgiMailbox {
 }
 
 /// One mailbox per possible vCPU.
-pub struct SgiMailboxes([SgiMailbox; MAX_VCPUS]);
+pub struct Mailboxes([Mailbox; MAX_VCPUS]);
 
-impl Default for SgiMailboxes {
+impl Default for Mailboxes {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl SgiMailboxes {
+impl Mailboxes {
     pub const fn new() -> Self {
-        Self([const { SgiMailbox::new() }; MAX_VCPUS])
+        Self([const { Mailbox::new() }; MAX_VCPUS])
     }
 
     /// Emulates `sender`'s write of `value` to ICC_SGI1R_EL1 (`group1`) or ICC_SGI0R_EL1 in a
@@ -75,12 +87,12 @@ impl SgiMailboxes {
         let request = SgiRequest::decode(value);
         let targets = sgi_targets(sender, &request, num_vcpus);
         for target in targets.iter() {
-            self.0[target].post(request.intid, group1);
+            self.0[target].post_sgi(request.intid, group1);
         }
         targets
     }
 
-    pub fn get(&self, vcpu: usize) -> Option<&SgiMailbox> {
+    pub fn get(&self, vcpu: usize) -> Option<&Mailbox> {
         self.0.get(vcpu)
     }
 
@@ -107,28 +119,33 @@ pub fn sgi_targets(sender: usize, request: &SgiRequest, num_vcpus: usize) -> Kic
 }
 
 impl Vgic {
-    /// Takes the SGIs posted to `vcpu` into its state: each becomes pending if the vCPU has it
-    /// in the group it was sent for (others are dropped, as the architecture does). Returns the
-    /// vCPU if it now has something to look at.
-    pub fn take_posted_sgis(&mut self, vcpu: usize, posted: PostedSgis) -> Kick {
+    /// Takes the interrupts posted to `vcpu` into its state: an SGI becomes pending if the vCPU
+    /// has it in the group it was sent for (others are dropped, as the architecture does); a PPI
+    /// becomes pending as [`Vgic::set_pending`] makes it. Returns the vCPU if it now has
+    /// something to look at.
+    pub fn take_posted(&mut self, vcpu: usize, posted: Posted) -> Kick {
         let mut kick = Kick::NONE;
-        for intid in 0..NUM_SGIS {
-            let bit = 1u16 << intid;
+        for n in 0..NUM_SGIS {
+            let bit = 1u16 << n;
             for (sent, group1) in [(posted.group1, true), (posted.group0, false)] {
                 if sent & bit != 0 {
-                    kick |= self.latch_sgi(vcpu, intid, group1);
+                    kick |= self.latch_sgi(vcpu, n, group1);
                 }
+            }
+            if posted.ppis & bit != 0 {
+                kick |= self.set_pending(NUM_SGIS + n, vcpu);
             }
         }
         kick
     }
 
-    /// Takes every posted SGI of every vCPU into the state (whoever holds the lock does this).
-    pub fn take_all_posted_sgis(&mut self, mailboxes: &SgiMailboxes) -> Kick {
+    /// Takes every posted interrupt of every vCPU into the state (whoever holds the lock does
+    /// this).
+    pub fn take_all_posted(&mut self, mailboxes: &Mailboxes) -> Kick {
         let mut kick = Kick::NONE;
         for vcpu in 0..self.num_vcpus() {
             if let Some(mailbox) = mailboxes.get(vcpu).filter(|m| !m.is_empty()) {
-                kick |= self.take_posted_sgis(vcpu, mailbox.take());
+                kick |= self.take_posted(vcpu, mailbox.take());
             }
         }
         kick

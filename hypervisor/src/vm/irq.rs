@@ -44,9 +44,7 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
                 };
                 // Hardware-linked: stays active physically until the guest deactivates the
                 // virtual interrupt (list register HW bit), so only drop the priority here.
-                let vm = vm();
-                let kick = vm.lock_vgic().set_pending(intid, vcpu);
-                vm.kick(kick);
+                vm().post_timer(vcpu, intid);
                 note_timer_injected(vcpu, intid);
                 pgic::priority_drop(intid);
             }

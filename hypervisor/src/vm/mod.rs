@@ -29,7 +29,7 @@ use crate::devices::virtio::empty::EmptySlot;
 use crate::devices::virtio::mmio::VirtioMmio;
 use crate::devices::vpl011::{TxSink, Vpl011};
 use crate::devices::{DeviceManager, IrqLine, MmioDevice};
-use crate::gic::mailbox::SgiMailboxes;
+use crate::gic::mailbox::Mailboxes;
 use crate::gic::Vgic;
 use crate::guest_map;
 use crate::mm::guest_memory::GuestMemory;
@@ -108,8 +108,8 @@ pub struct Vm {
 
 static VM: Once<Vm> = Once::new();
 
-/// SGIs in flight between vCPUs (see `gic::mailbox`).
-static SGI_MAILBOXES: SgiMailboxes = SgiMailboxes::new();
+/// SGIs and timer PPIs in flight (see `gic::mailbox`).
+static MAILBOXES: Mailboxes = Mailboxes::new();
 
 /// Set for a vCPU whose interrupts changed since its last entry (see [`Vm::kick`]).
 static ATTENTION: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
@@ -318,9 +318,9 @@ impl Vm {
             log::error!("guest reset failed: {error}");
         }
         *self.vgic.lock() = new_vgic(self.vcpu_count);
-        // SGIs the old guest sent and nobody took are not the new guest's.
+        // Interrupts posted for the old guest and never taken are not the new guest's.
         for vcpu in 0..self.vcpu_count {
-            if let Some(mailbox) = SGI_MAILBOXES.get(vcpu) {
+            if let Some(mailbox) = MAILBOXES.get(vcpu) {
                 mailbox.take();
             }
         }
@@ -350,35 +350,51 @@ impl Vm {
         }
     }
 
-    /// The virtual GIC, locked; time spent waiting for another pCPU to release it goes into
-    /// the exit profile.
-    /// SGIs posted since the lock was last held are taken in first (see `gic::mailbox`).
+    /// The virtual GIC, locked, with interrupts posted since the lock was last held taken in
+    /// (see `gic::mailbox`); time spent waiting for another pCPU to release it goes into the
+    /// exit profile.
     pub fn lock_vgic(&self) -> spin::MutexGuard<'_, Vgic> {
-        let mut guard = match self.vgic.try_lock() {
-            Some(guard) => guard,
-            None => {
-                let start = cpu::counter();
-                let guard = self.vgic.lock();
-                let waited = cpu::counter() - start;
-                stats::add_vgic(crate::profile::VgicStats {
-                    lock_waits: 1,
-                    lock_wait_ticks: waited,
-                    ..Default::default()
-                });
-                guard
-            }
-        };
-        if SGI_MAILBOXES.any_posted(self.vcpu_count) {
-            // The senders kicked their targets already.
-            let _ = guard.take_all_posted_sgis(&SGI_MAILBOXES);
-        }
+        let mut guard = self.lock_vgic_as_is();
+        self.take_posted(&mut guard);
         guard
+    }
+
+    /// The virtual GIC, locked, without taking posted interrupts in: for syncing the loaded
+    /// vCPU's list registers first. A completed list register makes its level-triggered
+    /// interrupt's pending latch used up; a timer posted after that completion must not be
+    /// used up with it. Call [`Vm::take_posted`] after the sync.
+    pub fn lock_vgic_as_is(&self) -> spin::MutexGuard<'_, Vgic> {
+        if let Some(guard) = self.vgic.try_lock() {
+            return guard;
+        }
+        let start = cpu::counter();
+        let guard = self.vgic.lock();
+        let waited = cpu::counter() - start;
+        stats::add_vgic(crate::profile::VgicStats { lock_waits: 1, lock_wait_ticks: waited, ..Default::default() });
+        guard
+    }
+
+    /// Takes posted SGIs and timer interrupts into the (locked) vGIC.
+    pub fn take_posted(&self, vgic: &mut Vgic) {
+        if MAILBOXES.any_posted(self.vcpu_count) {
+            // Whoever posted kicked the targets already.
+            let _ = vgic.take_all_posted(&MAILBOXES);
+        }
+    }
+
+    /// The guest's timer `intid` fired on loaded vCPU `vcpu`: posts it (no vGIC lock) and flags
+    /// the vCPU, whose next entry makes it pending and flushes.
+    pub fn post_timer(&self, vcpu: usize, intid: u32) {
+        if let Some(mailbox) = MAILBOXES.get(vcpu) {
+            mailbox.post_ppi(intid);
+            self.kick(crate::gic::Kick::vcpu(vcpu));
+        }
     }
 
     /// `sender`'s write of `value` to ICC_SGI1R_EL1: posts the SGI to its targets without the
     /// vGIC lock and kicks them; returns the targets.
     pub fn send_sgi(&self, sender: usize, value: u64) -> crate::gic::Kick {
-        let targets = SGI_MAILBOXES.send(sender, value, true, self.vcpu_count);
+        let targets = MAILBOXES.send(sender, value, true, self.vcpu_count);
         self.kick(targets);
         targets
     }

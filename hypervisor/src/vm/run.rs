@@ -16,7 +16,7 @@ use crate::arch::aarch64::trap::{TrapFrame, VectorKind};
 use crate::arch::aarch64::{cpu, gic as pgic, guest, hyp_timer};
 use crate::exit::dispatch::{route, Action, ExitInfo};
 use crate::gic::loaded::{ExitReason, LoadedLrs};
-use crate::gic::MAX_LRS;
+use crate::gic::{Kick, Vgic, MAX_LRS};
 use crate::guest_map::{self, PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER};
 use crate::mm::stage2::vtcr_value;
 use crate::options::MAX_VCPUS;
@@ -307,22 +307,25 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let action = info.as_ref().map(route);
     let reason = exit_reason(kind, action.as_ref(), frame.x[0], vm.vcpu_count);
 
+    // Exits that look at the vCPU's interrupt state sync (and resample its timer lines) first;
+    // the others sync at the end, under the same vGIC lock as the flush.
     let mut work = VgicStats::default();
-    let mut loaded = LOADED_LRS[pcpu].lock();
-    let synced = loaded.needs_sync(reason, pgic::empty_list_registers);
-    if synced {
-        let hardware = loaded.current(|n| counted_read_lr(n, &mut work));
-        let mut lrs = hardware;
-        vm.lock_vgic().sync_lrs(vcpu, &mut lrs[..loaded.count()]);
-        // Completed entries must leave the hardware now, not at the next entry: an EOI'd entry
-        // keeps the maintenance interrupt asserted, which would wake a WFI wait over and over.
-        loaded.update(&hardware, &lrs, |n, value| counted_write_lr(n, value, &mut work));
-        work.syncs += 1;
-    }
-    drop(loaded);
-    // Any of these exits syncs first (when a list register is in use), so the vGIC is exact.
-    if reason != ExitReason::Other {
-        resample_timer_lines(vm, vcpu);
+    let mut needs_sync = LOADED_LRS[pcpu].lock().needs_sync(reason, pgic::empty_list_registers);
+    // Whether the loaded list registers were synced in this exit (then `LoadedLrs` is exact).
+    let mut synced = false;
+    if reason.needs_exact_state() && (needs_sync || irq::timers_injected(vcpu)) {
+        let mut loaded = LOADED_LRS[pcpu].lock();
+        let mut vgic = vm.lock_vgic_as_is();
+        if needs_sync {
+            sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
+            needs_sync = false;
+            synced = true;
+        }
+        vm.take_posted(&mut vgic);
+        let kick = resample_timer_lines(&mut vgic, vcpu);
+        drop(vgic);
+        drop(loaded);
+        vm.kick(kick);
     }
 
     let (exit_kind, resched) = match (info, action) {
@@ -356,6 +359,14 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
                 }
             }
             next => {
+                if needs_sync {
+                    // The vGIC must know what the guest did before the vCPU is put away.
+                    let mut loaded = LOADED_LRS[pcpu].lock();
+                    let mut vgic = vm.lock_vgic_as_is();
+                    sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
+                    vm.take_posted(&mut vgic);
+                    needs_sync = false;
+                }
                 save(vcpu, frame, state);
                 pgic::set_virtual_interface(false);
                 LOADED_LRS[pcpu].lock().set_overflow(false);
@@ -371,10 +382,28 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let kicked = vm.take_attention(current);
     let mut loaded = LOADED_LRS[pcpu].lock();
     let mut injected = 0;
-    if loaded.needs_flush(synced, kicked) {
-        let hardware = loaded.current(|n| counted_read_lr(n, &mut work));
+    let late_sync = needs_sync && current == vcpu;
+    if late_sync || loaded.needs_flush(synced, kicked) {
+        let mut vgic = vm.lock_vgic_as_is();
+        let mut kick = Kick::NONE;
+        if late_sync {
+            sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
+            synced = true;
+        }
+        vm.take_posted(&mut vgic);
+        if late_sync {
+            kick |= resample_timer_lines(&mut vgic, vcpu);
+        }
+        // Without a sync in this exit the guest may have acknowledged entries since they were
+        // written: the flush must start from what the hardware holds now.
+        let hardware = if synced && current == vcpu {
+            *loaded.values()
+        } else {
+            loaded.current(|n| counted_read_lr(n, &mut work))
+        };
         let mut lrs = hardware;
-        let result = vm.lock_vgic().flush_lrs(current, &mut lrs[..loaded.count()]);
+        let result = vgic.flush_lrs(current, &mut lrs[..loaded.count()]);
+        drop(vgic);
         loaded.update(&hardware, &lrs, |n, value| {
             counted_write_lr(n, value, &mut work);
             if hardware[n] == 0 {
@@ -389,10 +418,21 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
             pgic::set_virtual_interface(result.overflow);
         }
         drop(loaded);
-        vm.kick(result.kick);
+        vm.kick(kick | result.kick);
     }
     stats::add_vgic(work);
     stats::record_exit(vcpu, exit_kind, exit_start, injected);
+}
+
+/// Syncs the loaded vCPU's list registers into the vGIC (the caller holds both locks).
+/// Completed entries leave the hardware at once, not at the next entry: an EOI'd entry keeps
+/// the maintenance interrupt asserted, which would wake a WFI wait over and over.
+fn sync_locked(vgic: &mut Vgic, loaded: &mut LoadedLrs, vcpu: usize, work: &mut VgicStats) {
+    let hardware = loaded.current(|n| counted_read_lr(n, work));
+    let mut lrs = hardware;
+    vgic.sync_lrs(vcpu, &mut lrs[..loaded.count()]);
+    loaded.update(&hardware, &lrs, |n, value| counted_write_lr(n, value, work));
+    work.syncs += 1;
 }
 
 fn counted_read_lr(n: usize, work: &mut VgicStats) -> u64 {
@@ -410,22 +450,25 @@ fn counted_write_lr(n: usize, value: u64, work: &mut VgicStats) {
 /// or moved into the future), as on hardware. The guest's timer writes do not trap, so this
 /// resamples the lines where the guest can look (its vGIC accesses, WFI) and on physical IRQs,
 /// after the list registers were synced (KVM does the same).
-/// Only timers injected since their last resample are looked at (`irq::timer_injected`).
-fn resample_timer_lines(vm: &Vm, vcpu: usize) {
+/// Only timers injected since their last resample are looked at (`irq::timers_injected`);
+/// the caller holds the vGIC lock, after a sync. Returns the vCPUs to kick.
+fn resample_timer_lines(vgic: &mut Vgic, vcpu: usize) -> Kick {
+    let mut kick = Kick::NONE;
     if !irq::timers_injected(vcpu) {
-        return;
+        return kick;
     }
     let timers = crate::arch::aarch64::context::TimerRegisters::read();
     for (intid, high) in [(PPI_VIRT_TIMER, timers.virtual_line()), (PPI_NONSECURE_PHYS_TIMER, timers.physical_line())] {
         if high || !irq::take_timer_injected(vcpu, intid) {
             continue;
         }
-        let (kick, deactivate) = vm.lock_vgic().hw_line_dropped(intid, vcpu);
+        let (holder, deactivate) = vgic.hw_line_dropped(intid, vcpu);
         if deactivate {
             pgic::deactivate(intid);
         }
-        vm.kick(kick);
+        kick |= holder;
     }
+    kick
 }
 
 /// What the exit means for the vCPU's interrupt state (see `gic::loaded`).

@@ -29,9 +29,9 @@ fn posting_then_taking_matches_sending_under_the_lock() {
         let mut locked = vgic_with_sgis_enabled(4);
         let mut posted = vgic_with_sgis_enabled(4);
         let expected = locked.send_sgi(2, value);
-        let mailboxes = SgiMailboxes::new();
+        let mailboxes = Mailboxes::new();
         let targets = mailboxes.send(2, value, true, 4);
-        let kick = posted.take_all_posted_sgis(&mailboxes);
+        let kick = posted.take_all_posted(&mailboxes);
         assert_eq!(kick, expected, "value {value:#x}");
         assert!(kick == Kick::NONE || targets == kick, "value {value:#x}");
         for vcpu in 0..4 {
@@ -42,21 +42,34 @@ fn posting_then_taking_matches_sending_under_the_lock() {
 }
 
 #[test]
+fn a_posted_timer_ppi_becomes_pending() {
+    use crate::guest_map::PPI_VIRT_TIMER;
+    let mut vgic = vgic_with_sgis_enabled(2);
+    vgic.vcpus[1].private[PPI_VIRT_TIMER as usize].enabled = true;
+    let mailboxes = Mailboxes::new();
+    mailboxes.get(1).unwrap().post_ppi(PPI_VIRT_TIMER);
+    assert_eq!(mailboxes.get(1).unwrap().take(), Posted { ppis: 1 << (PPI_VIRT_TIMER - 16), ..Posted::default() });
+    mailboxes.get(1).unwrap().post_ppi(PPI_VIRT_TIMER);
+    assert_eq!(vgic.take_all_posted(&mailboxes), Kick::vcpu(1));
+    assert!(vgic.has_deliverable(1) && !vgic.has_deliverable(0));
+}
+
+#[test]
 fn the_group_is_checked_when_taken() {
     let mut vgic = vgic_with_sgis_enabled(2);
     vgic.vcpus[1].private[4].group1 = false;
-    let mailboxes = SgiMailboxes::new();
+    let mailboxes = Mailboxes::new();
     mailboxes.send(0, 4 << INTID_SHIFT | 0b10, true, 2);
-    assert_eq!(vgic.take_all_posted_sgis(&mailboxes), Kick::NONE, "Group 1 SGI for a Group 0 interrupt");
+    assert_eq!(vgic.take_all_posted(&mailboxes), Kick::NONE, "Group 1 SGI for a Group 0 interrupt");
     assert!(!vgic.has_deliverable(1));
     mailboxes.send(0, 4 << INTID_SHIFT | 0b10, false, 2);
-    assert_eq!(vgic.take_all_posted_sgis(&mailboxes), Kick::vcpu(1));
+    assert_eq!(vgic.take_all_posted(&mailboxes), Kick::vcpu(1));
     assert!(vgic.has_deliverable(1));
 }
 
 #[test]
 fn targets_beyond_the_vm_get_nothing() {
-    let mailboxes = SgiMailboxes::new();
+    let mailboxes = Mailboxes::new();
     assert_eq!(mailboxes.send(0, 1 << INTID_SHIFT | 0b1110, true, 2), Kick::vcpu(1));
     assert!(mailboxes.get(2).unwrap().is_empty() && mailboxes.get(3).unwrap().is_empty());
     assert_eq!(mailboxes.send(0, SGI1R_IRM, true, 1), Kick::NONE, "alone: nobody else");
@@ -71,7 +84,7 @@ fn concurrent_senders_lose_nothing() {
     use std::sync::atomic::AtomicUsize;
     const ROUNDS: usize = 3000;
     const SENDERS: usize = 3;
-    let mailboxes = Arc::new(SgiMailboxes::new());
+    let mailboxes = Arc::new(Mailboxes::new());
     let vgic = Arc::new(Mutex::new(vgic_with_sgis_enabled(SENDERS + 1)));
     let handled: Arc<[AtomicUsize; NUM_SGIS as usize]> = Arc::new(std::array::from_fn(|_| AtomicUsize::new(0)));
     let done = Arc::new(AtomicBool::new(false));
@@ -80,7 +93,7 @@ fn concurrent_senders_lose_nothing() {
         thread::spawn(move || loop {
             let finished = done.load(Ordering::Acquire);
             let mut vgic = vgic.lock().unwrap();
-            vgic.take_all_posted_sgis(&mailboxes);
+            vgic.take_all_posted(&mailboxes);
             for (intid, count) in handled.iter().enumerate() {
                 let irq = &mut vgic.vcpus[0].private[intid];
                 if irq.latch {
