@@ -128,6 +128,11 @@ impl LoadedLrs {
         changed
     }
 
+    /// Whether the last flush overflowed (ICH_HCR_EL2.UIE is wanted).
+    pub fn overflow(&self) -> bool {
+        self.overflow
+    }
+
     pub fn values(&self) -> &[u64; MAX_LRS] {
         &self.values
     }

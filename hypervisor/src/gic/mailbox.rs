@@ -1,8 +1,9 @@
 //! Private interrupts in flight: a vCPU sending an SGI posts it into each target's mailbox with
 //! one atomic OR, without the vGIC lock, and so does the exit path when the guest's timer fires
-//! (a PPI); the target's state takes them in ([`Vgic::take_posted`]) the next time anyone holds
-//! the lock (the integrator does it whenever it takes the lock, so every reader of the vGIC
-//! sees posted interrupts).
+//! (a PPI). Posted SGIs are taken into the state ([`Vgic::take_all_posted_sgis`]) the next time
+//! anyone holds the lock (the integrator does it whenever it takes the lock, so every reader of
+//! the vGIC sees them); posted PPIs only by the vCPU's own pCPU once its list registers are
+//! synced ([`Vgic::take_posted_ppis`]).
 //!
 //! An SGI is the commonest cross-vCPU event (every IPI of the guest, every HVM kick), the timer
 //! the commonest interrupt: with lock-free posts, neither exit takes a lock that other vCPUs
@@ -25,6 +26,8 @@ pub struct Mailbox(AtomicU64);
 
 const GROUP0_SHIFT: u32 = NUM_SGIS;
 const PPI_SHIFT: u32 = 2 * NUM_SGIS;
+/// The bits of both SGI groups.
+const SGI_BITS: u64 = (1 << PPI_SHIFT) - 1;
 
 /// Interrupts taken out of a mailbox: one bit per SGI or PPI (bit n = SGI n, or PPI 16 + n).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,8 +60,26 @@ impl Mailbox {
 
     /// Takes every posted interrupt out of the mailbox.
     pub fn take(&self) -> Posted {
-        let bits = self.0.swap(0, Ordering::Acquire);
+        Self::split(self.0.swap(0, Ordering::Acquire))
+    }
+
+    /// Takes the posted SGIs out, leaving PPIs.
+    pub fn take_sgis(&self) -> Posted {
+        Self::split(self.0.fetch_and(!SGI_BITS, Ordering::Acquire) & SGI_BITS)
+    }
+
+    /// Takes the posted PPIs out, leaving SGIs.
+    pub fn take_ppis(&self) -> Posted {
+        Self::split(self.0.fetch_and(SGI_BITS, Ordering::Acquire) & !SGI_BITS)
+    }
+
+    fn split(bits: u64) -> Posted {
         Posted { group1: bits as u16, group0: (bits >> GROUP0_SHIFT) as u16, ppis: (bits >> PPI_SHIFT) as u16 }
+    }
+
+    /// Whether SGIs are posted.
+    pub fn has_sgis(&self) -> bool {
+        self.0.load(Ordering::Relaxed) & SGI_BITS != 0
     }
 
     /// Whether anything is posted (a cheap check before taking a lock).
@@ -100,6 +121,11 @@ impl Mailboxes {
     pub fn any_posted(&self, num_vcpus: usize) -> bool {
         self.0.iter().take(num_vcpus).any(|mailbox| !mailbox.is_empty())
     }
+
+    /// Whether any mailbox of the first `num_vcpus` holds an SGI.
+    pub fn any_sgis(&self, num_vcpus: usize) -> bool {
+        self.0.iter().take(num_vcpus).any(Mailbox::has_sgis)
+    }
 }
 
 /// The vCPUs an SGI request reaches.
@@ -139,16 +165,27 @@ impl Vgic {
         kick
     }
 
-    /// Takes every posted interrupt of every vCPU into the state (whoever holds the lock does
-    /// this).
-    pub fn take_all_posted(&mut self, mailboxes: &Mailboxes) -> Kick {
+    /// Takes the SGIs posted to every vCPU into the state: whoever holds the lock may (an SGI
+    /// is an edge, which a list register's completion does not use up).
+    pub fn take_all_posted_sgis(&mut self, mailboxes: &Mailboxes) -> Kick {
         let mut kick = Kick::NONE;
         for vcpu in 0..self.num_vcpus() {
-            if let Some(mailbox) = mailboxes.get(vcpu).filter(|m| !m.is_empty()) {
-                kick |= self.take_posted(vcpu, mailbox.take());
+            if let Some(mailbox) = mailboxes.get(vcpu).filter(|m| m.has_sgis()) {
+                kick |= self.take_posted(vcpu, mailbox.take_sgis());
             }
         }
         kick
+    }
+
+    /// Takes the PPIs posted to `vcpu` into its state. Only once the vCPU's list registers are
+    /// synced: a completed list register uses up its level interrupt's pending latch, and a
+    /// timer that fired after the completion must not be used up with it. So only the pCPU
+    /// the vCPU is loaded on does this, after its sync.
+    pub fn take_posted_ppis(&mut self, vcpu: usize, mailboxes: &Mailboxes) -> Kick {
+        match mailboxes.get(vcpu).filter(|m| !m.is_empty()) {
+            Some(mailbox) => self.take_posted(vcpu, mailbox.take_ppis()),
+            None => Kick::NONE,
+        }
     }
 }
 

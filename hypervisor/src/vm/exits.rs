@@ -88,7 +88,7 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
 /// WFI (or CPU_SUSPEND): a vCPU alone on its pCPU waits in place; one that shares its pCPU
 /// yields it until an interrupt arrives or its timer expires.
 fn wait(vcpu: usize) -> Resched {
-    if vm().lock_vgic().has_deliverable(vcpu) {
+    if irq::has_deliverable(vcpu) {
         return Resched::No;
     }
     if run::pcpu_is_shared() {

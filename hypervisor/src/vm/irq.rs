@@ -52,9 +52,19 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
                 vm().receive_console_input();
                 complete(intid);
             }
-            PPI_GIC_MAINTENANCE | pgic::SGI_KICK => {
-                // Nothing to do here: the list registers are synced and refilled on the way
-                // back into the guest, which is what both of these ask for.
+            PPI_GIC_MAINTENANCE => {
+                // The list registers are synced and refilled on the way back into the guest,
+                // which is what this asks for. Its condition (an EOI'd entry, underflow) lasts
+                // until then, and the interrupt is level-triggered: switch the virtual
+                // interface off (which drops it) until the entry, or it would be taken again
+                // at once, forever.
+                pgic::disable_virtual_interface();
+                super::run::note_virtual_interface_off();
+                complete(intid);
+            }
+            pgic::SGI_KICK => {
+                // Nothing to do here: a kicked vCPU is flagged, and its list registers are
+                // refilled on the way back into the guest.
                 complete(intid);
             }
             other => {
@@ -120,11 +130,20 @@ pub fn pump_console_input(uart: &mut Vpl011) {
     CONSOLE.set_receive_interrupt(uart.has_room());
 }
 
+/// Whether the loaded vCPU `vcpu`, whose list registers are synced, has an interrupt to take
+/// (its timer may have fired meanwhile: posted PPIs are taken in first).
+pub fn has_deliverable(vcpu: usize) -> bool {
+    let vm = vm();
+    let mut vgic = vm.lock_vgic_as_is();
+    vm.take_posted(&mut vgic, vcpu);
+    vgic.has_deliverable(vcpu)
+}
+
 /// WFI: returns once vCPU `vcpu` has an interrupt to take; until then the pCPU sleeps and
 /// handles its physical interrupts (one of which will eventually be for this vCPU).
 pub fn wait_for_interrupt(vcpu: usize) {
     loop {
-        if vm().lock_vgic().has_deliverable(vcpu) {
+        if has_deliverable(vcpu) {
             return;
         }
         // IRQs stay masked at EL2; WFI still wakes when one becomes pending.

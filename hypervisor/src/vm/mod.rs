@@ -350,19 +350,19 @@ impl Vm {
         }
     }
 
-    /// The virtual GIC, locked, with interrupts posted since the lock was last held taken in
-    /// (see `gic::mailbox`); time spent waiting for another pCPU to release it goes into the
-    /// exit profile.
+    /// The virtual GIC, locked, with SGIs posted since the lock was last held taken in (see
+    /// `gic::mailbox`); time spent waiting for another pCPU to release it goes into the exit
+    /// profile.
     pub fn lock_vgic(&self) -> spin::MutexGuard<'_, Vgic> {
         let mut guard = self.lock_vgic_as_is();
-        self.take_posted(&mut guard);
+        if MAILBOXES.any_sgis(self.vcpu_count) {
+            // Whoever posted kicked the targets already.
+            let _ = guard.take_all_posted_sgis(&MAILBOXES);
+        }
         guard
     }
 
-    /// The virtual GIC, locked, without taking posted interrupts in: for syncing the loaded
-    /// vCPU's list registers first. A completed list register makes its level-triggered
-    /// interrupt's pending latch used up; a timer posted after that completion must not be
-    /// used up with it. Call [`Vm::take_posted`] after the sync.
+    /// The virtual GIC, locked, with nothing posted taken in.
     pub fn lock_vgic_as_is(&self) -> spin::MutexGuard<'_, Vgic> {
         if let Some(guard) = self.vgic.try_lock() {
             return guard;
@@ -374,12 +374,14 @@ impl Vm {
         guard
     }
 
-    /// Takes posted SGIs and timer interrupts into the (locked) vGIC.
-    pub fn take_posted(&self, vgic: &mut Vgic) {
-        if MAILBOXES.any_posted(self.vcpu_count) {
-            // Whoever posted kicked the targets already.
-            let _ = vgic.take_all_posted(&MAILBOXES);
+    /// Takes posted SGIs, and the timer PPIs posted to `vcpu`, into the (locked) vGIC. Only on
+    /// the pCPU `vcpu` is loaded on, once its list registers are synced (see
+    /// `Vgic::take_posted_ppis`).
+    pub fn take_posted(&self, vgic: &mut Vgic, vcpu: usize) {
+        if MAILBOXES.any_sgis(self.vcpu_count) {
+            let _ = vgic.take_all_posted_sgis(&MAILBOXES);
         }
+        let _ = vgic.take_posted_ppis(vcpu, &MAILBOXES);
     }
 
     /// The guest's timer `intid` fired on loaded vCPU `vcpu`: posts it (no vGIC lock) and flags

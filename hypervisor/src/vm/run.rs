@@ -5,7 +5,7 @@
 //! A vCPU is either *loaded* on its home pCPU (its registers are the pCPU's; its general
 //! registers are the trap frame on that pCPU's stack) or *saved* in its [`VcpuSlot`].
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
 use spin::Mutex;
@@ -53,6 +53,15 @@ static QUEUES: [Mutex<Option<RunQueue>>; MAX_VCPUS] = [const { Mutex::new(None) 
 /// Bumped by SYSTEM_RESET: a pCPU whose loaded vCPU started before the bump drops it.
 static RESET_EPOCH: AtomicU32 = AtomicU32::new(0);
 static LOADED_EPOCH: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+/// Set on a pCPU whose virtual CPU interface the IRQ path switched off (see
+/// `irq::handle_irq`); the exit path switches it on again before entering the guest.
+static INTERFACE_OFF: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
+
+/// Records that this pCPU's virtual CPU interface is off until the next guest entry.
+pub fn note_virtual_interface_off() {
+    INTERFACE_OFF[cpu::current_index()].store(true, Ordering::Relaxed);
+}
+
 /// What each pCPU knows about its loaded vCPU's list registers (only that pCPU uses its own).
 static LOADED_LRS: [Mutex<LoadedLrs>; MAX_VCPUS] = [const { Mutex::new(LoadedLrs::new(0)) }; MAX_VCPUS];
 /// Where each pCPU's stack ends (the first entry into a guest starts it from the top).
@@ -154,6 +163,9 @@ fn pick_next_vcpu(pcpu: usize) -> Option<usize> {
 /// Loads vCPU `vcpu` (saved in its slot) onto this pCPU, its registers into `frame`.
 fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
     LOADED_LRS[pcpu].lock().invalidate();
+    if INTERFACE_OFF[pcpu].swap(false, Ordering::Relaxed) {
+        pgic::set_virtual_interface(false);
+    }
     let mut slot = SLOTS[vcpu].lock();
     *frame = slot.frame;
     if slot.fresh {
@@ -321,7 +333,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
             needs_sync = false;
             synced = true;
         }
-        vm.take_posted(&mut vgic);
+        vm.take_posted(&mut vgic, vcpu);
         let kick = resample_timer_lines(&mut vgic, vcpu);
         drop(vgic);
         drop(loaded);
@@ -364,7 +376,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
                     let mut loaded = LOADED_LRS[pcpu].lock();
                     let mut vgic = vm.lock_vgic_as_is();
                     sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
-                    vm.take_posted(&mut vgic);
+                    vm.take_posted(&mut vgic, vcpu);
                     needs_sync = false;
                 }
                 save(vcpu, frame, state);
@@ -390,7 +402,8 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
             sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
             synced = true;
         }
-        vm.take_posted(&mut vgic);
+        // After the sync if there was one to do; a vCPU just loaded was synced when it left.
+        vm.take_posted(&mut vgic, current);
         if late_sync {
             kick |= resample_timer_lines(&mut vgic, vcpu);
         }
@@ -419,6 +432,9 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         }
         drop(loaded);
         vm.kick(kick | result.kick);
+    }
+    if INTERFACE_OFF[pcpu].swap(false, Ordering::Relaxed) {
+        pgic::set_virtual_interface(LOADED_LRS[pcpu].lock().overflow());
     }
     stats::add_vgic(work);
     stats::record_exit(vcpu, exit_kind, exit_start, injected);

@@ -232,16 +232,20 @@ pub fn empty_list_registers() -> u16 {
     value as u16
 }
 
+/// ICH_HCR_EL2 = 0: the virtual CPU interface off, which also drops the maintenance interrupt
+/// (it can only be asserted while the interface is enabled).
+pub fn disable_virtual_interface() {
+    ICH_HCR_EL2.set(0);
+}
+
 /// ICH_HCR_EL2: enable the virtual CPU interface; optionally ask for a maintenance interrupt
-/// when the list registers run (nearly) empty, to refill them.
+/// when the list registers run (nearly) empty (UIE), to refill them. Never NPIE ("no entry
+/// pending"): with every list register holding an active interrupt the guest has not yet
+/// deactivated it would be asserted at every entry, a maintenance-interrupt storm.
 pub fn set_virtual_interface(underflow_maintenance: bool) {
     ICH_HCR_EL2.write(
         ICH_HCR_EL2::En::SET
-            + if underflow_maintenance {
-                ICH_HCR_EL2::UIE::SET + ICH_HCR_EL2::NPIE::SET
-            } else {
-                ICH_HCR_EL2::UIE::CLEAR
-            },
+            + if underflow_maintenance { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR },
     );
 }
 

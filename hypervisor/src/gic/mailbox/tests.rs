@@ -31,7 +31,7 @@ fn posting_then_taking_matches_sending_under_the_lock() {
         let expected = locked.send_sgi(2, value);
         let mailboxes = Mailboxes::new();
         let targets = mailboxes.send(2, value, true, 4);
-        let kick = posted.take_all_posted(&mailboxes);
+        let kick = posted.take_all_posted_sgis(&mailboxes);
         assert_eq!(kick, expected, "value {value:#x}");
         assert!(kick == Kick::NONE || targets == kick, "value {value:#x}");
         for vcpu in 0..4 {
@@ -50,8 +50,12 @@ fn a_posted_timer_ppi_becomes_pending() {
     mailboxes.get(1).unwrap().post_ppi(PPI_VIRT_TIMER);
     assert_eq!(mailboxes.get(1).unwrap().take(), Posted { ppis: 1 << (PPI_VIRT_TIMER - 16), ..Posted::default() });
     mailboxes.get(1).unwrap().post_ppi(PPI_VIRT_TIMER);
-    assert_eq!(vgic.take_all_posted(&mailboxes), Kick::vcpu(1));
-    assert!(vgic.has_deliverable(1) && !vgic.has_deliverable(0));
+    mailboxes.send(0, 2 << INTID_SHIFT | 0b10, true, 2);
+    assert_eq!(vgic.take_all_posted_sgis(&mailboxes), Kick::vcpu(1), "the SGI");
+    assert!(!vgic.vcpus[1].private[PPI_VIRT_TIMER as usize].latch, "PPIs wait for their own pCPU");
+    assert_eq!(vgic.take_posted_ppis(1, &mailboxes), Kick::vcpu(1));
+    assert!(vgic.vcpus[1].private[PPI_VIRT_TIMER as usize].latch);
+    assert!(mailboxes.get(1).unwrap().is_empty());
 }
 
 #[test]
@@ -60,10 +64,10 @@ fn the_group_is_checked_when_taken() {
     vgic.vcpus[1].private[4].group1 = false;
     let mailboxes = Mailboxes::new();
     mailboxes.send(0, 4 << INTID_SHIFT | 0b10, true, 2);
-    assert_eq!(vgic.take_all_posted(&mailboxes), Kick::NONE, "Group 1 SGI for a Group 0 interrupt");
+    assert_eq!(vgic.take_all_posted_sgis(&mailboxes), Kick::NONE, "Group 1 SGI for a Group 0 interrupt");
     assert!(!vgic.has_deliverable(1));
     mailboxes.send(0, 4 << INTID_SHIFT | 0b10, false, 2);
-    assert_eq!(vgic.take_all_posted(&mailboxes), Kick::vcpu(1));
+    assert_eq!(vgic.take_all_posted_sgis(&mailboxes), Kick::vcpu(1));
     assert!(vgic.has_deliverable(1));
 }
 
@@ -93,7 +97,7 @@ fn concurrent_senders_lose_nothing() {
         thread::spawn(move || loop {
             let finished = done.load(Ordering::Acquire);
             let mut vgic = vgic.lock().unwrap();
-            vgic.take_all_posted(&mailboxes);
+            vgic.take_all_posted_sgis(&mailboxes);
             for (intid, count) in handled.iter().enumerate() {
                 let irq = &mut vgic.vcpus[0].private[intid];
                 if irq.latch {
@@ -134,4 +138,35 @@ fn concurrent_senders_lose_nothing() {
         assert_eq!(total, ROUNDS, "sender {sender}: every post delivered exactly once");
     }
     assert!(!mailboxes.any_posted(SENDERS + 1));
+}
+
+/// The ordering rule of `take_posted_ppis`: the guest completed one timer interrupt and the
+/// timer fired again before the exit path synced. Taken after the sync, the new one is pending;
+/// taken before, the sync's "completed, so the level latch is used up" would swallow it (which
+/// is what happened when any pCPU took any vCPU's posted PPIs).
+#[test]
+fn a_timer_posted_after_a_completion_survives_the_sync() {
+    use crate::gic::lr::{LrState, LR_STATE_MASK, LR_STATE_SHIFT};
+    use crate::guest_map::PPI_VIRT_TIMER;
+    for take_first in [false, true] {
+        let mut vgic = vgic_with_sgis_enabled(1);
+        vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
+        vgic.vcpus[0].private[PPI_VIRT_TIMER as usize].enabled = true;
+        vgic.set_pending(PPI_VIRT_TIMER, 0);
+        let mut lrs = [0u64; 4];
+        vgic.flush_lrs(0, &mut lrs);
+        lrs[0] &= !(LR_STATE_MASK << LR_STATE_SHIFT); // the guest completes it
+        assert_eq!(crate::gic::ListRegister::decode(lrs[0]).state, LrState::Invalid);
+        let mailboxes = Mailboxes::new();
+        mailboxes.get(0).unwrap().post_ppi(PPI_VIRT_TIMER); // and the timer fires again
+        if take_first {
+            vgic.take_posted_ppis(0, &mailboxes);
+            vgic.sync_lrs(0, &mut lrs);
+            assert!(!vgic.has_deliverable(0), "taken before the sync, it is swallowed");
+        } else {
+            vgic.sync_lrs(0, &mut lrs);
+            vgic.take_posted_ppis(0, &mailboxes);
+            assert!(vgic.has_deliverable(0), "taken after the sync, it is pending");
+        }
+    }
 }
