@@ -194,11 +194,8 @@ fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
 /// CPU interface; `frame` holds the entry point and x0.
 #[inline(never)]
 fn boot_vcpu(vcpu: usize, frame: &TrapFrame) {
+    // Everything the vCPU can see starts from reset, list registers included.
     guest::reset_el1(guest_map::vcpu_mpidr(vcpu));
-    for n in 0..pgic::list_register_count() {
-        pgic::write_lr(n, 0);
-    }
-    pgic::write_vmcr(0);
     vm().psci.lock().mark_on(vcpu);
     stats::vcpu_started(vcpu);
     log::debug!("vcpu{vcpu}: starting at {:#x} (x0={:#x})", frame.elr, frame.x[0]);

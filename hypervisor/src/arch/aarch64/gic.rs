@@ -244,8 +244,7 @@ pub fn disable_virtual_interface() {
 /// deactivated it would be asserted at every entry, a maintenance-interrupt storm.
 pub fn set_virtual_interface(underflow_maintenance: bool) {
     ICH_HCR_EL2.write(
-        ICH_HCR_EL2::En::SET
-            + if underflow_maintenance { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR },
+        ICH_HCR_EL2::En::SET + if underflow_maintenance { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR },
     );
 }
 

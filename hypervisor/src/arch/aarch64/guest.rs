@@ -5,9 +5,10 @@
 //! pass through the trap frame. Every trap bit below is chosen deliberately.
 
 use aarch64_cpu::registers::{
-    ReadWriteable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, MDCR_EL2, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
+    ReadWriteable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, MDCR_EL2, VTCR_EL2, VTTBR_EL2,
 };
 
+use super::context::{PauthKeys, VcpuContext};
 use super::trap::TrapFrame;
 
 /// PSTATE for a vCPU's first instruction: EL1h with D, A, I, F masked (Linux boot protocol).
@@ -62,33 +63,16 @@ pub fn configure_el2(vttbr: u64, vtcr: u64, trap_wfe: bool) {
     unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb") };
 }
 
-/// Puts the guest's EL1 registers in their reset state for vCPU `mpidr`.
+/// Puts every register a vCPU `mpidr` can see into its reset state: EL1 system registers,
+/// FP/SIMD, timers, the virtual CPU interface (list registers, VMCR, active priorities) and
+/// PAuth keys. A vCPU that starts on a pCPU never sees what the previous occupant left there.
 pub fn reset_el1(mpidr: u64) {
-    VMPIDR_EL2.set(mpidr | MPIDR_RES1);
-    // SAFETY: these EL1 registers belong to the guest, which is not running on this pCPU now.
-    unsafe {
-        core::arch::asm!(
-            "msr sctlr_el1, {sctlr}",
-            "msr cpacr_el1, {cpacr}",
-            "msr tcr_el1, xzr",
-            "msr ttbr0_el1, xzr",
-            "msr ttbr1_el1, xzr",
-            "msr mair_el1, xzr",
-            "msr vbar_el1, xzr",
-            "msr contextidr_el1, xzr",
-            "msr tpidr_el0, xzr",
-            "msr tpidr_el1, xzr",
-            "msr tpidrro_el0, xzr",
-            "msr sp_el0, xzr",
-            "msr sp_el1, xzr",
-            "msr cntv_ctl_el0, xzr",
-            "msr cntp_ctl_el0, xzr",
-            "msr cntkctl_el1, xzr",
-            "isb",
-            sctlr = in(reg) SCTLR_EL1_RESET,
-            cpacr = in(reg) CPACR_EL1_FP_ON,
-        )
-    };
+    let mut context = VcpuContext::zeroed();
+    context.el1.sctlr_el1 = SCTLR_EL1_RESET;
+    context.el1.cpacr_el1 = CPACR_EL1_FP_ON;
+    context.el1.vmpidr_el2 = mpidr | MPIDR_RES1;
+    context.pauth = super::context::has_pauth().then(PauthKeys::default);
+    context.restore();
 }
 
 /// The trap frame that starts a vCPU at `entry` in EL1h with x0 = `x0` (Linux: the DTB

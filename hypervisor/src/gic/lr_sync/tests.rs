@@ -245,7 +245,7 @@ fn a_dropped_line_leaves_a_taken_interrupt_alone() {
     vgic.flush_lrs(0, &mut lrs);
     guest_ack(&mut lrs, PPI_VIRT_TIMER);
     vgic.sync_lrs(0, &mut lrs);
-    assert_eq!(vgic.hw_line_dropped(PPI_VIRT_TIMER, 0).1, false, "the guest deactivates it");
+    assert!(!vgic.hw_line_dropped(PPI_VIRT_TIMER, 0).1, "the guest deactivates it");
     vgic.flush_lrs(0, &mut lrs);
     assert_eq!(ListRegister::decode(lrs[find(&lrs, PPI_VIRT_TIMER)]).state, LrState::Active);
 
