@@ -1,24 +1,32 @@
 //! The hypervisor's console: the physical PL011, shared by all pCPUs (and, later, the guest's
 //! emulated UART). Log lines carry [`LOG_PREFIX`] so a reader can tell them from guest output.
 
+pub mod guest_filter;
 pub mod logger;
 pub mod pl011;
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use guest_filter::GuestFilter;
 pub use logger::LOG_PREFIX;
 use pl011::Pl011;
 
 /// The shared console; writers take the lock for a whole line so lines never interleave.
 pub struct Console {
     uart: spin::Mutex<Option<Pl011>>,
+    /// Keeps guest output from forging hypervisor lines (used under the `uart` lock).
+    guest_filter: spin::Mutex<GuestFilter>,
     /// Whether the last byte written ended a line: a hypervisor line that would otherwise
     /// continue a guest's unfinished line starts on a new one, so the prefix stays visible.
     at_line_start: AtomicBool,
 }
 
-pub static CONSOLE: Console = Console { uart: spin::Mutex::new(None), at_line_start: AtomicBool::new(true) };
+pub static CONSOLE: Console = Console {
+    uart: spin::Mutex::new(None),
+    guest_filter: spin::Mutex::new(GuestFilter::new()),
+    at_line_start: AtomicBool::new(true),
+};
 
 impl Console {
     /// Points the console at a PL011.
@@ -42,12 +50,15 @@ impl Console {
         }
     }
 
-    /// Writes one byte of guest console output.
+    /// Writes one byte of guest console output (see `guest_filter`: a guest cannot print what
+    /// looks like a hypervisor line).
     pub fn write_guest_byte(&self, byte: u8) {
         let guard = self.uart.lock();
         if let Some(uart) = guard.as_ref() {
-            let _ = UartWriter(uart).write_str(core::str::from_utf8(&[byte]).unwrap_or("?"));
-            self.at_line_start.store(byte == b'\n', Ordering::Relaxed);
+            self.guest_filter.lock().push(byte, |out| {
+                let _ = UartWriter(uart).write_str(core::str::from_utf8(&[out]).unwrap_or("?"));
+                self.at_line_start.store(out == b'\n', Ordering::Relaxed);
+            });
         }
     }
 
