@@ -7,6 +7,7 @@ At guest power-off the hypervisor prints its per-vCPU exit profile on the consol
     (HYP) profile begin version=1 counter_hz=62500000 vcpus=2
     (HYP) profile vcpu=0 guest_ticks=123456 hyp_ticks=2345 exits=1000 injected=500 switches=3
     (HYP) profile vcpu=0 vgic_syncs=300 vgic_flushes=310 lr_reads=400 lr_writes=350 lock_waits=2 lock_wait_ticks=90
+    (HYP) profile vcpu=0 guest_logs=3 guest_logs_suppressed=0
     (HYP) profile vcpu=0 exit=wfi count=400 total_ticks=1200 max_ticks=30
     ...
     (HYP) profile end
@@ -43,6 +44,8 @@ VCPU_KEYS = ("guest_ticks", "hyp_ticks", "exits", "injected", "switches")
 EXIT_KEYS = ("count", "total_ticks", "max_ticks")
 # The optional vGIC line: list-register syncs and flushes, ICH_LR accesses, vGIC lock waits.
 VGIC_KEYS = ("vgic_syncs", "vgic_flushes", "lr_reads", "lr_writes", "lock_waits", "lock_wait_ticks")
+# The optional guest-log line: log lines the vCPU caused, printed and suppressed (rate limit).
+LOG_KEYS = ("guest_logs", "guest_logs_suppressed")
 
 
 class ProfileError(Exception):
@@ -76,6 +79,7 @@ class VcpuProfile:
     switches: int
     exit_stats: dict[str, ExitStat] = dataclasses.field(default_factory=dict)
     vgic: dict[str, int] | None = None
+    guest_logs: dict[str, int] | None = None
 
 
 @dataclasses.dataclass
@@ -175,6 +179,16 @@ def add_record(profile: Profile, body: str, line_no: int) -> None:
         if profile.vcpu_profiles[vcpu].vgic is not None:
             raise ProfileError(line_no, f"second vGIC line for vcpu={vcpu}")
         profile.vcpu_profiles[vcpu].vgic = values
+        return
+
+    if LOG_KEYS[0] in fields:
+        values = {key: take_int(fields, key, line_no) for key in LOG_KEYS}
+        reject_extra(fields, line_no, "guest-log")
+        if vcpu not in profile.vcpu_profiles:
+            raise ProfileError(line_no, f"guest-log line for vcpu={vcpu} before its summary line")
+        if profile.vcpu_profiles[vcpu].guest_logs is not None:
+            raise ProfileError(line_no, f"second guest-log line for vcpu={vcpu}")
+        profile.vcpu_profiles[vcpu].guest_logs = values
         return
 
     if "exit" not in fields:
@@ -323,6 +337,7 @@ def profile_to_json(profile: Profile) -> dict:
                 "vcpu": vp.vcpu,
                 **{key: getattr(vp, key) for key in VCPU_KEYS},
                 "vgic": vp.vgic,
+                "guest_logs": vp.guest_logs,
                 "exit_kinds": {
                     kind: {"count": s.count, "total_ticks": s.total_ticks, "max_ticks": s.max_ticks}
                     for kind, s in vp.exit_stats.items()
@@ -448,6 +463,12 @@ def render_report(profile: Profile, sort: str, micro: str) -> str:
                 f"  vGIC: {v['vgic_syncs']} syncs, {v['vgic_flushes']} flushes, "
                 f"{v['lr_reads']} LR reads, {v['lr_writes']} LR writes, "
                 f"{v['lock_waits']} lock waits ({v['lock_wait_ticks'] / hz * 1e3:.3f} ms)"
+            )
+        if vp.guest_logs is not None:
+            g = vp.guest_logs
+            out.append(
+                f"  guest-caused log lines: {g['guest_logs']} printed, "
+                f"{g['guest_logs_suppressed']} suppressed by the rate limit"
             )
     totals = profile_totals(profile)
     out += ["", f"All vCPUs: {totals['exits']} exits"]

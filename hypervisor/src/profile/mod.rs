@@ -6,9 +6,13 @@
 //! ```text
 //! profile begin version=1 counter_hz=62500000 vcpus=1
 //! profile vcpu=0 guest_ticks=.. hyp_ticks=.. exits=.. injected=.. switches=..
+//! profile vcpu=0 vgic_syncs=.. vgic_flushes=.. lr_reads=.. lr_writes=.. lock_waits=.. lock_wait_ticks=..
+//! profile vcpu=0 guest_logs=.. guest_logs_suppressed=..
 //! profile vcpu=0 exit=wfi count=.. total_ticks=.. max_ticks=..
 //! profile end
 //! ```
+
+pub mod rate_limit;
 
 use core::fmt::{self, Write};
 
@@ -112,6 +116,9 @@ pub struct VcpuProfile {
     pub injected: u64,
     pub switches: u64,
     pub vgic: VgicStats,
+    /// Log lines this vCPU's behaviour caused, printed and suppressed by the rate limit.
+    pub guest_logs: u64,
+    pub guest_logs_suppressed: u64,
 }
 
 impl VcpuProfile {
@@ -123,6 +130,8 @@ impl VcpuProfile {
             injected: 0,
             switches: 0,
             vgic: VgicStats::new(),
+            guest_logs: 0,
+            guest_logs_suppressed: 0,
         }
     }
 
@@ -157,6 +166,10 @@ pub fn write_profile(counter_hz: u64, vcpus: &[VcpuProfile], mut line: impl FnMu
         line(format_args!(
             "profile vcpu={index} vgic_syncs={} vgic_flushes={} lr_reads={} lr_writes={} lock_waits={} lock_wait_ticks={}",
             v.syncs, v.flushes, v.lr_reads, v.lr_writes, v.lock_waits, v.lock_wait_ticks
+        ));
+        line(format_args!(
+            "profile vcpu={index} guest_logs={} guest_logs_suppressed={}",
+            p.guest_logs, p.guest_logs_suppressed
         ));
         for kind in ExitKind::ALL {
             let e = p.exits[kind as usize];
@@ -206,15 +219,18 @@ mod tests {
         p.record_exit(ExitKind::Hvc, 1000, 20);
         p.injected = 4;
         p.vgic.add(&VgicStats { syncs: 2, flushes: 3, lr_reads: 4, lr_writes: 5, lock_waits: 6, lock_wait_ticks: 7 });
+        (p.guest_logs, p.guest_logs_suppressed) = (8, 9);
         let text = profile_text(62_500_000, &[p, VcpuProfile::new()]);
         assert_eq!(
             text,
             "profile begin version=1 counter_hz=62500000 vcpus=2\n\
              profile vcpu=0 guest_ticks=1000 hyp_ticks=20 exits=1 injected=4 switches=0\n\
              profile vcpu=0 vgic_syncs=2 vgic_flushes=3 lr_reads=4 lr_writes=5 lock_waits=6 lock_wait_ticks=7\n\
+             profile vcpu=0 guest_logs=8 guest_logs_suppressed=9\n\
              profile vcpu=0 exit=hvc count=1 total_ticks=20 max_ticks=20\n\
              profile vcpu=1 guest_ticks=0 hyp_ticks=0 exits=0 injected=0 switches=0\n\
              profile vcpu=1 vgic_syncs=0 vgic_flushes=0 lr_reads=0 lr_writes=0 lock_waits=0 lock_wait_ticks=0\n\
+             profile vcpu=1 guest_logs=0 guest_logs_suppressed=0\n\
              profile end\n"
         );
     }

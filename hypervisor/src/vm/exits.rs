@@ -63,7 +63,8 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
         }
         Action::Mmio { ipa, access } => handle_mmio_abort(frame, vcpu, ipa, access, &info),
         Action::MmioWithoutSyndrome { ipa, is_write } => {
-            log::warn!(
+            guest_warn!(
+                vcpu,
                 "vcpu{vcpu}: {} at IPA {ipa:#x} without a syndrome (ISV=0) at PC {:#x}: cannot emulate; external abort injected",
                 if is_write { "write" } else { "read" },
                 frame.elr
@@ -71,14 +72,20 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
             inject_exception(frame, GuestException::DataExternalAbort { address: info.far, is_write });
         }
         Action::InstructionFetchFault { ipa } => {
-            log::warn!(
+            guest_warn!(
+                vcpu,
                 "vcpu{vcpu}: instruction fetch from IPA {ipa:#x} (PC {:#x}) outside RAM: external abort injected",
                 frame.elr
             );
             inject_exception(frame, GuestException::InstructionExternalAbort { address: info.far });
         }
         Action::Undefined(reason) => {
-            log::warn!("vcpu{vcpu}: {reason:?} at PC {:#x} (ESR_EL2 {:#x}): UNDEF injected", frame.elr, info.esr);
+            guest_warn!(
+                vcpu,
+                "vcpu{vcpu}: {reason:?} at PC {:#x} (ESR_EL2 {:#x}): UNDEF injected",
+                frame.elr,
+                info.esr
+            );
             inject_exception(frame, GuestException::Undefined);
         }
     }
@@ -169,7 +176,8 @@ fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioA
     if handled {
         step(frame, info.esr);
     } else {
-        log::warn!(
+        guest_warn!(
+            vcpu,
             "vcpu{vcpu}: {}-byte {} at unassigned IPA {ipa:#x} (PC {:#x}): external abort injected",
             access.size,
             if access.is_write { "write" } else { "read" },

@@ -4,6 +4,16 @@
 //! so exits only pass general registers through the trap frame. State several vCPUs share (the
 //! virtual GIC, PSCI power states, devices) sits behind spin locks.
 
+/// Logs a warning that vCPU `$vcpu`'s behaviour caused, rate-limited per vCPU (see
+/// `profile::rate_limit`; suppressed lines are counted in the exit profile).
+macro_rules! guest_warn {
+    ($vcpu:expr, $($arg:tt)*) => {
+        if $crate::vm::stats::guest_log_allowed($vcpu) {
+            log::warn!($($arg)*);
+        }
+    };
+}
+
 pub mod exits;
 pub mod irq;
 pub mod run;
@@ -166,7 +176,8 @@ impl MmioDevice for DiskDevice {
         let mut disk = self.0.lock();
         disk.write(offset, size, value);
         if let Some(error) = disk.take_error() {
-            log::warn!("disk: guest request refused: {error:?}");
+            let vcpu = run::current_vcpu().unwrap_or(0);
+            guest_warn!(vcpu, "vcpu{vcpu}: disk: guest request refused: {error:?}");
         }
     }
     fn irq_asserted(&self) -> bool {

@@ -73,6 +73,11 @@ static STACK_TOPS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VC
 pub static HYP_DEBUG_LRS: [[AtomicU64; MAX_LRS]; MAX_VCPUS] =
     [const { [const { AtomicU64::new(0) }; MAX_LRS] }; MAX_VCPUS];
 
+/// The vCPU loaded on this pCPU, if any.
+pub fn current_vcpu() -> Option<usize> {
+    QUEUES[cpu::current_index()].lock().as_ref().and_then(|queue| queue.current)
+}
+
 /// Records this pCPU's stack top (boot code, once per pCPU).
 pub fn set_stack_top(index: usize, top: u64) {
     STACK_TOPS[index].store(top, Ordering::Relaxed);

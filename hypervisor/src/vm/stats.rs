@@ -7,6 +7,7 @@ use spin::Mutex;
 use crate::arch::aarch64::cpu;
 use crate::console::{CONSOLE, LOG_PREFIX};
 use crate::options::MAX_VCPUS;
+use crate::profile::rate_limit::RateLimit;
 use crate::profile::{write_profile, ExitKind, VcpuProfile, VgicStats};
 
 /// Each vCPU's profile; only its own pCPU writes it, so the locks are uncontended.
@@ -34,6 +35,25 @@ pub fn vcpu_switched_in(vcpu: usize) {
 /// Time the vCPU spent idle in WFI, to leave out of the exit's cost.
 pub fn add_idle(vcpu: usize, ticks: u64) {
     IDLE[vcpu].fetch_add(ticks, Ordering::Relaxed);
+}
+
+/// Each vCPU's allowance of log lines it can cause.
+static LOG_LIMITS: [Mutex<RateLimit>; MAX_VCPUS] = [const { Mutex::new(RateLimit::new()) }; MAX_VCPUS];
+
+/// Whether a log line vCPU `vcpu` caused may be printed now (see `profile::rate_limit`); the
+/// profile counts both outcomes.
+pub fn guest_log_allowed(vcpu: usize) -> bool {
+    let (Some(limit), Some(profile)) = (LOG_LIMITS.get(vcpu), PROFILES.get(vcpu)) else {
+        return true;
+    };
+    let allowed = limit.lock().allow(cpu::counter(), cpu::counter_frequency());
+    let mut profile = profile.lock();
+    if allowed {
+        profile.guest_logs += 1;
+    } else {
+        profile.guest_logs_suppressed += 1;
+    }
+    allowed
 }
 
 /// vGIC work of the exit in progress on each pCPU (lock waits are counted where they happen).
