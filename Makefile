@@ -17,7 +17,7 @@ GUEST       := $(BUILD)/guest
 
 export CPU SMP RAM HYP_ARGS GUEST_ARGS
 
-.PHONY: help all build bootstrap guest run debug gdb trace test unit-test bench clippy fmt clean
+.PHONY: help all build bootstrap guest run debug gdb trace test unit-test bench bench-quick clippy fmt clean
 
 all: build
 
@@ -28,7 +28,9 @@ help:
 	@echo "make gdb     - gdb-multiarch on $(HYP_ELF), connected to :$(GDB_PORT)"
 	@echo "make trace   - like run, with QEMU -d int,guest_errors into $(BUILD)/qemu-trace.log"
 	@echo "make test    - every test: host unit tests and QEMU integration tests"
-	@echo "make bench   - boot time and disk throughput: plain QEMU vs under the hypervisor"
+	@echo "make bench   - boot time, disk throughput and the guest benchmark suite: plain QEMU vs"
+	@echo "               under the hypervisor, medians, ratios, charts in $(BUILD)/bench/"
+	@echo "make bench-quick - the micro-benchmarks and the guest suite (1vcpu, 4on4), one run each"
 	@echo "make clippy / fmt / clean"
 
 bootstrap:
@@ -43,6 +45,7 @@ build: bootstrap
 
 guest: bootstrap
 	@scripts/fetch-guest.sh
+	@scripts/build-guest-progs.sh
 	@scripts/mkinitramfs.sh
 	@scripts/mkdisk.sh
 
@@ -72,9 +75,19 @@ test: build guest
 	python3 scripts/test_scripts.py
 	cargo test -p integration-tests -- --test-threads=2
 
+# scripts/guest-bench.sh knobs: CONFIGS ("1vcpu 4on4 2on2 4on2"), RUNS (3), TIMEOUT, BENCHSET.
+# scripts/microbench.sh: exit costs measured from inside a bare-metal guest (null HVC, MMIO,
+# vGIC, SGI, IPI, timer latency), plain QEMU next to the hypervisor.
 bench: build guest
 	scripts/boot-time.sh
 	scripts/disk-bench.sh
+	scripts/microbench.sh
+	scripts/guest-bench.sh
+	/usr/bin/python3 scripts/bench-plot.py
+
+bench-quick: build guest
+	RUNS=1 scripts/microbench.sh
+	CONFIGS="1vcpu 4on4" RUNS=1 scripts/guest-bench.sh
 	/usr/bin/python3 scripts/bench-plot.py
 
 clippy: bootstrap

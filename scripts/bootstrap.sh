@@ -14,12 +14,14 @@ else
     as_root() { sudo "$@"; }
 fi
 
-# command-or-file -> Debian package that provides it
+# command (or absolute path of a file) -> Debian package that provides it
 DEB_PACKAGES=(
     "qemu-system-aarch64:qemu-system-arm"
     "gdb-multiarch:gdb-multiarch"
     "dtc:device-tree-compiler"
     "aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu"
+    # The C library for static arm64 guest programs (a Recommends the install above skips).
+    "/usr/aarch64-linux-gnu/include/stdio.h:libc6-dev-arm64-cross"
     "cpio:cpio"
     "mke2fs:e2fsprogs"
     "debugfs:e2fsprogs"
@@ -34,6 +36,10 @@ PY_MODULES=("matplotlib:python3-matplotlib")
 missing=()
 for entry in "${DEB_PACKAGES[@]}"; do
     cmd=${entry%%:*}; pkg=${entry#*:}
+    if [ "${cmd#/}" != "$cmd" ]; then
+        [ -e "$cmd" ] || missing+=("$pkg")
+        continue
+    fi
     command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 \
         || missing+=("$pkg")
 done

@@ -4,6 +4,8 @@
 #   /init                    guest/initramfs/init
 #   /bin/busybox, /bin/sh    build/guest/busybox (applet links are made by /init at boot:
 #                            the arm64 busybox can't run on the host to list its applets)
+#   /bin/<prog>              every file of build/guest/bin/ (scripts/build-guest-progs.sh:
+#                            the guest's own programs, e.g. hvbench; dot files are skipped)
 #   /lib/modules/            build/guest/modules/*.ko, load-order, modules.dep
 #   /tests/                  guest/initramfs/tests/* (if present)
 #   /dev/console             character device 5,1 (written without mknod, so no root needed)
@@ -31,6 +33,7 @@ done
 inputs=("$0" "$src/init" "$g/busybox")
 while IFS= read -r f; do inputs+=("$f"); done < <(
     find "$g/modules" -type f | LC_ALL=C sort
+    [ -d "$g/bin" ] && find "$g/bin" -type f ! -name '.*' | LC_ALL=C sort
     [ -d "$src/tests" ] && find "$src/tests" -type f | LC_ALL=C sort
 )
 # Hash names (relative) and contents, so added, removed and edited files all count.
@@ -51,6 +54,11 @@ chmod 0700 "$stage/root"
 install -m 0755 "$src/init" "$stage/init"
 install -m 0755 "$g/busybox" "$stage/bin/busybox"
 ln -s busybox "$stage/bin/sh"
+if [ -d "$g/bin" ]; then
+    find "$g/bin" -maxdepth 1 -type f ! -name '.*' | while IFS= read -r f; do
+        install -m 0755 "$f" "$stage/bin/"
+    done
+fi
 for f in "$g"/modules/*; do
     case $f in
         *.ko) install -m 0644 "$f" "$stage/lib/modules/" ;;
@@ -88,4 +96,4 @@ mv -f "$tmp" "$out"
 printf '%s\n' "$hash" >"$stamp"
 nfiles=$(find "$stage" -mindepth 1 | wc -l)
 say "done: build/guest/initramfs.cpio.gz ($(stat -c %s "$out") bytes, $((nfiles + 1)) entries," \
-    "modules: $(tr '\n' ' ' <"$g/modules/load-order")tests: $(cd "$stage/tests" && find . -type f | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' '))"
+    "modules: $(tr '\n' ' ' <"$g/modules/load-order")programs: $(cd "$stage/bin" && find . -type f ! -name busybox | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' ')tests: $(cd "$stage/tests" && find . -type f | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' '))"

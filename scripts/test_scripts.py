@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Self-tests of scripts/hyp-prof.py and scripts/trace-summary.py (no pytest needed).
+"""Self-tests of scripts/hyp-prof.py, scripts/trace-summary.py, scripts/bench-table.py and
+scripts/bench-plot.py (no pytest needed).
 
     python3 scripts/test_scripts.py [-v]
 
@@ -13,12 +14,15 @@ Fixtures live in tests/fixtures/scripts/:
   qemu-int-trace.log            an excerpt of a real `-d int,guest_errors` log (QEMU 7.2, the
                                 hypervisor running Linux on 4 vCPUs, plus a guest error line of
                                 a native Linux boot), cut in the middle of its last line
+The bench-table/bench-plot tests write their serial logs and CSV files into temporary
+directories (bench_log() below builds a log like guest-bench.sh keeps).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -31,6 +35,8 @@ ROOT = os.path.dirname(SCRIPTS)
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "scripts")
 HYP_PROF = os.path.join(SCRIPTS, "hyp-prof.py")
 TRACE_SUMMARY = os.path.join(SCRIPTS, "trace-summary.py")
+BENCH_TABLE = os.path.join(SCRIPTS, "bench-table.py")
+BENCH_PLOT = os.path.join(SCRIPTS, "bench-plot.py")
 
 
 def fixture(name: str) -> str:
@@ -208,6 +214,36 @@ def test_prof_parser_units():
     assert any("is not a word" in e for e in profiles[0].errors), profiles[0].errors
 
 
+def test_prof_vgic_line():
+    """The vGIC line is read into the vCPU, shown in the report, and checked like the others."""
+    prof = load_module(HYP_PROF, "hyp_prof")
+    block = [
+        "(HYP) profile begin version=1 counter_hz=1000 vcpus=1",
+        "(HYP) profile vcpu=0 guest_ticks=5 hyp_ticks=5 exits=0 injected=0 switches=0",
+        "(HYP) profile vcpu=0 vgic_syncs=3 vgic_flushes=4 lr_reads=5 lr_writes=6 lock_waits=2 lock_wait_ticks=7",
+        "(HYP) profile end",
+    ]
+    profiles, stray = prof.parse_log(block)
+    assert not profiles[0].errors and not stray, (profiles[0].errors, stray)
+    vgic = profiles[0].vcpu_profiles[0].vgic
+    assert vgic == {"vgic_syncs": 3, "vgic_flushes": 4, "lr_reads": 5, "lr_writes": 6,
+                    "lock_waits": 2, "lock_wait_ticks": 7}, vgic
+    report = prof.render_report(profiles[0], "time", "us")
+    assert "3 syncs, 4 flushes, 5 LR reads, 6 LR writes, 2 lock waits (7.000 ms)" in report, report
+    assert prof.profile_to_json(profiles[0])["vcpu"][0]["vgic"] == vgic
+    twice = block[:3] + block[2:]
+    profiles, _ = prof.parse_log(twice)
+    assert any("second vGIC line" in e for e in profiles[0].errors), profiles[0].errors
+    early = [block[0], block[2], block[1], block[3]]
+    profiles, _ = prof.parse_log(early)
+    assert any("before its summary" in e for e in profiles[0].errors), profiles[0].errors
+    logs = block[:3] + ["(HYP) profile vcpu=0 guest_logs=20 guest_logs_suppressed=280", block[3]]
+    profiles, _ = prof.parse_log(logs)
+    assert not profiles[0].errors, profiles[0].errors
+    assert profiles[0].vcpu_profiles[0].guest_logs == {"guest_logs": 20, "guest_logs_suppressed": 280}
+    assert "20 printed, 280 suppressed" in prof.render_report(profiles[0], "time", "us")
+
+
 def test_prof_png_is_written():
     """--png writes a non-empty PNG file (with an interpreter that has matplotlib)."""
     python = python_with_matplotlib()
@@ -369,13 +405,201 @@ def test_trace_syndrome_decoding():
 
 
 def test_scripts_have_help_and_are_executable():
-    """Both scripts are executable, start with the env shebang, and answer --help."""
-    for script in (HYP_PROF, TRACE_SUMMARY):
+    """The scripts are executable, start with the env shebang, and answer --help."""
+    for script in (HYP_PROF, TRACE_SUMMARY, BENCH_TABLE, BENCH_PLOT):
         assert os.access(script, os.X_OK), script
         with open(script, encoding="utf-8") as f:
             assert f.readline() == "#!/usr/bin/env python3\n", script
         result = run(script, "--help")
         assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# bench-table.py and bench-plot.py (scripts/guest-bench.sh's results)
+
+
+def bench_log(metrics: dict, uptime: str | None = "1.50", done: int | None = 0, qemu: int | None = 0) -> str:
+    """A serial log of one guest-bench boot: kernel noise, \\r\\n line ends, the HVBENCH lines
+    of `metrics` ({metric: (value, unit)}) and the markers guest-bench.sh looks for."""
+    lines = ["[    0.000000] Booting Linux on physical CPU 0x0000000000 [0x411fd070]"]
+    if uptime is not None:
+        lines.append(f"HVTEST: init started uptime={uptime}")
+    lines += ["HVTEST: running bench", "HVTEST: bench step getppid ..."]
+    lines += [f"HVBENCH: {metric} {value} {unit}" for metric, (value, unit) in metrics.items()]
+    if done is not None:
+        lines.append(f"HVTEST: done bench status={done}")
+    text = "\r\n".join(lines) + "\r\n"
+    if qemu is not None:
+        text += f"GUEST-BENCH: qemu status={qemu}\n"
+    return text
+
+
+def write_bench_logs(directory: str, config: str, side: str, runs: list) -> None:
+    """runs[i] (log text) as <config>.<side>.<i+1>.log."""
+    for i, text in enumerate(runs, 1):
+        with open(os.path.join(directory, f"{config}.{side}.{i}.log"), "w", newline="") as f:
+            f.write(text)
+
+
+def read_csv_rows(path: str) -> list:
+    """A CSV file's rows, header included."""
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_bench_parse_log():
+    """HVBENCH lines, glued prefixes, boot_to_init, finish markers and malformed values."""
+    table = load_module(BENCH_TABLE, "bench_table")
+    text = bench_log({"getppid": ("1411.5", "ns"), "disk_read": ("900.0", "MB/s")})
+    text += "\x1b[0mnoise HVBENCH: retouch 250.000 ns\r\n"
+    run = table.parse_log(text)
+    assert run.finished and not run.problems, run.problems
+    assert run.metrics == {"boot_to_init": (1.5, "s"), "getppid": (1411.5, "ns"),
+                           "disk_read": (900.0, "MB/s"), "retouch": (250.0, "ns")}, run.metrics
+    assert list(run.metrics)[0] == "boot_to_init"
+    run = table.parse_log(bench_log({"getppid": ("12x", "ns"), "cpu_loop": ("nan", "ms")}))
+    assert "getppid" not in run.metrics and "cpu_loop" not in run.metrics
+    assert any("'12x' is not a number" in p for p in run.problems), run.problems
+    assert any("'nan' is not finite" in p for p in run.problems), run.problems
+    run = table.parse_log(bench_log({}) + "HVBENCH: getppid 1 ns\nHVBENCH: getppid 2 ns\n")
+    assert run.metrics["getppid"] == (1.0, "ns") and any("reported twice" in p for p in run.problems)
+
+
+def test_bench_parse_log_unfinished_runs():
+    """A timeout, a failed suite and a log without the markers are all problems."""
+    table = load_module(BENCH_TABLE, "bench_table")
+    run = table.parse_log(bench_log({"getppid": ("1", "ns")}, done=None, qemu=124))
+    assert not run.finished
+    assert run.problems == ["QEMU was killed by the timeout",
+                            "the suite did not finish (no 'HVTEST: done bench' line)"], run.problems
+    run = table.parse_log(bench_log({}, done=1))
+    assert not run.finished and any("failed (status 1" in p for p in run.problems), run.problems
+    run = table.parse_log(bench_log({}, qemu=1))
+    assert run.problems == ["QEMU exited with status 1"], run.problems
+    run = table.parse_log("")
+    assert not run.finished and not run.metrics and len(run.problems) == 1
+
+
+def test_bench_table_medians_ratios_and_csv():
+    """Medians per side, ratio hypervisor/plain, config order, the --versus row and the CSV."""
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = os.path.join(tmp, "logs")
+        os.mkdir(logs)
+        for config, plain, hyp in (("4on4", (100, 300, 200), (400, 1000, 600)),
+                                   ("1vcpu", (10, 30, 20), (15, 45, 30)),
+                                   ("4on2", (100, 100, 100), (1800, 1200, 2400))):
+            write_bench_logs(logs, config, "plain", [bench_log({"hackbench": (str(v), "ms")}, uptime=f"{v / 100:.2f}")
+                                                     for v in plain])
+            write_bench_logs(logs, config, "hyp", [bench_log({"hackbench": (str(v), "ms")}) for v in hyp])
+        out = os.path.join(tmp, "guest-bench.csv")
+        result = run(BENCH_TABLE, "table", "--csv", out, "--configs", "1vcpu 4on4 4on2",
+                     "--versus", "4on2:4on4:hackbench", logs)
+        assert result.returncode == 0, result.stdout + result.stderr
+        rows = read_csv_rows(out)
+        assert rows == [
+            ["metric", "config", "unit", "plain", "hypervisor", "runs"],
+            ["boot_to_init", "1vcpu", "s", "0.2", "1.5", "3"],
+            ["hackbench", "1vcpu", "ms", "20", "30", "3"],
+            ["boot_to_init", "4on4", "s", "2", "1.5", "3"],
+            ["hackbench", "4on4", "ms", "200", "600", "3"],
+            ["boot_to_init", "4on2", "s", "1", "1.5", "3"],
+            ["hackbench", "4on2", "ms", "100", "1800", "3"],
+            ["hackbench", "4on2-vs-4on4hyp", "ms", "600", "1800", "3"],
+        ], rows
+        table_lines = result.stdout.splitlines()
+        assert table_lines[0].split() == ["metric", "config", "unit", "plain", "hypervisor", "ratio", "runs"]
+        assert table_lines[4].split() == ["hackbench", "4on4", "ms", "200", "600", "3.00", "3"], table_lines[4]
+        assert table_lines[7].split() == ["hackbench", "4on2-vs-4on4hyp", "ms", "600", "1800", "3.00", "3"]
+        assert "PROBLEM" not in result.stdout
+
+
+def test_bench_table_reports_missing_metrics_and_failed_runs():
+    """A run without a metric the others have, or one that timed out, fails the table (status
+    1) but the medians of what was measured are still printed and written."""
+    with tempfile.TemporaryDirectory() as tmp:
+        both = {"getppid": ("1000", "ns"), "pipe_same": ("100", "us")}
+        write_bench_logs(tmp, "2on2", "plain", [bench_log(both), bench_log(both)])
+        write_bench_logs(tmp, "2on2", "hyp", [bench_log({"getppid": ("4000", "ns")}, done=None, qemu=124),
+                                              bench_log({"getppid": ("2000", "ns"), "pipe_same": ("300", "us")})])
+        with open(os.path.join(tmp, "notes.log"), "w") as f:
+            f.write("not a run\n")
+        out = os.path.join(tmp, "out.csv")
+        result = run(BENCH_TABLE, "table", "--csv", out, "--versus", "4on2:2on2:hackbench", tmp)
+        assert result.returncode == 1, result.stdout
+        problems = [line for line in result.stdout.splitlines() if line.startswith("PROBLEM: ")]
+        assert any("2on2.hyp.1.log: QEMU was killed by the timeout" in p for p in problems), problems
+        assert any("2on2.hyp.1.log: no pipe_same" in p for p in problems), problems
+        assert any("notes.log: not a <config>" in p for p in result.stdout.splitlines()), result.stdout
+        assert any("--versus 4on2:2on2:hackbench: no hackbench row" in p for p in problems), problems
+        assert ["getppid", "2on2", "ns", "1000", "3000", "2"] in read_csv_rows(out)
+        assert ["pipe_same", "2on2", "us", "100", "300", "1"] in read_csv_rows(out)
+
+
+def test_bench_table_one_sided_metric_and_units():
+    """A metric only one side reports gets an empty median in the CSV and '-' as ratio; a
+    unit that changes between runs is a problem."""
+    table = load_module(BENCH_TABLE, "bench_table")
+    plain = [table.parse_log(bench_log({"pipe_cross": ("200", "us"), "cpu_loop": ("5", "ms")}))]
+    hyp = [table.parse_log(bench_log({"cpu_loop": ("5000", "us")}))]
+    rows, problems = table.build_table({"x": {"plain": plain, "hyp": hyp}})
+    row = next(r for r in rows if r.metric == "pipe_cross")
+    assert row.plain == 200 and math.isnan(row.hypervisor) and math.isnan(row.ratio) and row.runs == 0
+    assert any("no pipe_cross" in p for p in problems), problems
+    assert any("cpu_loop in us, other runs in ms" in p for p in problems), problems
+    assert table.format_table([row]).splitlines()[1].split() == ["pipe_cross", "x", "us", "200", "-", "-", "0"]
+    _, problems = table.build_table({"y": {"plain": plain, "hyp": []}})
+    assert "y: no hyp runs" in problems
+
+
+def test_bench_table_summary_and_errors():
+    """summary prints one line (status 1 for a failed run); bad input is a clear error."""
+    with tempfile.TemporaryDirectory() as tmp:
+        good = os.path.join(tmp, "a.log")
+        with open(good, "w") as f:
+            f.write(bench_log({"getppid": ("1411.49", "ns"), "disk_write": ("114.2", "MB/s")}))
+        result = run(BENCH_TABLE, "summary", good)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "boot_to_init=1.50s getppid=1411ns disk_write=114MB/s\n", result.stdout
+        bad = os.path.join(tmp, "b.log")
+        with open(bad, "w") as f:
+            f.write(bench_log({}, done=3))
+        result = run(BENCH_TABLE, "summary", bad)
+        assert result.returncode == 1 and "PROBLEM: the guest suite failed (status 3" in result.stdout
+        assert run(BENCH_TABLE, "summary", os.path.join(tmp, "none.log")).returncode == 1
+        result = run(BENCH_TABLE, "table", tmp)  # a.log and b.log are not <config>.<side>.<run>.log
+        assert result.returncode == 1 and "no <config>.<side>.<run>.log files" in result.stderr, result.stderr
+
+
+def test_bench_plot_draws_both_kinds():
+    """bench-plot.py draws the boot/disk CSVs and guest-bench.csv from one directory, and
+    guest-bench.csv alone (with an interpreter that has matplotlib)."""
+    python = python_with_matplotlib()
+    assert python, "no Python with matplotlib (Debian: apt-get install python3-matplotlib)"
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "guest-bench.csv"), "w") as f:
+            f.write("metric,config,unit,plain,hypervisor,runs\n"
+                    "getppid,1vcpu,ns,1400,1500,3\nhackbench,4on4,ms,1200,24000,3\n"
+                    "disk_read,4on4,MB/s,900,450,3\npipe_cross,1vcpu,us,,,0\n")
+        result = run(BENCH_PLOT, "--dir", tmp, python=python)
+        assert result.returncode == 0, result.stderr
+        assert "no ratio for pipe_cross/1vcpu" in result.stdout, result.stdout
+        assert not os.path.exists(os.path.join(tmp, "bench.png"))
+        with open(os.path.join(tmp, "boot-time.csv"), "w") as f:
+            f.write("boot to /init,s,1.1,1.4,5\n")
+        result = run(BENCH_PLOT, "--dir", tmp, python=python)
+        assert result.returncode == 0, result.stderr
+        assert "boot to /init: plain QEMU 1.1 s, hypervisor 1.4 s, ratio 1.27" in result.stdout
+        for name in ("bench.png", "guest-bench.png"):
+            with open(os.path.join(tmp, name), "rb") as f:
+                assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+        os.remove(os.path.join(tmp, "boot-time.csv"))
+        with open(os.path.join(tmp, "guest-bench.csv"), "w") as f:
+            f.write("metric,unit,plain,hypervisor,runs\n")
+        result = run(BENCH_PLOT, "--dir", tmp, python=python)
+        assert result.returncode != 0 and "expected metric,config,unit" in result.stderr, result.stderr
+
 
 
 # ----------------------------------------------------------------------------------------------
