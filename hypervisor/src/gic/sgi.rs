@@ -13,6 +13,9 @@
 //! | [55:48] | Aff3         | of the targets                                           |
 
 use super::affinity::Affinity;
+use super::Kick;
+use crate::guest_map::vcpu_mpidr;
+use crate::options::MAX_VCPUS;
 
 const SGIR_TARGET_LIST_MASK: u64 = 0xFFFF;
 const SGIR_AFF1_SHIFT: u32 = 16;
@@ -86,6 +89,21 @@ impl TargetList {
         let offset = target.aff0.wrapping_sub(self.aff0_base) as u16;
         same_group && offset < TARGETS_PER_RANGE && self.bits & (1 << offset) != 0
     }
+}
+
+/// The vCPUs (of `num_vcpus`) an SGI request from `sender` reaches.
+pub fn sgi_targets(sender: usize, request: &SgiRequest, num_vcpus: usize) -> Kick {
+    let mut targets = Kick::NONE;
+    for target in 0..num_vcpus.min(MAX_VCPUS) {
+        let targeted = match request.targets {
+            SgiTargets::AllButSelf => target != sender,
+            SgiTargets::List(list) => list.includes(Affinity::from_mpidr(vcpu_mpidr(target))),
+        };
+        if targeted {
+            targets |= Kick::vcpu(target);
+        }
+    }
+    targets
 }
 
 #[cfg(test)]

@@ -134,7 +134,7 @@ pub fn pump_console_input(uart: &mut Vpl011) {
 /// (its timer may have fired meanwhile: posted PPIs are taken in first).
 pub fn has_deliverable(vcpu: usize) -> bool {
     let vm = vm();
-    let mut vgic = vm.lock_vgic_as_is();
+    let mut vgic = vm.lock_vgic();
     vm.take_posted(&mut vgic, vcpu);
     vgic.has_deliverable(vcpu)
 }

@@ -118,7 +118,7 @@ pub struct Vm {
 
 static VM: Once<Vm> = Once::new();
 
-/// SGIs and timer PPIs in flight (see `gic::mailbox`).
+/// Timer PPIs in flight (see `gic::mailbox`).
 static MAILBOXES: Mailboxes = Mailboxes::new();
 
 /// Set for a vCPU whose interrupts changed since its last entry (see [`Vm::kick`]).
@@ -361,20 +361,9 @@ impl Vm {
         }
     }
 
-    /// The virtual GIC, locked, with SGIs posted since the lock was last held taken in (see
-    /// `gic::mailbox`); time spent waiting for another pCPU to release it goes into the exit
-    /// profile.
+    /// The virtual GIC, locked; time spent waiting for another pCPU to release it goes into
+    /// the exit profile.
     pub fn lock_vgic(&self) -> spin::MutexGuard<'_, Vgic> {
-        let mut guard = self.lock_vgic_as_is();
-        if MAILBOXES.any_sgis(self.vcpu_count) {
-            // Whoever posted kicked the targets already.
-            let _ = guard.take_all_posted_sgis(&MAILBOXES);
-        }
-        guard
-    }
-
-    /// The virtual GIC, locked, with nothing posted taken in.
-    pub fn lock_vgic_as_is(&self) -> spin::MutexGuard<'_, Vgic> {
         if let Some(guard) = self.vgic.try_lock() {
             return guard;
         }
@@ -385,13 +374,9 @@ impl Vm {
         guard
     }
 
-    /// Takes posted SGIs, and the timer PPIs posted to `vcpu`, into the (locked) vGIC. Only on
-    /// the pCPU `vcpu` is loaded on, once its list registers are synced (see
-    /// `Vgic::take_posted_ppis`).
+    /// Takes the timer PPIs posted to `vcpu` into the (locked) vGIC. Only on the pCPU `vcpu`
+    /// is loaded on, once its list registers are synced (see `gic::mailbox`).
     pub fn take_posted(&self, vgic: &mut Vgic, vcpu: usize) {
-        if MAILBOXES.any_sgis(self.vcpu_count) {
-            let _ = vgic.take_all_posted_sgis(&MAILBOXES);
-        }
         let _ = vgic.take_posted_ppis(vcpu, &MAILBOXES);
     }
 
@@ -404,12 +389,12 @@ impl Vm {
         }
     }
 
-    /// `sender`'s write of `value` to ICC_SGI1R_EL1: posts the SGI to its targets without the
-    /// vGIC lock and kicks them; returns the targets.
+    /// `sender`'s write of `value` to ICC_SGI1R_EL1: makes the SGI pending on its targets and
+    /// kicks those that must look; returns them.
     pub fn send_sgi(&self, sender: usize, value: u64) -> crate::gic::Kick {
-        let targets = MAILBOXES.send(sender, value, true, self.vcpu_count);
-        self.kick(targets);
-        targets
+        let kick = self.lock_vgic().send_sgi(sender, value);
+        self.kick(kick);
+        kick
     }
 
     /// Whether vCPU `vcpu` was kicked since the last call (and clears the flag).

@@ -329,7 +329,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let mut synced = false;
     if reason.needs_exact_state() && (needs_sync || irq::timers_injected(vcpu)) {
         let mut loaded = LOADED_LRS[pcpu].lock();
-        let mut vgic = vm.lock_vgic_as_is();
+        let mut vgic = vm.lock_vgic();
         if needs_sync {
             sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
             needs_sync = false;
@@ -376,7 +376,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
                 if needs_sync {
                     // The vGIC must know what the guest did before the vCPU is put away.
                     let mut loaded = LOADED_LRS[pcpu].lock();
-                    let mut vgic = vm.lock_vgic_as_is();
+                    let mut vgic = vm.lock_vgic();
                     sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
                     vm.take_posted(&mut vgic, vcpu);
                     needs_sync = false;
@@ -398,7 +398,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let mut injected = 0;
     let late_sync = needs_sync && current == vcpu;
     if late_sync || loaded.needs_flush(synced, kicked) {
-        let mut vgic = vm.lock_vgic_as_is();
+        let mut vgic = vm.lock_vgic();
         let mut kick = Kick::NONE;
         if late_sync {
             sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
