@@ -76,12 +76,14 @@ test: build guest
 	cargo test -p integration-tests -- --test-threads=2
 
 # scripts/guest-bench.sh knobs: CONFIGS ("1vcpu 4on4 2on2 4on2"), RUNS (3), TIMEOUT, BENCHSET.
+# scripts/idle-cost.py: hypervisor time of idle vCPUs (4 vCPUs idling 10 s).
 # scripts/microbench.sh: exit costs measured from inside a bare-metal guest (null HVC, MMIO,
 # vGIC, SGI, IPI, timer latency), plain QEMU next to the hypervisor.
 bench: build guest
 	scripts/boot-time.sh
 	scripts/disk-bench.sh
 	scripts/microbench.sh
+	scripts/idle-cost.py
 	scripts/guest-bench.sh
 	/usr/bin/python3 scripts/bench-plot.py
 

@@ -160,7 +160,8 @@ def main():
         if path.name == GUEST_BENCH_CSV or not has_suite_header(path):
             continue
         suite_rows = read_guest_bench(path)
-        if suite_rows:
+        # A table without plain QEMU figures (idle-cost.csv) has no ratios to draw.
+        if any(not math.isnan(ratio(p, h)) for _, _, _, p, h, _ in suite_rows):
             out = str(directory / f"{path.stem}.png")
             plot_guest_bench(suite_rows, out, title=path.stem)
             print(f"{path.stem} plot ({len(suite_rows)} rows) written to {out}")
