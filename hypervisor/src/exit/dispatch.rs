@@ -38,6 +38,9 @@ pub enum Action {
     SendSgi { rt: u8 },
     /// A read of a feature ID register (HCR_EL2.TID3) into register `rt`.
     ReadIdRegister { reg: SysReg, rt: u8 },
+    /// An access to the EL1 physical timer (CNTP_CTL/CVAL/TVAL_EL0, trapped through
+    /// CNTHCTL_EL2.EL1PCEN = 0) from or to register `rt`.
+    PhysicalTimer { reg: SysReg, rt: u8, is_read: bool },
     /// A data abort with a usable syndrome at guest-physical `ipa`: emulate the access.
     Mmio { ipa: u64, access: MmioAccess },
     /// A data abort without a syndrome (ISV = 0) at `ipa`: cannot be emulated.
@@ -104,6 +107,11 @@ fn sysreg(info: &ExitInfo, exit: Exit) -> Action {
         Exit::SysReg(access) if access.is_read && super::id_regs::is_id_register(access.reg) => {
             Action::ReadIdRegister { reg: access.reg, rt: access.rt }
         }
+        Exit::SysReg(access)
+            if [SysReg::CNTP_CTL_EL0, SysReg::CNTP_CVAL_EL0, SysReg::CNTP_TVAL_EL0].contains(&access.reg) =>
+        {
+            Action::PhysicalTimer { reg: access.reg, rt: access.rt, is_read: access.is_read }
+        }
         Exit::SysReg(access) => Action::Undefined(UndefReason::UnknownSysReg(access.reg)),
         _ => unhandled(info, exit),
     }
@@ -164,6 +172,25 @@ mod tests {
             route(&info(esr(0x18, sysreg_iss(3, 0, 0, 4, 0, 5, true)))),
             Action::ReadIdRegister { reg: SysReg::new(3, 0, 0, 4, 0), rt: 5 }
         );
+    }
+
+    #[test]
+    fn physical_timer_accesses_are_emulated() {
+        // MSR CNTP_CTL_EL0, x2; MRS x9, CNTP_CVAL_EL0; MSR CNTP_TVAL_EL0, x30.
+        assert_eq!(
+            route(&info(esr(0x18, sysreg_iss(3, 3, 14, 2, 1, 2, false)))),
+            Action::PhysicalTimer { reg: SysReg::CNTP_CTL_EL0, rt: 2, is_read: false }
+        );
+        assert_eq!(
+            route(&info(esr(0x18, sysreg_iss(3, 3, 14, 2, 2, 9, true)))),
+            Action::PhysicalTimer { reg: SysReg::CNTP_CVAL_EL0, rt: 9, is_read: true }
+        );
+        assert_eq!(
+            route(&info(esr(0x18, sysreg_iss(3, 3, 14, 2, 0, 30, false)))),
+            Action::PhysicalTimer { reg: SysReg::CNTP_TVAL_EL0, rt: 30, is_read: false }
+        );
+        // The virtual timer's CNTV_CTL_EL0 (3, 3, 14, 3, 1) never traps here: not ours.
+        assert!(matches!(route(&info(esr(0x18, sysreg_iss(3, 3, 14, 3, 1, 0, false)))), Action::Undefined(_)));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum ExitReason {
     Wait,
     /// A read or write of the vGIC's distributor or redistributor frames.
     GicAccess,
+    /// A write to a timer whose interrupt the exit may withdraw (the trapped physical timer).
+    TimerWrite,
     /// Anything else (HVC, SGI sent to others, device MMIO, system registers...).
     Other,
 }
@@ -37,7 +39,7 @@ impl ExitReason {
     /// Whether the exit's handling reads the vCPU's interrupt state, so the list registers
     /// must be synced before it (the others can sync at the end, with the flush).
     pub fn needs_exact_state(self) -> bool {
-        matches!(self, Self::Wait | Self::GicAccess)
+        matches!(self, Self::Wait | Self::GicAccess | Self::TimerWrite)
     }
 }
 
@@ -168,7 +170,9 @@ mod tests {
     #[test]
     fn with_empty_list_registers_nothing_is_synced_or_flushed() {
         let lrs = loaded(&[]);
-        for reason in [ExitReason::Irq, ExitReason::Wait, ExitReason::GicAccess, ExitReason::Other] {
+        for reason in
+            [ExitReason::Irq, ExitReason::Wait, ExitReason::GicAccess, ExitReason::TimerWrite, ExitReason::Other]
+        {
             assert!(!lrs.needs_sync(reason, || panic!("ELRSR not read when nothing is in use")));
         }
         assert!(!lrs.needs_flush(false, false), "a null HVC touches nothing");

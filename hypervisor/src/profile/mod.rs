@@ -32,10 +32,11 @@ pub enum ExitKind {
     Undef,
     Irq,
     Other,
+    PhysicalTimer,
 }
 
 impl ExitKind {
-    pub const ALL: [ExitKind; 12] = [
+    pub const ALL: [ExitKind; 13] = [
         Self::Wfi,
         Self::Wfe,
         Self::Hvc,
@@ -48,6 +49,7 @@ impl ExitKind {
         Self::Undef,
         Self::Irq,
         Self::Other,
+        Self::PhysicalTimer,
     ];
 
     /// The word used in the profile text.
@@ -65,6 +67,7 @@ impl ExitKind {
             Self::Undef => "undef",
             Self::Irq => "irq",
             Self::Other => "other",
+            Self::PhysicalTimer => "physical_timer",
         }
     }
 }

@@ -5,9 +5,9 @@ use hvm_ros_lib::abi::{HvmError, HVM_HCALL_ID};
 use super::run::{self, Resched};
 use super::{irq, vm, Vm};
 use crate::arch::aarch64::context::TimerRegisters;
-use crate::arch::aarch64::firmware;
 use crate::arch::aarch64::guest;
 use crate::arch::aarch64::trap::TrapFrame;
+use crate::arch::aarch64::{firmware, physical_timer};
 use crate::console::CONSOLE;
 use crate::exit::dispatch::{Action, ExitInfo};
 use crate::exit::syndrome::instruction_length;
@@ -29,6 +29,7 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
         Action::Smc => ExitKind::Smc,
         Action::SendSgi { .. } => ExitKind::Sgi,
         Action::ReadIdRegister { .. } => ExitKind::IdRegister,
+        Action::PhysicalTimer { .. } => ExitKind::PhysicalTimer,
         Action::Mmio { .. } => ExitKind::Mmio,
         Action::MmioWithoutSyndrome { .. } => ExitKind::MmioNoSyndrome,
         Action::InstructionFetchFault { .. } => ExitKind::InstructionAbort,
@@ -59,6 +60,15 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
         Action::ReadIdRegister { reg, rt } => {
             let hardware = crate::arch::aarch64::id_regs::read(reg.crm, reg.op2);
             write_gpr(&mut frame.x, rt, crate::exit::id_regs::guest_value(reg, hardware));
+            step(frame, info.esr);
+        }
+        Action::PhysicalTimer { reg, rt, is_read } => {
+            if is_read {
+                write_gpr(&mut frame.x, rt, physical_timer::read(reg));
+            } else {
+                physical_timer::write(reg, read_gpr(&frame.x, rt));
+                resample_physical_timer(vcpu);
+            }
             step(frame, info.esr);
         }
         Action::Mmio { ipa, access } => handle_mmio_abort(frame, vcpu, ipa, access, &info),
@@ -112,6 +122,22 @@ fn wait(vcpu: usize) -> Resched {
 fn handle_sgi_trap(vcpu: usize, value: u64) -> bool {
     let targets = vm().send_sgi(vcpu, value);
     run::shares_pcpu_with(vcpu, targets)
+}
+
+/// The guest just wrote its physical timer (the accesses trap so this can happen): an
+/// interrupt it fired and the guest has not taken stops being pending at once if the timer
+/// no longer asserts it, as on hardware, even if the guest unmasks IRQs before any other exit.
+fn resample_physical_timer(vcpu: usize) {
+    let timers = TimerRegisters::read();
+    if timers.physical_line() {
+        return;
+    }
+    let vm = vm();
+    let (kick, deactivate) = vm.lock_vgic().hw_line_dropped(guest_map::PPI_NONSECURE_PHYS_TIMER, vcpu);
+    if deactivate {
+        crate::arch::aarch64::gic::deactivate(guest_map::PPI_NONSECURE_PHYS_TIMER);
+    }
+    vm.kick(kick);
 }
 
 /// Moves the guest past the trapped instruction.

@@ -498,6 +498,7 @@ fn exit_reason(kind: VectorKind, action: Option<&Action>, x0: u64, vcpus: usize)
         // CPU_SUSPEND waits like WFI; other calls leave interrupts alone.
         Some(Action::Hvc | Action::Smc) if crate::psci::is_cpu_suspend(x0) => ExitReason::Wait,
         Some(Action::Mmio { ipa, .. }) if guest_map::is_gic_frame(*ipa, vcpus) => ExitReason::GicAccess,
+        Some(Action::PhysicalTimer { is_read: false, .. }) => ExitReason::TimerWrite,
         _ => ExitReason::Other,
     }
 }

@@ -47,8 +47,10 @@ pub fn configure_el2(vttbr: u64, vtcr: u64, trap_wfe: bool) {
         // with the vCPU).
         HCR_EL2.modify(HCR_EL2::API::SET + HCR_EL2::APK::SET);
     }
-    // The guest may read the physical counter and use the physical timer directly.
-    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET);
+    // The guest may read the physical counter directly; its physical-timer accesses trap
+    // (EL1PCEN clear) so the hypervisor sees the timer's line drop (`physical_timer`). Linux
+    // uses the virtual timer, which cannot trap on ARMv8.0, so this costs it nothing.
+    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::CLEAR);
     CNTVOFF_EL2.set(0);
     // FP/SIMD and trace untrapped; SVE trapped (TZ): the ID registers hide it from the guest.
     // With E2H = 0, bits 13, 12, 9 and 7..0 are RES1.

@@ -8,6 +8,7 @@ pub mod guest;
 pub mod hyp_timer;
 pub mod id_regs;
 pub mod mmu;
+pub mod physical_timer;
 pub mod trap;
 
 // boot.S and vectors.S are assembled into the binary by main.rs, so the entry symbols always
