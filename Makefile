@@ -17,7 +17,7 @@ GUEST       := $(BUILD)/guest
 
 export CPU SMP RAM HYP_ARGS GUEST_ARGS
 
-.PHONY: help all build bootstrap guest run debug gdb trace test unit-test bench bench-quick clippy fmt clean
+.PHONY: help all build bootstrap guest run debug gdb trace test unit-test bench bench-quick fuzz clippy fmt clean
 
 all: build
 
@@ -31,6 +31,7 @@ help:
 	@echo "make bench   - boot time, disk throughput and the guest benchmark suite: plain QEMU vs"
 	@echo "               under the hypervisor, medians, ratios, charts in $(BUILD)/bench/"
 	@echo "make bench-quick - the micro-benchmarks and the guest suite (1vcpu, 4on4), one run each"
+	@echo "make fuzz    - the guest fuzzer under the hypervisor: SEED=<n> ITER=<n> (SMP, VCPUS, CPU, HYP_ARGS)"
 	@echo "make clippy / fmt / clean"
 
 bootstrap:
@@ -91,6 +92,10 @@ bench-quick: build guest
 	RUNS=1 scripts/microbench.sh
 	CONFIGS="1vcpu 4on4" RUNS=1 scripts/guest-bench.sh
 	/usr/bin/python3 scripts/bench-plot.py
+
+# The guest fuzzer (guest/fuzz): scripts/fuzz.sh prints how to reproduce and debug a failure.
+fuzz: build
+	SEED=$(or $(SEED),1) ITER=$(or $(ITER),20000) scripts/fuzz.sh
 
 clippy: bootstrap
 	cargo clippy -p hypervisor --target $(TARGET) -- -D warnings

@@ -25,6 +25,11 @@ pub struct FlushResult {
     pub overflow: bool,
     /// Other vCPUs to kick: interrupts withdrawn from this vCPU that are now theirs.
     pub kick: Kick,
+    /// Physical interrupts to deactivate (ICC_DIR_EL1): hardware-linked interrupts the flush
+    /// withdrew from a list register (the guest cleared their pending or active state through
+    /// the distributor, disabled or re-routed them), which the guest will therefore never
+    /// deactivate. Left active, such a physical interrupt (the guest's timer) never fires again.
+    pub deactivate: [Option<u32>; MAX_LRS],
 }
 
 impl Vgic {
@@ -71,9 +76,12 @@ impl Vgic {
         let lrs = &mut lrs[..usable];
 
         let mut kick = Kick::NONE;
+        let mut deactivate = [None; MAX_LRS];
         for (index, raw) in lrs.iter_mut().enumerate() {
             if self.vcpus[vcpu].lrs[index].is_some() {
-                kick |= self.refresh(vcpu, index, raw);
+                let (refresh_kick, withdrawn_pintid) = self.refresh(vcpu, index, raw);
+                kick |= refresh_kick;
+                deactivate[index] = withdrawn_pintid;
             } else {
                 // Not ours: never let a stale value reach the guest.
                 *raw = 0;
@@ -106,20 +114,21 @@ impl Vgic {
             overflow |= free.is_none();
             self.place(vcpu, index, intid, &mut lrs[index]);
         }
-        FlushResult { overflow, kick: kick.without(vcpu) }
+        FlushResult { overflow, kick: kick.without(vcpu), deactivate }
     }
 
     /// Applies what happened since the last sync to the interrupt in list register `index`.
-    /// Returns the vCPU that should take over an interrupt withdrawn from here.
-    fn refresh(&mut self, vcpu: usize, index: usize, raw: &mut u64) -> Kick {
+    /// Returns the vCPU that should take over an interrupt withdrawn from here, and the
+    /// physical INTID to deactivate if a hardware-linked interrupt was withdrawn.
+    fn refresh(&mut self, vcpu: usize, index: usize, raw: &mut u64) -> (Kick, Option<u32>) {
         let Some(entry) = self.vcpus[vcpu].lrs[index] else {
-            return Kick::NONE;
+            return (Kick::NONE, None);
         };
         let intid = entry.intid;
         let forwarded_here =
             self.irq(vcpu, intid).is_some_and(|irq| self.deliverable(irq)) && self.target(vcpu, intid) == Some(vcpu);
         let Some(irq) = self.irq_mut(vcpu, intid) else {
-            return Kick::NONE;
+            return (Kick::NONE, None);
         };
 
         let mut lr = ListRegister::decode(*raw);
@@ -141,13 +150,16 @@ impl Vgic {
 
         lr.state = LrState::new(pending, active);
         if lr.state == LrState::Invalid {
+            // The list register held it (sync releases completed ones first), so a linked
+            // physical interrupt is still active and only we can deactivate it now.
+            let withdrawn = irq.hw_pintid;
             self.release(vcpu, index);
             *raw = 0;
-            return self.attention(vcpu, intid);
+            return (self.attention(vcpu, intid), withdrawn);
         }
         *raw = lr.encode();
         self.vcpus[vcpu].lrs[index] = Some(LrEntry { state: lr.state, ..entry });
-        Kick::NONE
+        (Kick::NONE, None)
     }
 
     /// Frees the pending-only list register with the lowest priority below `priority`, if any,

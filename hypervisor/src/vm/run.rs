@@ -426,6 +426,10 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
             }
         });
         work.flushes += 1;
+        // Hardware-linked interrupts the flush withdrew: the guest will never deactivate them.
+        for pintid in result.deactivate.iter().flatten() {
+            pgic::deactivate(*pintid);
+        }
         for (n, lr) in lrs.iter().enumerate().take(loaded.count()) {
             HYP_DEBUG_LRS[pcpu][n].store(*lr, Ordering::Relaxed);
         }

@@ -256,6 +256,35 @@ fn a_dropped_line_leaves_a_taken_interrupt_alone() {
     assert!(vgic.has_deliverable(0));
 }
 
+/// The guest clears the pending or active state of its timer interrupt (GICR_ICPENDR0 /
+/// GICR_ICACTIVER0) or disables it while it sits in a hardware list register: the flush
+/// withdraws it and says to deactivate the physical interrupt, which the guest now never will
+/// (found by the guest fuzzer: the timer never fired again).
+#[test]
+fn withdrawing_a_hardware_interrupt_deactivates_it() {
+    /// The redistributor's SGI/PPI frame follows its RD frame.
+    const SGI_FRAME: u64 = 0x1_0000;
+    let bit = 1u64 << PPI_VIRT_TIMER;
+    for (register, acknowledged) in [(ICPENDR, false), (ICACTIVER, true), (ICENABLER, false)] {
+        let mut vgic = vgic(1);
+        vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
+        enable(&mut vgic, 0, PPI_VIRT_TIMER, 0xA0);
+        vgic.set_pending(PPI_VIRT_TIMER, 0);
+        let mut lrs = [0; NUM_LRS];
+        let placed = vgic.flush_lrs(0, &mut lrs);
+        assert_eq!(placed.deactivate, [None; MAX_LRS]);
+        if acknowledged {
+            guest_ack(&mut lrs, PPI_VIRT_TIMER);
+        }
+        vgic.sync_lrs(0, &mut lrs);
+        // ICPENDR / ICENABLER on a pending one, ICACTIVER on an acknowledged one: nothing left.
+        vgic.gicr_write(SGI_FRAME + register, 4, bit);
+        let result = vgic.flush_lrs(0, &mut lrs);
+        assert_eq!(in_lrs(&lrs), [] as [u32; 0], "register {register:#x}: withdrawn");
+        assert_eq!(result.deactivate[0], Some(PPI_VIRT_TIMER), "register {register:#x}");
+    }
+}
+
 #[test]
 fn disabling_withdraws_a_pending_interrupt() {
     let mut vgic = vgic(1);

@@ -1,0 +1,167 @@
+//! The disk check: after a device reset, a clean virtio-blk driver negotiates VERSION_1, sets
+//! up queue 0 (8 entries) in a page of the fuzzer's own .bss, and asks for the device ID
+//! (GET_ID) and sector 0 (IN). Each must complete (the used index moves) with status OK.
+
+use core::ptr::{read_volatile, write_volatile};
+
+use crate::arch;
+use crate::ops::{self, checked_read32, checked_write32};
+
+/// The queue: size, and where each part lives in `AREA`.
+const QUEUE_SIZE: u32 = 8;
+const DESC_AT: usize = 0x000;
+const AVAIL_AT: usize = 0x200;
+const USED_AT: usize = 0x400;
+const HEADER_AT: usize = 0x800;
+const ID_AT: usize = 0x900;
+const SECTOR_AT: usize = 0xa00;
+const STATUS_AT: usize = 0xe00;
+const AREA_SIZE: usize = 0x1000;
+/// Ring offsets and descriptor layout (virtio 1.1, 2.6).
+const RING_IDX: usize = 2;
+const RING_ENTRIES: usize = 4;
+const USED_ENTRY: usize = 8;
+const DESC_SIZE: usize = 16;
+const F_NEXT: u16 = 1;
+const F_WRITE: u16 = 2;
+/// virtio-blk: request types, header and ID sizes, the OK status, a sector.
+const T_IN: u32 = 0;
+const T_GET_ID: u32 = 8;
+const HEADER_LEN: u32 = 16;
+const ID_LEN: u32 = 20;
+const SECTOR_LEN: u32 = 512;
+const S_OK: u8 = 0;
+const STATUS_UNWRITTEN: u8 = 0xff;
+/// How long a request may take.
+const REQUEST_US: u64 = 200_000;
+
+#[repr(C, align(4096))]
+struct Area([u8; AREA_SIZE]);
+
+/// The queue's memory: only this check and the device touch it.
+static mut AREA: Area = Area([0; AREA_SIZE]);
+
+fn area() -> u64 {
+    core::ptr::addr_of!(AREA) as u64
+}
+
+fn put<T: Copy>(at: usize, value: T) {
+    debug_assert!(at + core::mem::size_of::<T>() <= AREA_SIZE);
+    // SAFETY: inside AREA, which only this check (one CPU, the checks run one at a time) and
+    // the device use; volatile, as the device reads it behind the compiler's back.
+    unsafe { write_volatile((area() + at as u64) as *mut T, value) };
+}
+
+fn get<T: Copy>(at: usize) -> T {
+    debug_assert!(at + core::mem::size_of::<T>() <= AREA_SIZE);
+    // SAFETY: as for `put`.
+    unsafe { read_volatile((area() + at as u64) as *const T) }
+}
+
+struct Device(u64);
+
+impl Device {
+    fn read(&self, offset: u64) -> Result<u32, &'static str> {
+        checked_read32(self.0 + offset).ok_or("a register read faulted")
+    }
+
+    fn write(&self, offset: u64, value: u32) -> Result<(), &'static str> {
+        checked_write32(self.0 + offset, value).ok_or("a register write faulted")
+    }
+
+    fn write_pair(&self, offset: u64, value: u64) -> Result<(), &'static str> {
+        self.write(offset, value as u32)?;
+        self.write(offset + 4, (value >> 32) as u32)
+    }
+}
+
+/// Sets up the device and its queue.
+fn start(dev: &Device) -> Result<(), &'static str> {
+    dev.write(ops::STATUS, 0)?;
+    if dev.read(ops::STATUS)? != 0 {
+        return Err("Status does not read 0 after a reset");
+    }
+    dev.write(ops::STATUS, ops::STATUS_ACKNOWLEDGE)?;
+    dev.write(ops::STATUS, ops::STATUS_ACKNOWLEDGE | ops::STATUS_DRIVER)?;
+    dev.write(ops::DRIVER_FEATURES_SEL, 1)?;
+    dev.write(ops::DRIVER_FEATURES, ops::FEATURE_VERSION_1_HIGH)?;
+    dev.write(ops::DRIVER_FEATURES_SEL, 0)?;
+    dev.write(ops::DRIVER_FEATURES, 0)?;
+    let features_ok = ops::STATUS_ACKNOWLEDGE | ops::STATUS_DRIVER | ops::STATUS_FEATURES_OK;
+    dev.write(ops::STATUS, features_ok)?;
+    if dev.read(ops::STATUS)? & ops::STATUS_FEATURES_OK == 0 {
+        return Err("FEATURES_OK refused for VERSION_1");
+    }
+    for at in (0..AREA_SIZE).step_by(8) {
+        put(at, 0u64);
+    }
+    dev.write(ops::QUEUE_SEL, 0)?;
+    dev.write(ops::QUEUE_NUM, QUEUE_SIZE)?;
+    dev.write_pair(ops::QUEUE_DESC, area() + DESC_AT as u64)?;
+    dev.write_pair(ops::QUEUE_DRIVER, area() + AVAIL_AT as u64)?;
+    dev.write_pair(ops::QUEUE_DEVICE, area() + USED_AT as u64)?;
+    dev.write(ops::QUEUE_READY, 1)?;
+    if dev.read(ops::QUEUE_READY)? != 1 {
+        return Err("QueueReady does not read 1");
+    }
+    dev.write(ops::STATUS, features_ok | ops::STATUS_DRIVER_OK)
+}
+
+fn descriptor(index: usize, address: u64, len: u32, flags: u16, next: u16) {
+    let at = DESC_AT + index * DESC_SIZE;
+    put(at, address);
+    put(at + 8, len);
+    put(at + 12, flags);
+    put(at + 14, next);
+}
+
+/// One request of `kind` into a writable buffer at `buffer_at` of `len` bytes; `seq` is the
+/// request's number (0, 1, ...). Returns the used length.
+fn request(dev: &Device, seq: u16, kind: u32, buffer_at: usize, len: u32) -> Result<u32, &'static str> {
+    put(HEADER_AT, kind);
+    put(HEADER_AT + 4, 0u32);
+    put(HEADER_AT + 8, 0u64); // sector 0
+    put(STATUS_AT, STATUS_UNWRITTEN);
+    descriptor(0, area() + HEADER_AT as u64, HEADER_LEN, F_NEXT, 1);
+    descriptor(1, area() + buffer_at as u64, len, F_WRITE | F_NEXT, 2);
+    descriptor(2, area() + STATUS_AT as u64, 1, F_WRITE, 0);
+    put(AVAIL_AT + RING_ENTRIES + 2 * usize::from(seq % QUEUE_SIZE as u16), 0u16);
+    arch::dsb_sy();
+    put(AVAIL_AT + RING_IDX, seq + 1);
+    arch::dsb_sy();
+    dev.write(ops::QUEUE_NOTIFY, 0)?;
+    let deadline = arch::now() + arch::us_to_ticks(REQUEST_US);
+    while get::<u16>(USED_AT + RING_IDX) != seq + 1 {
+        if arch::now() > deadline {
+            return Err("the request was not completed (used index did not move)");
+        }
+        core::hint::spin_loop();
+    }
+    let entry = USED_AT + RING_ENTRIES + USED_ENTRY * usize::from(seq % QUEUE_SIZE as u16);
+    if get::<u32>(entry) != 0 {
+        return Err("the used ring names another head");
+    }
+    match get::<u8>(STATUS_AT) {
+        S_OK => Ok(get::<u32>(entry + 4)),
+        STATUS_UNWRITTEN => Err("no status byte written"),
+        _ => Err("the request failed (status not OK)"),
+    }
+}
+
+/// Runs the check on the transport at `base`; `Ok` carries the ID's first bytes.
+pub fn check(base: u64) -> Result<[u8; 8], &'static str> {
+    let dev = Device(base);
+    if dev.read(ops::VIRTIO_DEVICE_ID)? != ops::DEVICE_ID_BLOCK {
+        return Err("the slot is no longer a block device");
+    }
+    start(&dev)?;
+    let id_len = request(&dev, 0, T_GET_ID, ID_AT, ID_LEN)?;
+    let read_len = request(&dev, 1, T_IN, SECTOR_AT, SECTOR_LEN)?;
+    if read_len != SECTOR_LEN + 1 || id_len == 0 {
+        return Err("wrong used lengths");
+    }
+    let status = dev.read(ops::INTERRUPT_STATUS)?;
+    dev.write(ops::INTERRUPT_ACK, status)?;
+    dev.write(ops::STATUS, 0)?;
+    Ok(core::array::from_fn(|i| get::<u8>(ID_AT + i)))
+}
