@@ -162,7 +162,7 @@ fn summary(options: &options::Options, cpus: usize) {
     println!(
         "FUZZ: summary seed={} iter={} ops={ops} undef={} aborts={aborts} serrors={} irqs={} fiqs={} \
          ext_aborts={} other_aborts={} insn_aborts={} fp_traps={} other_sync={} clobbers={} far_bad={} \
-         stray_starts={} impdef_reached={} cpus={cpus} ec_seen={ec_seen:#x} dfsc_seen={dfsc_seen:#x}",
+         stray_starts={} impdef_reached={} virtio_used={} cpus={cpus} ec_seen={ec_seen:#x} dfsc_seen={dfsc_seen:#x}",
         options.seed,
         options.iter,
         total(|c| &c.undef),
@@ -178,6 +178,7 @@ fn summary(options: &options::Options, cpus: usize) {
         total(|c| &c.far_bad),
         run::STRAY_STARTS.load(Ordering::Relaxed),
         ops::IMPDEF_REACHED.load(Ordering::Relaxed),
+        ops::VIRTIO_USED_ENTRIES.load(Ordering::Relaxed),
     );
     let mut line = [0u8; 256];
     let mut len = 0;

@@ -4,9 +4,12 @@
 //! config space accesses and random register writes. Mostly on the disk's slot (found at
 //! boot), sometimes on empty slots or beside them.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use super::access::{run_form, PLAIN_LOADS, PLAIN_STORES};
 use super::virtq::{self, Layout};
 use super::Ctx;
+use crate::dtb::MAX_CPUS;
 use crate::mmu::ALIAS_VA;
 use crate::rng::Rng;
 use crate::{scratch, uart};
@@ -158,19 +161,72 @@ fn config_access(rng: &mut Rng, window: &Window) {
     }
 }
 
+/// A driver that mostly does the right thing: reset, handshake, DRIVER_OK, queue setup,
+/// chains (valid and broken), notification, acknowledgement. Returns whether QueueReady read 1.
+fn driver(rng: &mut Rng, window: &Window, layout: &Layout, capacity: u64) -> bool {
+    handshake(rng, window);
+    queue_setup(rng, window, layout);
+    let ready = window.read(QUEUE_READY) == 1;
+    window.write(STATUS, window.read(STATUS) | STATUS_DRIVER_OK);
+    for _ in 0..1 + rng.below(3) {
+        offer(rng, layout, capacity);
+        notify(rng, window, layout);
+    }
+    window.write(INTERRUPT_ACK, window.read(INTERRUPT_STATUS));
+    ready
+}
+
+/// QueueNotify (queue 0 mostly), counting the used entries the device added meanwhile.
+fn notify(rng: &mut Rng, window: &Window, layout: &Layout) {
+    let before = virtq::used_index(layout);
+    window.write(QUEUE_NOTIFY, if rng.percent(90) { 0 } else { rng.value() as u32 });
+    if let (Some(before), Some(after)) = (before, virtq::used_index(layout)) {
+        USED_ENTRIES.fetch_add(u64::from(after.wrapping_sub(before)), Ordering::Relaxed);
+    }
+}
+
+/// Used ring entries the device added during the fuzzer's notifications (all CPUs).
+pub static USED_ENTRIES: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: the last queue layout the device accepted (QueueReady read 1), which later
+/// sequences offer chains on.
+static ACCEPTED: [[AtomicU64; 4]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; 4] }; MAX_CPUS];
+
+fn remember(cpu: usize, layout: &Layout) {
+    for (slot, value) in ACCEPTED[cpu].iter().zip([layout.size, layout.desc, layout.avail, layout.used]) {
+        slot.store(value, Ordering::Relaxed);
+    }
+}
+
+fn accepted(cpu: usize) -> Option<Layout> {
+    let [size, desc, avail, used] = ACCEPTED[cpu].each_ref().map(|v| v.load(Ordering::Relaxed));
+    (size != 0).then_some(Layout { size, desc, avail, used })
+}
+
 pub fn sequence(rng: &mut Rng, ctx: &Ctx) {
     let window = pick_window(rng, ctx);
-    let layout = virtq::random_layout(rng);
+    let fresh = virtq::random_layout(rng);
+    let layout = match accepted(ctx.cpu) {
+        Some(old) if rng.percent(50) => old,
+        _ => fresh,
+    };
+    let as_driver = rng.percent(40);
     let steps = 1 + rng.below(10);
     if ctx.trace {
         uart::println!(
-            "FUZZ: op cpu={} #{} virtio at {:#x} steps={steps} queue={layout:x?}",
+            "FUZZ: op cpu={} #{} virtio at {:#x} {} queue={layout:x?}",
             ctx.cpu,
             ctx.index,
-            window.base
+            window.base,
+            if as_driver { "driver" } else { "random steps" }
         );
     }
     let capacity = capacity(&window);
+    if as_driver {
+        if driver(rng, &window, &layout, capacity) {
+            remember(ctx.cpu, &layout);
+        }
+        return;
+    }
     for _ in 0..steps {
         match rng.below(16) {
             0 => window.write(STATUS, 0),
@@ -179,7 +235,7 @@ pub fn sequence(rng: &mut Rng, ctx: &Ctx) {
             4 => window.write(STATUS, rng.value() as u32),
             5 | 6 => queue_setup(rng, &window, &layout),
             7 | 8 => offer(rng, &layout, capacity),
-            9 | 10 => window.write(QUEUE_NOTIFY, if rng.percent(90) { 0 } else { rng.value() as u32 }),
+            9 | 10 => notify(rng, &window, &layout),
             11 => window.write(INTERRUPT_ACK, window.read(INTERRUPT_STATUS) | rng.below(4) as u32),
             12 => config_access(rng, &window),
             13 => random_write(rng, &window),

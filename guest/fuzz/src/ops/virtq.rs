@@ -51,7 +51,7 @@ fn read_u16(address: u64) -> u16 {
 /// A queue area inside `zone` with room for `len` bytes, aligned to `align` (sometimes
 /// misaligned, sometimes outside RAM altogether).
 fn area(rng: &mut Rng, zone: Zone, len: u64, align: u64) -> u64 {
-    match rng.below(20) {
+    match rng.below(40) {
         0 => scratch::not_ram(rng),
         1 => zone.pick(rng, len + align, 1) | 1,
         _ => zone.pick(rng, len, align),
@@ -59,11 +59,11 @@ fn area(rng: &mut Rng, zone: Zone, len: u64, align: u64) -> u64 {
 }
 
 pub fn random_layout(rng: &mut Rng) -> Layout {
-    let size = match rng.below(10) {
-        0 => rng.value() & 0xffff_ffff,
-        1 => QUEUE_MAX,
-        2 => rng.below(QUEUE_MAX * 2),
-        _ => 1 << rng.below(5),
+    let size = match rng.below(20) {
+        0 => rng.value() & u64::from(u32::MAX),
+        1 | 2 => QUEUE_MAX,
+        3 => rng.below(QUEUE_MAX * 2),
+        _ => 1 << rng.below(8),
     };
     let n = size.min(QUEUE_MAX);
     Layout {
@@ -199,6 +199,16 @@ pub fn build_chain(rng: &mut Rng, table: u64, entries: u64, head: u64, capacity:
             "random"
         }
     }
+}
+
+/// The used ring's index, if the ring lies in USED (where the fuzzer may read it).
+pub fn used_index(layout: &Layout) -> Option<u16> {
+    let at = layout.used.checked_add(RING_IDX)?;
+    let used = scratch::used();
+    (used.contains(at) && used.contains(at + 1)).then(|| {
+        // SAFETY: an address in the USED zone (fuzzer-owned RAM, written only by the device).
+        unsafe { core::ptr::read_volatile(at as *const u16) }
+    })
 }
 
 /// Offers `count` heads on the avail ring (when it lies in AVAIL): the entries, then the
