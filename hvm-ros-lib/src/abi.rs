@@ -46,6 +46,9 @@ pub enum SubOp {
     TlsSyncDone = 0x5f,
     /// New on AArch64: return from a signal handler (EL0 cannot ERET).
     SignalReturn = 0x60,
+    /// New on AArch64 (Palacios has no ready state, §4.10): an HRT core finished booting and
+    /// takes upcalls. HRT EL1 only.
+    HrtReady = 0x61,
 }
 
 impl SubOp {
@@ -76,6 +79,7 @@ impl SubOp {
             0x53 => UnmirrorTls,
             0x5f => TlsSyncDone,
             0x60 => SignalReturn,
+            0x61 => HrtReady,
             _ => return None,
         })
     }
@@ -102,6 +106,8 @@ pub enum HvmError {
     NotHvm = -7,
     /// Something is already pending (event, signal).
     Busy = -8,
+    /// A defined sub-operation this hypervisor does not implement yet.
+    NotImplemented = -9,
 }
 
 impl HvmError {
@@ -109,6 +115,87 @@ impl HvmError {
     pub const fn code(self) -> u64 {
         self as i64 as u64
     }
+}
+
+/// `compatible` of the ROS device-tree node that gives the doorbell page; its `reg` is one
+/// 64-bit address and one 64-bit size. A ROS process maps it from `/dev/mem` and makes a call
+/// with one plain single-register `str` or `ldr` to its first word, x0..x7 holding the call.
+pub const DOORBELL_COMPATIBLE: &str = "hvm-ros,doorbell";
+
+/// SMCCC function id of the HRT console (HRT EL1 only; not a 0xf00d sub-operation): x1 = IPA of
+/// the bytes, x2 = their length (at most [`HRT_CONSOLE_MAX`]). The hypervisor prints every
+/// complete line with the prefix `(HRT) `. Returns 0 in x0, or an [`HvmError`] code.
+pub const HRT_CONSOLE_ID: u64 = SMCCC_FAST_CALL | SMCCC_64BIT | (SMCCC_OWNER_VENDOR_HYP << 24) | 0xF00E;
+/// Most bytes one [`HRT_CONSOLE_ID`] call may pass.
+pub const HRT_CONSOLE_MAX: u64 = 256;
+
+/// The HRT's boot protocol (DESIGN.md §7, palacios-hvm.md §7.12).
+///
+/// Every HRT core enters the image's ELF entry point at EL1h with D, A, I, F masked and the MMU
+/// on: the hypervisor builds the first translation tables (TTBR1_EL1 only; TTBR0 is disabled
+/// with TCR_EL1.EPD0 until a merge):
+/// - [`hrt_boot::LINEAR_MAP_BASE`] + IPA maps guest-physical addresses: the first GiB (the
+///   device space: GIC, UART) as Device-nGnRE, ROS and HRT RAM as Normal write-back memory;
+/// - [`hrt_boot::IMAGE_BASE`] maps HRT RAM from its first byte (the image is linked there; its
+///   `PT_LOAD` segments are placed at `hrt_mem_start + (p_vaddr - IMAGE_BASE)`).
+///
+/// MAIR_EL1 attribute 0 is Normal write-back, attribute 1 Device-nGnRE. SP_EL1 is the core's
+/// stack top ([`hrt_boot::STACK_SIZE`] bytes), x0 the boot info's virtual address
+/// ([`HrtBootInfo`]), x1 the HRT core index (0 for the first HRT core), x2 the vCPU id.
+pub mod hrt_boot {
+    /// Virtual address of guest-physical address 0 in the HRT.
+    pub const LINEAR_MAP_BASE: u64 = 0xffff_8000_0000_0000;
+    /// Virtual address of the first byte of HRT RAM, where the HRT image is linked.
+    pub const IMAGE_BASE: u64 = 0xffff_ff80_0000_0000;
+    /// Each HRT core's boot stack.
+    pub const STACK_SIZE: u64 = 64 << 10;
+    /// [`super::HrtBootInfo::magic`].
+    pub const MAGIC: u64 = u64::from_le_bytes(*b"HRTBOOT1");
+    /// Bytes of the HRT command line kept in the boot info (NUL-terminated).
+    pub const CMDLINE_MAX: usize = 256;
+    /// MAIR_EL1 attribute indexes.
+    pub const ATTR_NORMAL: u64 = 0;
+    pub const ATTR_DEVICE: u64 = 1;
+}
+
+/// What the hypervisor tells every HRT core at boot (x0 points at it; the AArch64 counterpart of
+/// Palacios' `mb_info_hrt_t`). Addresses are guest-physical (IPA) unless named `_va`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HrtBootInfo {
+    /// [`hrt_boot::MAGIC`].
+    pub magic: u64,
+    /// Number of HRT cores.
+    pub hrt_cores: u64,
+    /// vCPU id of the first HRT core (= the number of ROS vCPUs).
+    pub first_hrt_vcpu: u64,
+    pub hrt_mem_start: u64,
+    pub hrt_mem_size: u64,
+    pub ros_mem_start: u64,
+    pub ros_mem_size: u64,
+    /// Virtual address of IPA 0 ([`hrt_boot::LINEAR_MAP_BASE`]).
+    pub linear_map_va: u64,
+    /// Virtual address of `hrt_mem_start` ([`hrt_boot::IMAGE_BASE`]).
+    pub image_va: u64,
+    /// HRT RAM free for the HRT's own use (heap): after the image, below the boot state.
+    pub free_start: u64,
+    pub free_end: u64,
+    /// The comm page (4 KiB, in HRT RAM): upcall requests, palacios-hvm.md §1.8.
+    pub comm_page: u64,
+    /// CNTFRQ_EL0, Hz.
+    pub counter_frequency: u64,
+    /// CNTVCT_EL0 when the hypervisor started this HRT boot (the HRT's boot time counts from
+    /// here).
+    pub boot_start_counter: u64,
+    /// The virtual GIC: distributor, first redistributor frame and the stride between frames
+    /// (an HRT core's frame is `gicr_base + vcpu * gicr_stride`).
+    pub gicd_base: u64,
+    pub gicr_base: u64,
+    pub gicr_stride: u64,
+    /// The SGI the hypervisor raises to signal an upcall (Palacios' `hrt_int_vector`).
+    pub upcall_intid: u64,
+    /// The HRT's command line (the guest-loader bootargs after the word `hrt`), NUL-terminated.
+    pub cmdline: [u8; hrt_boot::CMDLINE_MAX],
 }
 
 /// Transaction state (`trans_state`, Palacios §4.1) returned by [`SubOp::GetStateAndEvent`].
@@ -231,6 +318,13 @@ mod tests {
             }
         }
         assert_eq!(SubOp::from_code(0x42), None);
+    }
+
+    #[test]
+    fn hrt_boot_info_is_plain_u64_fields_then_the_command_line() {
+        assert_eq!(offset_of!(HrtBootInfo, cmdline), 18 * 8);
+        assert_eq!(size_of::<HrtBootInfo>(), 18 * 8 + hrt_boot::CMDLINE_MAX);
+        assert_eq!(HRT_CONSOLE_ID, 0xC600_F00E);
     }
 
     #[test]
