@@ -108,6 +108,9 @@ pub enum HvmError {
     Busy = -8,
     /// A defined sub-operation this hypervisor does not implement yet.
     NotImplemented = -9,
+    /// The caller's exception level may not issue this sub-operation (e.g. a merge from the
+    /// ROS kernel rather than a process, or any call from ROS code running in the HRT).
+    WrongLevel = -10,
 }
 
 impl HvmError {

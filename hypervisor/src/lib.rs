@@ -12,6 +12,7 @@ pub mod devices;
 pub mod exit;
 pub mod gic;
 pub mod guest_map;
+pub mod hvm;
 pub mod mm;
 pub mod options;
 pub mod profile;

@@ -101,7 +101,7 @@ pub fn primary(dtb_address: usize) -> ! {
     mmu::enable();
     let _ = log::set_logger(&LOGGER);
 
-    let opts = match options::parse(&platform.bootargs) {
+    let opts = match options::parse(&platform.bootargs, platform.cpus.len().min(cpu::MAX_PCPUS)) {
         Ok(opts) => opts,
         Err(error) => fatal(format_args!("{error}\n{LOG_PREFIX}{}", options::USAGE)),
     };
