@@ -126,7 +126,7 @@ impl Vgic {
         };
         let intid = entry.intid;
         let forwarded_here =
-            self.irq(vcpu, intid).is_some_and(|irq| self.deliverable(irq)) && self.target(vcpu, intid) == Some(vcpu);
+            self.irq(vcpu, intid).is_some_and(|irq| self.deliverable(vcpu, irq)) && self.target(vcpu, intid) == Some(vcpu);
         let Some(irq) = self.irq_mut(vcpu, intid) else {
             return (Kick::NONE, None);
         };

@@ -38,6 +38,7 @@ mod irq;
 pub mod loaded;
 pub mod lr;
 mod lr_sync;
+mod partition;
 pub mod mailbox;
 mod redistributor;
 mod regs;

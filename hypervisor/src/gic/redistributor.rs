@@ -117,7 +117,8 @@ impl Vgic {
     fn gicr_typer(&self, vcpu: usize) -> u64 {
         let affinity = Affinity::from_mpidr(vcpu_mpidr(vcpu)).packed();
         let mut typer = u64::from(affinity) << TYPER_AFFINITY_SHIFT | (vcpu as u64) << TYPER_PROCESSOR_NUMBER_SHIFT;
-        if vcpu + 1 == self.num_vcpus {
+        // The ROS walks the frames until Last and must stop at its own (see `gic::partition`).
+        if vcpu + 1 == self.num_vcpus || vcpu + 1 == self.ros_vcpus {
             typer |= TYPER_LAST;
         }
         typer

@@ -45,7 +45,7 @@ pub(super) struct VcpuState {
 }
 
 impl VcpuState {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             private: core::array::from_fn(|intid| IrqState::reset(intid as u32)),
             asleep: true,
@@ -58,6 +58,9 @@ impl VcpuState {
 #[derive(Clone, Debug)]
 pub struct Vgic {
     pub(super) num_vcpus: usize,
+    /// vCPUs `[0, ros_vcpus)` own the distributor (see `gic::partition`); all of them
+    /// unless this is a hybrid VM.
+    pub(super) ros_vcpus: usize,
     /// GICD_CTLR.EnableGrp0 / EnableGrp1.
     pub(super) enable_grp0: bool,
     pub(super) enable_grp1: bool,
@@ -76,6 +79,7 @@ impl Vgic {
         let num_vcpus = num_vcpus.clamp(1, MAX_VCPUS);
         let mut vgic = Self {
             num_vcpus,
+            ros_vcpus: num_vcpus,
             enable_grp0: false,
             enable_grp1: false,
             spis: (0..NUM_SPIS).map(|spi| IrqState::reset(SPI_BASE + spi)).collect(),
@@ -201,7 +205,7 @@ impl Vgic {
 
     fn raise_sgi(&mut self, sender: usize, request: SgiRequest, group1: bool) -> Kick {
         let mut kick = Kick::NONE;
-        for target in sgi_targets(sender, &request, self.num_vcpus).iter() {
+        for target in sgi_targets(sender, &request, self.sgi_reach(sender)).iter() {
             kick |= self.latch_sgi(target, request.intid, group1);
         }
         kick
@@ -227,7 +231,8 @@ impl Vgic {
             return false;
         };
         let in_lr = state.lrs.iter().flatten().any(|entry| {
-            self.irq(vcpu, entry.intid).is_some_and(|irq| self.lr_view(irq).is_pending() && self.deliverable(irq))
+            self.irq(vcpu, entry.intid)
+                .is_some_and(|irq| self.lr_view(irq).is_pending() && self.deliverable(vcpu, irq))
         });
         in_lr || (0..irq::INTID_END).any(|intid| self.deliverable_to(vcpu, intid))
     }
@@ -258,14 +263,15 @@ impl Vgic {
         }
     }
 
-    /// Resolves a GICD_IROUTER<n> value. "Any" routing picks the first vCPU whose
-    /// redistributor the guest has woken (vCPU 0 before any is); a specific affinity that names
-    /// no vCPU delivers nowhere, as on hardware.
+    /// Resolves a GICD_IROUTER<n> value among the vCPUs that own the distributor. "Any"
+    /// routing picks the first of them whose redistributor the guest has woken (vCPU 0 before
+    /// any is); a specific affinity that names none of them delivers nowhere, as on hardware.
     fn route_target(&self, route: u64) -> Option<usize> {
+        let owners = &self.vcpus[..self.ros_vcpus];
         if route & IROUTER_MODE_ANY != 0 {
-            return Some(self.vcpus.iter().position(|vcpu| !vcpu.asleep).unwrap_or(0));
+            return Some(owners.iter().position(|vcpu| !vcpu.asleep).unwrap_or(0));
         }
-        self.vcpu_with_affinity(Affinity::from_mpidr(route))
+        self.vcpu_with_affinity(Affinity::from_mpidr(route)).filter(|&vcpu| vcpu < self.ros_vcpus)
     }
 
     pub(super) fn vcpu_with_affinity(&self, affinity: Affinity) -> Option<usize> {
@@ -281,15 +287,17 @@ impl Vgic {
         }
     }
 
-    /// Whether the distributor would forward this interrupt if it were pending.
-    pub(super) fn deliverable(&self, irq: &IrqState) -> bool {
-        irq.enabled && self.group_enabled(irq.group1)
+    /// Whether the distributor would forward this interrupt of `vcpu` if it were pending. The
+    /// interrupts of an HRT vCPU (its own SGIs and PPIs: SPIs never reach it) do not depend on
+    /// the ROS's distributor (see `gic::partition`).
+    pub(super) fn deliverable(&self, vcpu: usize, irq: &IrqState) -> bool {
+        irq.enabled && (self.group_enabled(irq.group1) || self.is_hrt_vcpu(vcpu))
     }
 
     /// Whether `intid` waits, outside any list register, for `vcpu` to take it.
     pub(super) fn deliverable_to(&self, vcpu: usize, intid: u32) -> bool {
         self.irq(vcpu, intid).is_some_and(|irq| {
-            irq.lr.is_none() && irq.pending() && self.deliverable(irq) && self.target(vcpu, intid) == Some(vcpu)
+            irq.lr.is_none() && irq.pending() && self.deliverable(vcpu, irq) && self.target(vcpu, intid) == Some(vcpu)
         })
     }
 
