@@ -66,6 +66,8 @@ pub struct GuestDtbConfig<'a> {
     pub virtio_mmio: &'a [VirtioMmioNode],
     /// `/chosen/kaslr-seed` and `/chosen/rng-seed` (see `boot::entropy`).
     pub seeds: GuestSeeds,
+    /// A hybrid VM's doorbell page (ROS guests only): a `hvm-ros,doorbell` node.
+    pub doorbell: Option<MemRange>,
 }
 
 /// Why a guest DTB could not be built.
@@ -229,7 +231,10 @@ impl Builder<'_, '_> {
         }
         match role {
             Role::Cpus => self.write_cpus(cells)?,
-            Role::Root => self.write_virtio_nodes(cells)?,
+            Role::Root => {
+                self.write_virtio_nodes(cells)?;
+                self.write_doorbell(cells)?;
+            }
             _ => {}
         }
         Ok(self.writer.end_node(handle)?)
@@ -283,6 +288,20 @@ impl Builder<'_, '_> {
             self.writer.end_node(handle)?;
         }
         Ok(())
+    }
+
+    /// The hybrid VM's doorbell node, with a 64-bit address and size as its users expect.
+    fn write_doorbell(&mut self, cells: Cells) -> Result<(), GuestDtbError> {
+        let Some(doorbell) = self.config.doorbell else {
+            return Ok(());
+        };
+        if (cells.address, cells.size) != (2, 2) {
+            return Err(GuestDtbError::Template("the root must use 2 address and 2 size cells"));
+        }
+        let handle = self.writer.begin_node(&format!("hvm-doorbell@{:x}", doorbell.start))?;
+        self.writer.property_string("compatible", hvm_ros_lib::abi::DOORBELL_COMPATIBLE)?;
+        self.write_reg(&[(doorbell.start, doorbell.size)], cells)?;
+        Ok(self.writer.end_node(handle)?)
     }
 
     /// A `reg` property of (address, size) pairs in `cells`.
@@ -372,7 +391,7 @@ mod tests {
     fn config(vcpus: usize) -> GuestDtbConfig<'static> {
         let ram = MemRange::new(RAM_BASE, 512 << 20);
         let seeds = GuestSeeds { kaslr: 0x0123_4567_89ab_cdef, rng: core::array::from_fn(|i| i as u8) };
-        GuestDtbConfig { vcpus, ram, bootargs: "", initrd: None, virtio_mmio: &[], seeds }
+        GuestDtbConfig { vcpus, ram, bootargs: "", initrd: None, virtio_mmio: &[], seeds, doorbell: None }
     }
 
     fn virtio_slots(n: u32) -> Vec<VirtioMmioNode> {
@@ -510,6 +529,20 @@ mod tests {
         assert_eq!(initrd_start, 0x8800_0000u64.to_be_bytes());
         let initrd_end = prop(&dtb, "/chosen", "linux,initrd-end").unwrap();
         assert_eq!(initrd_end, 0x8812_3456u64.to_be_bytes());
+    }
+
+    #[test]
+    fn a_ros_dtb_lists_the_doorbell_with_64_bit_cells() {
+        let doorbell = MemRange::new(0x0b00_0000, 0x1000);
+        let dtb = build(&GuestDtbConfig { doorbell: Some(doorbell), ..config(3) }).unwrap();
+        let path = "/hvm-doorbell@b000000";
+        assert_eq!(prop(&dtb, path, "compatible").unwrap(), b"hvm-ros,doorbell\0");
+        let reg = [0x0b00_0000u64.to_be_bytes(), 0x1000u64.to_be_bytes()].concat();
+        assert_eq!(prop(&dtb, path, "reg").unwrap(), reg);
+        assert_eq!(platform(&dtb).cpus.len(), 3);
+        let dts = dtc("dtb", "dts", &dtb, literal_phandle_warning);
+        assert!(String::from_utf8_lossy(&dts).contains("hvm-ros,doorbell"));
+        assert_eq!(prop(&build(&config(3)).unwrap(), path, "reg"), None, "no doorbell outside a hybrid VM");
     }
 
     #[test]

@@ -62,6 +62,22 @@ pub struct BootModule {
     pub bootargs: Option<String>,
 }
 
+/// The first word of an HRT image module's bootargs.
+const HRT_MODULE_WORD: &str = "hrt";
+
+impl BootModule {
+    /// Whether this is a hybrid VM's HRT image (bootargs `hrt [HRT command line]`).
+    pub fn is_hrt_image(&self) -> bool {
+        self.bootargs.as_deref().and_then(|args| args.split_ascii_whitespace().next()) == Some(HRT_MODULE_WORD)
+    }
+
+    /// The HRT's command line: the bootargs after the word `hrt`.
+    pub fn hrt_cmdline(&self) -> &str {
+        let args = self.bootargs.as_deref().unwrap_or("").trim_start();
+        args.strip_prefix(HRT_MODULE_WORD).unwrap_or("").trim()
+    }
+}
+
 /// A virtio-mmio transport slot of the host machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VirtioMmioSlot {
@@ -197,9 +213,15 @@ impl HostPlatform {
         Ok(platform)
     }
 
-    /// The first `multiboot,kernel` module.
+    /// The first `multiboot,kernel` module that is not the HRT image.
     pub fn kernel_module(&self) -> Option<&BootModule> {
-        self.modules.iter().find(|m| m.kind == ModuleKind::Kernel)
+        self.modules.iter().find(|m| m.kind == ModuleKind::Kernel && !m.is_hrt_image())
+    }
+
+    /// The hybrid VM's HRT image: the first kernel module whose bootargs start with the word
+    /// `hrt` (the rest is the HRT's command line).
+    pub fn hrt_module(&self) -> Option<&BootModule> {
+        self.modules.iter().find(|m| m.kind == ModuleKind::Kernel && m.is_hrt_image())
     }
 
     /// The first `multiboot,ramdisk` module.
@@ -316,6 +338,25 @@ mod tests {
         assert_eq!(p.psci, Some(PsciConduit::Smc));
         assert_eq!(p.virtio_mmio.len(), 32);
         assert_eq!(p.virtio_mmio[0], VirtioMmioSlot { range: MemRange::new(0x0A00_0000, 0x200), spi: 16 });
+    }
+
+    #[test]
+    fn the_hrt_image_is_the_kernel_module_whose_bootargs_start_with_hrt() {
+        let module = |addr: u64, bootargs: Option<&str>| BootModule {
+            kind: ModuleKind::Kernel,
+            range: MemRange::new(addr, 0x1000),
+            bootargs: bootargs.map(ToString::to_string),
+        };
+        let platform = HostPlatform {
+            modules: vec![module(0x1000, Some("hrt  quiet x=1")), module(0x2000, Some("console=ttyAMA0 hrt"))],
+            ..HostPlatform::default()
+        };
+        assert_eq!(platform.hrt_module().unwrap().range.start, 0x1000);
+        assert_eq!(platform.hrt_module().unwrap().hrt_cmdline(), "quiet x=1");
+        assert_eq!(platform.kernel_module().unwrap().range.start, 0x2000, "Linux, even after the HRT");
+        assert!(!module(0, Some("hrtx")).is_hrt_image());
+        assert!(!module(0, None).is_hrt_image());
+        assert_eq!(module(0, Some("hrt")).hrt_cmdline(), "");
     }
 
     #[test]
