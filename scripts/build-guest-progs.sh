@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Builds the guest's own programs: every guest/bench/<name>.c becomes the static arm64 binary
-# build/guest/bin/<name> (today: hvbench, the benchmark of scripts/guest-bench.sh).
+# Builds the guest's own programs into static arm64 binaries build/guest/bin/<name>:
+# - every guest/bench/<name>.c (today: hvbench, the benchmark of scripts/guest-bench.sh);
+# - every hvm-ros-lib/src/bin/<name>.rs (today: hvmctl, 0xf00d calls through the doorbell page),
+#   built by cargo with hvm-ros-lib's `std` feature for aarch64-unknown-linux-musl (statically
+#   linked against the musl that ships with that Rust target) in target/guest-progs/, so it
+#   never waits for the workspace's target/ lock.
 # scripts/mkinitramfs.sh puts every file of build/guest/bin/ into the initramfs's /bin/.
-# A program is rebuilt only when its source, the flags or this script changed (the hash of
-# all three is kept next to the binary as .<name>.stamp).
+# A C program is rebuilt only when its source, the flags or this script changed (the hash of
+# all three is kept next to the binary as .<name>.stamp); cargo decides for the Rust ones, and a
+# binary is copied only when it changed.
 #   CROSS_CC [aarch64-linux-gnu-gcc] (Debian's gcc-aarch64-linux-gnu, see scripts/bootstrap.sh)
+#   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER [rust-lld] (the toolchain's own lld; rustc
+#       passes musl's crt objects and libc.a itself, so no musl or cross gcc is needed)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 src=$root/guest/bench
+rust_src=$root/hvm-ros-lib/src/bin
 out=$root/build/guest/bin
 CROSS_CC=${CROSS_CC:-aarch64-linux-gnu-gcc}
+RUST_TARGET=aarch64-unknown-linux-musl
+rust_target_dir=$root/target/guest-progs
 # Static, so the initramfs needs no C library; warnings on, as for any C in the tree.
 CFLAGS=(-static -O2 -Wall -Wextra)
 
@@ -37,10 +47,39 @@ for c in "${sources[@]}"; do
     mv -f "$bin.tmp" "$bin"
     printf '%s\n' "$hash" >"$stamp"
 done
+
+# The Rust programs.
+command -v cargo >/dev/null || die "cargo not found (run scripts/bootstrap.sh)"
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx "$RUST_TARGET"; then
+    die "Rust target $RUST_TARGET not installed (run scripts/bootstrap.sh)"
+fi
+rust_progs=("$rust_src"/*.rs)
+if [ "${#rust_progs[@]}" -gt 0 ]; then
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-rust-lld}
+    # The workspace's release profile keeps debug info (for the hypervisor); an initramfs
+    # program needs none.
+    export CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=symbols
+    say "cargo build: hvm-ros-lib programs for $RUST_TARGET (linker $CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER, target/guest-progs)"
+    cargo build --quiet --release --manifest-path "$root/Cargo.toml" -p hvm-ros-lib --features std --bins \
+        --target "$RUST_TARGET" --target-dir "$rust_target_dir"
+    for rs in "${rust_progs[@]}"; do
+        name=$(basename "$rs" .rs)
+        built=$rust_target_dir/$RUST_TARGET/release/$name
+        [ -x "$built" ] || die "cargo did not produce $built"
+        if [ -x "$out/$name" ] && cmp -s "$built" "$out/$name"; then
+            say "up to date: build/guest/bin/$name"
+            continue
+        fi
+        say "installing build/guest/bin/$name from hvm-ros-lib/src/bin/$name.rs"
+        cp -f "$built" "$out/$name.tmp"
+        mv -f "$out/$name.tmp" "$out/$name"
+    done
+fi
+
 # A program whose source is gone must not linger in the initramfs.
 for bin in "$out"/*; do
     name=$(basename "$bin")
-    [ -f "$src/$name.c" ] && continue
-    say "removing build/guest/bin/$name (guest/bench/$name.c is gone)"
+    [ -f "$src/$name.c" ] || [ -f "$rust_src/$name.rs" ] && continue
+    say "removing build/guest/bin/$name (neither guest/bench/$name.c nor hvm-ros-lib/src/bin/$name.rs exists)"
     rm -f "$bin" "$out/.$name.stamp"
 done

@@ -5,6 +5,8 @@
 #   KERNEL [build/guest/Image]   INITRD [build/guest/initramfs.cpio.gz]   GUEST_ARGS [console=ttyAMA0]
 #   KERNEL_ADDR [0x44000000]     INITRD_ADDR [0x4A000000]    (set KERNEL=none / INITRD=none to omit)
 #   DISK [""] (raw image attached as a virtio-blk device)
+#   HRT [none] (a hybrid VM's HRT image, e.g. build/hrt.elf; give HYP_ARGS="hvm=on ...")
+#   HRT_ADDR [0x49000000]  HRT_ARGS [""] (the HRT's command line)
 #   HYP [build/hypervisor.bin]   TIMEOUT [""] (seconds; QEMU is killed after it)
 # Extra arguments are passed to QEMU as they are (e.g. -s -S, -d int -D file).
 set -euo pipefail
@@ -21,6 +23,9 @@ INITRD_ADDR=${INITRD_ADDR:-0x4A000000}
 GUEST_ARGS=${GUEST_ARGS:-console=ttyAMA0}
 HYP_ARGS=${HYP_ARGS:-}
 DISK=${DISK:-}
+HRT=${HRT:-none}
+HRT_ADDR=${HRT_ADDR:-0x49000000}
+HRT_ARGS=${HRT_ARGS:-}
 TIMEOUT=${TIMEOUT:-}
 
 [ -f "$HYP" ] || { echo "qemu.sh: $HYP not found: run 'make build'" >&2; exit 2; }
@@ -38,6 +43,11 @@ fi
 if [ "$INITRD" != none ]; then
     [ -f "$INITRD" ] || { echo "qemu.sh: initramfs $INITRD not found: run scripts/mkinitramfs.sh" >&2; exit 2; }
     args+=(-device "guest-loader,addr=$INITRD_ADDR,initrd=$INITRD")
+fi
+if [ "$HRT" != none ]; then
+    [ -f "$HRT" ] || { echo "qemu.sh: HRT image $HRT not found: run 'make build'" >&2; exit 2; }
+    # The word "hrt" marks the module as the HRT image; the rest is its command line.
+    args+=(-device "guest-loader,addr=$HRT_ADDR,kernel=$HRT,bootargs=hrt $HRT_ARGS")
 fi
 if [ -n "$DISK" ]; then
     args+=(-drive "if=none,file=$DISK,format=raw,id=hd0" -device virtio-blk-device,drive=hd0)

@@ -19,6 +19,13 @@ pub const VIRTIO_MMIO_FIRST_SPI: u32 = 16;
 /// Number of virtio-mmio slots, as on QEMU virt: every one is a transport (empty ones report
 /// DeviceID 0).
 pub const VIRTIO_MMIO_SLOTS: u32 = 32;
+/// A hybrid VM's doorbell page (DESIGN.md §7): no stage-2 mapping, so a ROS process's access
+/// traps; listed in the ROS DTB only. QEMU virt has nothing here.
+pub const DOORBELL_BASE: u64 = 0x0B00_0000;
+pub const DOORBELL_SIZE: u64 = 0x1000;
+/// The SGI the hypervisor raises on an HRT core for an upcall (Palacios' `hrt_int_vector`);
+/// Linux uses SGIs 0..7 for itself, the HRT this one.
+pub const HRT_UPCALL_SGI: u32 = 15;
 /// Guest RAM starts here (QEMU virt's RAM base).
 pub const RAM_BASE: u64 = 0x4000_0000;
 

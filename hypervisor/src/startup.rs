@@ -116,14 +116,22 @@ pub fn primary(dtb_address: usize) -> ! {
         MemRange::new(start, &__image_end as *const u8 as u64 - start)
     };
     let modules: Vec<MemRange> = platform.modules.iter().map(|m| m.range).collect();
+    // A hybrid VM's HRT RAM lies directly above the ROS's: one block backs both.
+    let guest_mem = match opts.hvm {
+        Some(hvm) => Some(opts.guest_mem.unwrap_or(layout::DEFAULT_GUEST_MEM) + hvm.hrt_mem),
+        None => opts.guest_mem,
+    };
     let plan = match layout::plan(&PlanInput {
         ram: &platform.memory,
         image,
         dtb: MemRange::new(dtb_address as u64, dtb_size as u64),
         modules: &modules,
-        guest_mem: opts.guest_mem,
+        guest_mem,
     }) {
         Ok(plan) => plan,
+        Err(error) if opts.hvm.is_some() => {
+            fatal(format_args!("{error} (a hybrid VM needs mem= of ROS RAM plus hrt_mem= of HRT RAM: lower them)"))
+        }
         Err(error) => fatal(format_args!("{error}")),
     };
     // SAFETY: the plan gives the heap RAM that nothing else uses (outside the image, the DTB,
@@ -158,17 +166,24 @@ pub fn primary(dtb_address: usize) -> ! {
         ));
     }
     let pcpus = platform.cpus.len().min(cpu::MAX_PCPUS);
-    let vcpus = opts.vcpus.unwrap_or(pcpus);
+    let vcpus = match opts.hvm {
+        Some(hvm) => hvm.total_vcpus(),
+        None => opts.vcpus.unwrap_or(pcpus),
+    };
+    if opts.hvm.is_none() && platform.hrt_module().is_some() {
+        log::warn!("a guest-loader module with bootargs 'hrt' is ignored: it is an HRT image and hvm=on is not set");
+    }
     let mpidrs: Vec<u64> = pcpu_mpidrs(&platform).into_iter().take(vcpus).collect();
     if vcpus > pcpus {
         log::info!("{vcpus} vCPUs on {pcpus} pCPUs: time-sliced ({} ms slices)", vm::run::TIME_SLICE_MS);
     }
-    let vm = match vm::build(&platform, plan.guest_ram, vcpus, mpidrs) {
+    let vm = match vm::build(&platform, plan.guest_ram, vcpus, mpidrs, opts.hvm) {
         Ok(vm) => vm,
         Err(error) => fatal(format_args!("{error}")),
     };
+    let guest_vcpus = vm.ros_vcpus;
     log::info!(
-        "guest: {vcpus} vCPU(s), kernel at IPA {:#x}, entry {:#x}, DTB at {:#x}{}",
+        "guest: {guest_vcpus} vCPU(s), kernel at IPA {:#x}, entry {:#x}, DTB at {:#x}{}",
         vm.boot.plan.kernel.start,
         vm.boot.plan.entry,
         vm.boot.plan.dtb.start,
@@ -177,11 +192,24 @@ pub fn primary(dtb_address: usize) -> ! {
             None => String::new(),
         }
     );
+    if let Some(hrt) = &vm.hrt {
+        log::info!(
+            "hybrid VM: ROS vCPUs 0-{} with RAM {}, HRT vCPUs {}-{} with RAM {}, doorbell at {:#x}",
+            vm.ros_vcpus - 1,
+            vm.memory.ipa,
+            hrt.first_vcpu,
+            hrt.first_vcpu + hrt.cores - 1,
+            hrt.ram,
+            crate::guest_map::DOORBELL_BASE
+        );
+    }
     gic::enable_shared(vm::irq::HOST_UART_INTID, true);
     CONSOLE.set_receive_interrupt(true);
     GUEST_READY.store(true, Ordering::Release);
     aarch64_cpu::asm::sev();
-    vm::run::request_start(vm, 0, vm.boot.plan.entry, vm.boot.plan.dtb.start);
+    if let Err(error) = vm.start() {
+        fatal(format_args!("{error}"));
+    }
     vm::run::run_pcpu(0)
 }
 

@@ -239,6 +239,12 @@ impl GuestStage2 {
     }
 
     /// VTTBR_EL2 for this VM: the root table's physical address and the VMID.
+    /// Drops every TLB entry of this VMID (stage 1 and 2, all CPUs): for a partition that
+    /// reboots with new stage-1 tables at the same addresses.
+    pub fn invalidate_tlbs(&self) {
+        tlb::invalidate_vm(self.vttbr());
+    }
+
     pub fn vttbr(&self) -> u64 {
         self.mapping.root_address().0 as u64 | (u64::from(self.vmid) << VTTBR_VMID_SHIFT)
     }

@@ -1,9 +1,9 @@
 //! Carrying out what `exit::dispatch` decided for a guest exit, on the vCPU that exited.
 
-use hvm_ros_lib::abi::{HvmError, HVM_HCALL_ID};
+use hvm_ros_lib::abi::{HRT_CONSOLE_ID, HVM_HCALL_ID};
 
 use super::run::{self, Resched};
-use super::{irq, vm, Vm};
+use super::{hvm, irq, vm, Vm};
 use crate::arch::aarch64::context::TimerRegisters;
 use crate::arch::aarch64::guest;
 use crate::arch::aarch64::trap::TrapFrame;
@@ -158,7 +158,20 @@ fn inject_exception(frame: &mut TrapFrame, exception: GuestException) {
 fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioAccess, info: &ExitInfo) {
     let vm = vm();
     let gicd = MemRange::new(guest_map::GICD_BASE, guest_map::GICD_SIZE);
-    let gicr = MemRange::new(guest_map::GICR_BASE, guest_map::GICR_STRIDE * vm.vcpu_count as u64);
+    // A hybrid VM's ROS reaches its own redistributor frames only; the HRT all of them.
+    let frames = if vm.is_hrt_vcpu(vcpu) { vm.vcpu_count } else { vm.ros_vcpus };
+    let gicr = MemRange::new(guest_map::GICR_BASE, guest_map::GICR_STRIDE * frames as u64);
+    if hvm::is_doorbell(vm, ipa) && !vm.is_hrt_vcpu(vcpu) {
+        // A ROS process's (or the ROS kernel's) 0xf00d call: x0..x7 hold it.
+        let load = (!access.is_write).then_some(access.reg);
+        hvm::call(vm, vcpu, frame);
+        if let Some(reg) = load {
+            let status = frame.x[0];
+            write_gpr(&mut frame.x, reg, status);
+        }
+        step(frame, info.esr);
+        return;
+    }
     let handled = if access.is_write {
         let value = access.store_value(read_gpr(&frame.x, access.reg));
         if gicd.contains(ipa) {
@@ -224,14 +237,27 @@ fn note_gic_access(vcpu: usize, what: &str, ipa: u64, access: crate::gic::RegAcc
 fn handle_psci_call(frame: &mut TrapFrame, vcpu: usize) -> Resched {
     let vm = vm();
     let function_id = frame.x[0];
+    match function_id {
+        HVM_HCALL_ID => {
+            hvm::call(vm, vcpu, frame);
+            return Resched::No;
+        }
+        HRT_CONSOLE_ID => {
+            hvm::console(vm, vcpu, frame);
+            return Resched::No;
+        }
+        _ if vm.is_hrt_vcpu(vcpu) => {
+            // PSCI is the ROS's: the hypervisor starts and stops HRT cores itself.
+            guest_warn!(vcpu, "vcpu{vcpu}: HRT SMCCC call {function_id:#x} not supported");
+            frame.x[0] = status_code(psci::status::NOT_SUPPORTED);
+            return Resched::No;
+        }
+        _ => {}
+    }
     let args = [frame.x[1], frame.x[2], frame.x[3]];
     let outcome = psci::handle(&mut vm.psci.lock(), vcpu, function_id, args);
     match outcome {
         PsciOutcome::Return(value) => frame.x[0] = value,
-        PsciOutcome::NotPsci if function_id == HVM_HCALL_ID => {
-            // The hybrid-VM protocol arrives with its own issue; until then say so.
-            frame.x[0] = HvmError::NotHvm.code();
-        }
         PsciOutcome::NotPsci => {
             log::debug!("vcpu{vcpu}: unknown SMCCC function {function_id:#x}");
             frame.x[0] = status_code(psci::status::NOT_SUPPORTED);

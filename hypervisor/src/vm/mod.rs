@@ -15,6 +15,7 @@ macro_rules! guest_warn {
 }
 
 pub mod exits;
+pub mod hvm;
 pub mod irq;
 pub mod run;
 pub mod stats;
@@ -83,6 +84,7 @@ struct DtbInputs {
     ram: MemRange,
     bootargs: String,
     virtio_mmio: Vec<VirtioMmioNode>,
+    doorbell: Option<MemRange>,
 }
 
 impl BootImages {
@@ -96,13 +98,20 @@ impl BootImages {
             initrd: self.plan.initrd,
             virtio_mmio: &inputs.virtio_mmio,
             seeds: self.entropy.lock().guest_seeds(),
+            doorbell: inputs.doorbell,
         })
         .map_err(BuildError::Dtb)
     }
 }
 
 pub struct Vm {
+    /// Every vCPU, of both partitions of a hybrid VM.
     pub vcpu_count: usize,
+    /// vCPUs `[0, ros_vcpus)` run the guest kernel (Linux); all of them unless this is a
+    /// hybrid VM.
+    pub ros_vcpus: usize,
+    /// A hybrid VM's HRT partition (vCPUs `[ros_vcpus, vcpu_count)`).
+    pub hrt: Option<hvm::HrtPartition>,
     pub memory: GuestMemory,
     pub stage2: GuestStage2,
     pub vgic: Mutex<Vgic>,
@@ -196,6 +205,8 @@ pub enum BuildError {
     Dtb(guest_dtb::GuestDtbError),
     Stage2(crate::mm::stage2::Stage2Error),
     Load,
+    NoHrtImage,
+    Hrt(hvm::HrtBuildError),
 }
 
 impl core::fmt::Display for BuildError {
@@ -206,6 +217,12 @@ impl core::fmt::Display for BuildError {
             Self::Dtb(e) => write!(f, "cannot build the guest device tree: {e:?}"),
             Self::Stage2(e) => write!(f, "cannot map guest RAM: {e:?}"),
             Self::Load => write!(f, "the guest images do not fit in guest RAM; raise mem="),
+            Self::NoHrtImage => write!(
+                f,
+                "hvm=on needs an HRT image: give one with QEMU's guest-loader, e.g. \
+                 -device guest-loader,addr=0x49000000,kernel=build/hrt.elf,bootargs=hrt"
+            ),
+            Self::Hrt(e) => write!(f, "{e}"),
         }
     }
 }
@@ -218,18 +235,23 @@ fn module_bytes(range: MemRange) -> &'static [u8] {
 }
 
 /// Builds the VM: stage-2 map of guest RAM, devices, virtual GIC, and the boot images loaded.
+/// A hybrid VM (`hvm`) splits `guest_ram_host` into ROS RAM and, above it, `hvm.hrt_mem` of
+/// HRT RAM; the HRT is booted by [`Vm::start`].
 pub fn build(
     platform: &HostPlatform,
     guest_ram_host: MemRange,
     vcpu_count: usize,
     pcpu_mpidr: Vec<u64>,
+    hvm_options: Option<crate::options::HvmOptions>,
 ) -> Result<&'static Vm, BuildError> {
     let kernel_module = platform.kernel_module().ok_or(BuildError::NoKernel)?;
     let kernel = module_bytes(kernel_module.range);
     let initrd = platform.ramdisk_module().map(|m| module_bytes(m.range));
     let header = linux_image::parse(kernel).map_err(BuildError::Kernel)?;
 
-    let ram_ipa = MemRange::new(guest_map::RAM_BASE, guest_ram_host.size);
+    let hrt_mem = hvm_options.map_or(0, |h| h.hrt_mem);
+    let ros_vcpus = hvm_options.map_or(vcpu_count, |h| h.ros_vcpus);
+    let ram_ipa = MemRange::new(guest_map::RAM_BASE, guest_ram_host.size - hrt_mem);
     // The DTB's size is needed for the plan and the plan's initrd range for the DTB: plan with
     // a generous DTB bound first.
     const DTB_MAX: u64 = 64 << 10;
@@ -246,10 +268,11 @@ pub fn build(
         kernel,
         initrd,
         dtb: DtbInputs {
-            vcpus: vcpu_count,
+            vcpus: ros_vcpus,
             ram: ram_ipa,
             bootargs: kernel_module.bootargs.clone().unwrap_or_default(),
             virtio_mmio: (0..guest_map::VIRTIO_MMIO_SLOTS).map(virtio_slot).collect(),
+            doorbell: hvm_options.map(|_| MemRange::new(guest_map::DOORBELL_BASE, guest_map::DOORBELL_SIZE)),
         },
         entropy: Mutex::new(entropy),
         plan,
@@ -282,12 +305,33 @@ pub fn build(
         devices.add(range, None, Box::new(EmptySlot)).expect("virtio slots do not overlap");
     }
 
+    let hrt = match hvm_options {
+        Some(options) => {
+            let module = platform.hrt_module().ok_or(BuildError::NoHrtImage)?;
+            let ram = MemRange::new(ram_ipa.end(), options.hrt_mem);
+            let partition = hvm::HrtPartition::new(
+                ros_vcpus,
+                options.hrt_vcpus,
+                ram_ipa,
+                ram,
+                guest_ram_host.start,
+                module_bytes(module.range),
+                module.hrt_cmdline().into(),
+            )
+            .map_err(BuildError::Hrt)?;
+            Some(partition)
+        }
+        None => None,
+    };
+
     let vm = Vm {
         vcpu_count,
+        ros_vcpus,
+        hrt,
         memory,
         stage2,
-        vgic: Mutex::new(new_vgic(vcpu_count)),
-        psci: Mutex::new(PsciState::new(vcpu_count, ram_ipa.start, ram_ipa.size)),
+        vgic: Mutex::new(new_vgic(vcpu_count, ros_vcpus)),
+        psci: Mutex::new(PsciState::new(ros_vcpus, ram_ipa.start, ram_ipa.size)),
         devices: Mutex::new(devices),
         uart,
         disk,
@@ -298,8 +342,9 @@ pub fn build(
     Ok(VM.call_once(|| vm))
 }
 
-fn new_vgic(vcpu_count: usize) -> Vgic {
+fn new_vgic(vcpu_count: usize, ros_vcpus: usize) -> Vgic {
     let mut vgic = Vgic::new(vcpu_count);
+    vgic.set_partition(ros_vcpus);
     // The guest's timers are the pCPU's: their interrupts are linked to the physical ones.
     vgic.set_hw_mapping(guest_map::PPI_VIRT_TIMER, guest_map::PPI_VIRT_TIMER);
     vgic.set_hw_mapping(guest_map::PPI_NONSECURE_PHYS_TIMER, guest_map::PPI_NONSECURE_PHYS_TIMER);
@@ -322,20 +367,48 @@ impl Vm {
         Ok(())
     }
 
-    /// PSCI SYSTEM_RESET: the guest starts again from a clean state: images reloaded, virtual
-    /// GIC, PSCI states and the UART reset. The caller restarts vCPU 0.
-    pub fn reset(&self) {
-        if let Err(error) = self.load_images() {
-            log::error!("guest reset failed: {error}");
+    /// Starts the guest: its vCPU 0 and, in a hybrid VM, every HRT core.
+    pub fn start(&self) -> Result<(), BuildError> {
+        run::request_start(self, 0, self.boot.plan.entry, self.boot.plan.dtb.start);
+        if let Some(hrt) = &self.hrt {
+            hrt.boot(self).map_err(|e| BuildError::Hrt(hvm::HrtBuildError::Image(e)))?;
         }
-        *self.vgic.lock() = new_vgic(self.vcpu_count);
-        // Interrupts posted for the old guest and never taken are not the new guest's.
-        for vcpu in 0..self.vcpu_count {
+        Ok(())
+    }
+
+    /// The VTTBR_EL2 value vCPU `vcpu` runs with: its partition's stage-2 table.
+    pub fn vttbr(&self, vcpu: usize) -> u64 {
+        match &self.hrt {
+            Some(hrt) if hrt.contains_vcpu(vcpu) => hrt.stage2.vttbr(),
+            _ => self.stage2.vttbr(),
+        }
+    }
+
+    /// Whether `vcpu` belongs to a hybrid VM's HRT partition.
+    pub fn is_hrt_vcpu(&self, vcpu: usize) -> bool {
+        self.hrt.as_ref().is_some_and(|hrt| hrt.contains_vcpu(vcpu))
+    }
+
+    /// Forgets the timer interrupts posted to `vcpus` and never taken (they are reset).
+    pub fn drop_posted(&self, vcpus: core::ops::Range<usize>) {
+        for vcpu in vcpus {
             if let Some(mailbox) = MAILBOXES.get(vcpu) {
                 mailbox.take();
             }
         }
-        *self.psci.lock() = PsciState::new(self.vcpu_count, self.memory.ipa.start, self.memory.ipa.size);
+    }
+
+    /// PSCI SYSTEM_RESET (or a hybrid VM's ROS reset): the guest starts again from a clean
+    /// state: images reloaded, its part of the virtual GIC, PSCI states, the UART and the disk
+    /// reset. The caller stopped its vCPUs and restarts vCPU 0. A hybrid VM's HRT is untouched.
+    pub fn reset_ros(&self) {
+        if let Err(error) = self.load_images() {
+            log::error!("guest reset failed: {error}");
+        }
+        self.lock_vgic().reset_ros();
+        // Interrupts posted for the old guest and never taken are not the new guest's.
+        self.drop_posted(0..self.ros_vcpus);
+        *self.psci.lock() = PsciState::new(self.ros_vcpus, self.memory.ipa.start, self.memory.ipa.size);
         *self.uart.lock() = Vpl011::new(Box::new(ConsoleSink));
         if let Some(disk) = &self.disk {
             disk.lock().reset();

@@ -17,6 +17,7 @@ use crate::arch::aarch64::{cpu, gic as pgic, guest, hyp_timer};
 use crate::exit::dispatch::{route, Action, ExitInfo};
 use crate::gic::loaded::{ExitReason, LoadedLrs};
 use crate::gic::{Kick, Vgic, MAX_LRS};
+use crate::hvm::boot::El1Boot;
 use crate::guest_map::{self, PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER};
 use crate::mm::stage2::vtcr_value;
 use crate::options::MAX_VCPUS;
@@ -37,6 +38,9 @@ struct VcpuSlot {
     context: VcpuContext,
     /// The saved state is a fresh start (load reset EL1 state rather than `context`).
     fresh: bool,
+    /// For a fresh start: EL1 registers that differ from reset (an HRT core starts with its
+    /// MMU on).
+    boot_el1: Option<El1Boot>,
 }
 
 static SLOTS: [Mutex<VcpuSlot>; MAX_VCPUS] = [const {
@@ -45,14 +49,19 @@ static SLOTS: [Mutex<VcpuSlot>; MAX_VCPUS] = [const {
         frame: TrapFrame::zeroed(),
         context: VcpuContext::zeroed(),
         fresh: false,
+        boot_el1: None,
     })
 }; MAX_VCPUS];
 
 /// Each pCPU's run queue (its vCPUs and which one is loaded).
 static QUEUES: [Mutex<Option<RunQueue>>; MAX_VCPUS] = [const { Mutex::new(None) }; MAX_VCPUS];
-/// Bumped by SYSTEM_RESET: a pCPU whose loaded vCPU started before the bump drops it.
-static RESET_EPOCH: AtomicU32 = AtomicU32::new(0);
+/// Bumped when a vCPU is reset (its partition reboots): a pCPU whose loaded vCPU started
+/// before the bump drops it without saving it.
+static VCPU_EPOCH: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+/// The epoch of the vCPU each pCPU loaded, as of loading it.
 static LOADED_EPOCH: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
+/// The VTTBR_EL2 value each pCPU runs its guest with (partitions have their own tables).
+static LOADED_VTTBR: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 /// Set on a pCPU whose virtual CPU interface the IRQ path switched off (see
 /// `irq::handle_irq`); the exit path switches it on again before entering the guest.
 static INTERFACE_OFF: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
@@ -89,10 +98,17 @@ fn pcpu_count(vm: &Vm) -> usize {
 
 /// Prepares vCPU `vcpu` to start at `entry` with x0 = `x0` and wakes its home pCPU.
 pub fn request_start(vm: &Vm, vcpu: usize, entry: u64, x0: u64) {
+    request_start_with(vm, vcpu, guest::initial_frame(entry, x0), None);
+}
+
+/// Prepares vCPU `vcpu` to start with `frame` and, unless given, reset EL1 registers; wakes
+/// its home pCPU.
+pub fn request_start_with(vm: &Vm, vcpu: usize, frame: TrapFrame, boot_el1: Option<El1Boot>) {
     {
         let mut slot = SLOTS[vcpu].lock();
-        slot.frame = guest::initial_frame(entry, x0);
+        slot.frame = frame;
         slot.fresh = true;
+        slot.boot_el1 = boot_el1;
         slot.state = RunState::Runnable;
     }
     let home = crate::sched::home_pcpu(vcpu, pcpu_count(vm));
@@ -112,6 +128,7 @@ pub fn run_pcpu(pcpu: usize) -> ! {
     let shared = queue.is_shared();
     *QUEUES[pcpu].lock() = Some(queue);
     guest::configure_el2(vm.stage2.vttbr(), vtcr_value(physical_address_range()), shared);
+    LOADED_VTTBR[pcpu].store(vm.stage2.vttbr(), Ordering::Relaxed);
     for (intid, level) in [
         (PPI_VIRT_TIMER, true),
         (PPI_NONSECURE_PHYS_TIMER, true),
@@ -171,19 +188,25 @@ fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
     if INTERFACE_OFF[pcpu].swap(false, Ordering::Relaxed) {
         pgic::set_virtual_interface(false);
     }
+    let vttbr = vm().vttbr(vcpu);
+    if LOADED_VTTBR[pcpu].swap(vttbr, Ordering::Relaxed) != vttbr {
+        // Partitions have their own VMIDs: switching tables needs no TLB maintenance.
+        guest::set_vttbr(vttbr);
+    }
     let mut slot = SLOTS[vcpu].lock();
     *frame = slot.frame;
     if slot.fresh {
         slot.fresh = false;
+        let boot_el1 = slot.boot_el1.take();
         drop(slot);
-        boot_vcpu(vcpu, frame);
+        boot_vcpu(vcpu, frame, boot_el1);
     } else {
         slot.context.restore();
         drop(slot);
         stats::vcpu_switched_in(vcpu);
     }
     SLOTS[vcpu].lock().state = RunState::Runnable;
-    LOADED_EPOCH[pcpu].store(RESET_EPOCH.load(Ordering::Acquire), Ordering::Release);
+    LOADED_EPOCH[pcpu].store(VCPU_EPOCH[vcpu].load(Ordering::Acquire), Ordering::Release);
     let mut queue = QUEUES[pcpu].lock();
     if let Some(queue) = queue.as_mut() {
         queue.current = Some(vcpu);
@@ -195,12 +218,12 @@ fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
     }
 }
 
-/// First entry of a vCPU (boot or PSCI CPU_ON): EL1 in its reset state, an empty virtual
-/// CPU interface; `frame` holds the entry point and x0.
+/// First entry of a vCPU (boot or PSCI CPU_ON): EL1 in its reset state (but for `boot_el1`),
+/// an empty virtual CPU interface; `frame` holds the entry point and x0.
 #[inline(never)]
-fn boot_vcpu(vcpu: usize, frame: &TrapFrame) {
+fn boot_vcpu(vcpu: usize, frame: &TrapFrame, boot_el1: Option<El1Boot>) {
     // Everything the vCPU can see starts from reset, list registers included.
-    guest::reset_el1(guest_map::vcpu_mpidr(vcpu));
+    guest::reset_el1(guest_map::vcpu_mpidr(vcpu), boot_el1.as_ref());
     vm().psci.lock().mark_on(vcpu);
     stats::vcpu_started(vcpu);
     log::debug!("vcpu{vcpu}: starting at {:#x} (x0={:#x})", frame.elr, frame.x[0]);
@@ -261,15 +284,32 @@ pub fn pcpu_is_shared() -> bool {
     QUEUES[cpu::current_index()].lock().as_ref().is_some_and(RunQueue::is_shared)
 }
 
-/// PSCI SYSTEM_RESET: all vCPUs stop, the VM is reset and vCPU 0 boots again.
+/// PSCI SYSTEM_RESET: the guest (a hybrid VM's ROS) reboots.
 pub fn system_reset(vm: &Vm) {
     log::info!("guest reset (PSCI SYSTEM_RESET): rebooting the guest");
-    for slot in SLOTS.iter().take(vm.vcpu_count) {
-        slot.lock().state = RunState::Off;
-    }
-    RESET_EPOCH.fetch_add(1, Ordering::AcqRel);
-    vm.reset();
+    reset_ros(vm);
+}
+
+/// Reboots the guest (a hybrid VM's ROS partition): its vCPUs stop, its state is reset and its
+/// vCPU 0 boots again. A hybrid VM's HRT runs on.
+pub fn reset_ros(vm: &Vm) {
+    stop_vcpus(vm, 0..vm.ros_vcpus);
+    vm.reset_ros();
     request_start(vm, 0, vm.boot.plan.entry, vm.boot.plan.dtb.start);
+    kick_all_pcpus(vm);
+}
+
+/// Stops `vcpus` for a reset: off, and dropped (not saved) by whichever pCPU has one loaded,
+/// at its next exit.
+pub fn stop_vcpus(vm: &Vm, vcpus: core::ops::Range<usize>) {
+    for vcpu in vcpus.take_while(|&v| v < vm.vcpu_count) {
+        SLOTS[vcpu].lock().state = RunState::Off;
+        VCPU_EPOCH[vcpu].fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Kicks every other pCPU, so those running a stopped vCPU drop it now.
+pub fn kick_all_pcpus(vm: &Vm) {
     for &mpidr in &vm.pcpu_mpidr {
         if mpidr != cpu::current_mpidr() {
             pgic::kick(mpidr);
@@ -352,8 +392,8 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     };
 
     let mut current = vcpu;
-    if LOADED_EPOCH[pcpu].load(Ordering::Acquire) != RESET_EPOCH.load(Ordering::Acquire) {
-        // The VM was reset: the loaded vCPU is gone; its registers must not be saved.
+    if LOADED_EPOCH[pcpu].load(Ordering::Acquire) != VCPU_EPOCH[vcpu].load(Ordering::Acquire) {
+        // The vCPU was reset: the loaded state is gone; its registers must not be saved.
         quiesce_virtual_interface();
         idle_until_runnable(pcpu, frame);
         current = QUEUES[pcpu].lock().as_ref().and_then(|q| q.current).unwrap_or(vcpu);
@@ -507,9 +547,12 @@ fn exit_reason(kind: VectorKind, action: Option<&Action>, x0: u64, vcpus: usize)
     }
 }
 
-/// Whether the VM was reset since this pCPU loaded its vCPU (it must drop it).
+/// Whether the vCPU loaded on this pCPU was reset since it was loaded (it must drop it).
 pub fn reset_pending() -> bool {
-    LOADED_EPOCH[cpu::current_index()].load(Ordering::Acquire) != RESET_EPOCH.load(Ordering::Acquire)
+    let pcpu = cpu::current_index();
+    current_vcpu().is_some_and(|vcpu| {
+        LOADED_EPOCH[pcpu].load(Ordering::Acquire) != VCPU_EPOCH[vcpu].load(Ordering::Acquire)
+    })
 }
 
 /// Re-arms the slice timer after its tick (called from the IRQ path on a shared pCPU).

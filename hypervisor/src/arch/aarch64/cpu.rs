@@ -63,3 +63,10 @@ pub fn random_numbers() -> Option<[u64; 4]> {
     }
     Some(values)
 }
+
+/// Makes code the hypervisor just wrote into guest RAM visible to instruction fetches on every
+/// CPU (data writes are not coherent with instruction caches).
+pub fn sync_instruction_cache() {
+    // SAFETY: cache maintenance and barriers have no effect on memory contents or registers.
+    unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+}

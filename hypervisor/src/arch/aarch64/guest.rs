@@ -9,6 +9,7 @@ use aarch64_cpu::registers::{
 };
 
 use super::context::{PauthKeys, VcpuContext};
+use crate::hvm::boot::El1Boot;
 use super::trap::TrapFrame;
 
 /// PSTATE for a vCPU's first instruction: EL1h with D, A, I, F masked (Linux boot protocol).
@@ -68,13 +69,27 @@ pub fn configure_el2(vttbr: u64, vtcr: u64, trap_wfe: bool) {
 /// Puts every register a vCPU `mpidr` can see into its reset state: EL1 system registers,
 /// FP/SIMD, timers, the virtual CPU interface (list registers, VMCR, active priorities) and
 /// PAuth keys. A vCPU that starts on a pCPU never sees what the previous occupant left there.
-pub fn reset_el1(mpidr: u64) {
+/// `boot` gives the translation registers of a vCPU that starts with its MMU on (an HRT core).
+pub fn reset_el1(mpidr: u64, boot: Option<&El1Boot>) {
     let mut context = VcpuContext::zeroed();
     context.el1.sctlr_el1 = SCTLR_EL1_RESET;
     context.el1.cpacr_el1 = CPACR_EL1_FP_ON;
     context.el1.vmpidr_el2 = mpidr | MPIDR_RES1;
+    if let Some(boot) = boot {
+        context.el1.sctlr_el1 = boot.sctlr;
+        context.el1.tcr_el1 = boot.tcr;
+        context.el1.mair_el1 = boot.mair;
+        context.el1.ttbr1_el1 = boot.ttbr1;
+        context.el1.sp_el1 = boot.sp_el1;
+    }
     context.pauth = super::context::has_pauth().then(PauthKeys::default);
     context.restore();
+}
+
+/// Switches this pCPU to another stage-2 table (another partition's VMID).
+pub fn set_vttbr(vttbr: u64) {
+    VTTBR_EL2.set(vttbr);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
 /// The trap frame that starts a vCPU at `entry` in EL1h with x0 = `x0` (Linux: the DTB

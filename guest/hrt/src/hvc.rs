@@ -1,0 +1,78 @@
+//! Calls to the hypervisor: `hvc #0`, x0 = function id, x1..x7 = arguments; x0 returns
+//! [`HVM_OK`] or a negative [`HvmError`] code, x1.. may carry results, and the hypervisor may
+//! clobber x0..x17 (hvm-ros-lib abi.rs).
+
+use core::fmt;
+
+use hvm_ros_lib::abi::{HvmError, SubOp, HRT_CONSOLE_ID, HVM_HCALL_ID, HVM_OK};
+
+/// x0, x1 after a call (no call used here returns more).
+struct Returned {
+    x0: u64,
+    x1: u64,
+}
+
+/// `hvc #0` with x0..x3 = `args`, x4..x7 = 0.
+fn hvc(args: [u64; 4]) -> Returned {
+    let [mut x0, mut x1, x2, x3] = args;
+    // SAFETY: the hypervisor's calls read guest memory only where an argument points (the
+    // console's bytes, which the caller owns) and write none of ours; every register it may
+    // clobber is declared. No `nomem`: the console reads the buffer we just filled.
+    unsafe {
+        core::arch::asm!(
+            "hvc #0",
+            inout("x0") x0, inout("x1") x1, inout("x2") x2 => _, inout("x3") x3 => _,
+            inout("x4") 0u64 => _, inout("x5") 0u64 => _, inout("x6") 0u64 => _, inout("x7") 0u64 => _,
+            out("x8") _, out("x9") _, out("x10") _, out("x11") _,
+            out("x12") _, out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+            options(nostack),
+        );
+    }
+    Returned { x0, x1 }
+}
+
+/// A failed call: the code the hypervisor returned in x0.
+#[derive(Clone, Copy, Debug)]
+pub struct CallError(pub u64);
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match HvmError::from_code(self.0) {
+            Some(error) => write!(f, "{error}"),
+            None => write!(f, "unknown code {:#x}", self.0),
+        }
+    }
+}
+
+fn status(x0: u64) -> Result<(), CallError> {
+    if x0 == HVM_OK {
+        Ok(())
+    } else {
+        Err(CallError(x0))
+    }
+}
+
+/// The HRT console: prints `len` bytes at guest-physical address `ipa` (at most
+/// `HRT_CONSOLE_MAX`; the hypervisor prefixes each line with "(HRT) ").
+pub fn console(ipa: u64, len: u64) -> Result<(), CallError> {
+    status(hvc([HRT_CONSOLE_ID, ipa, len, 0]).x0)
+}
+
+/// What the null call returns: time since the hypervisor started this HRT boot (x1; x2 has
+/// the same in counter ticks).
+#[derive(Clone, Copy, Debug)]
+pub struct SinceBoot {
+    pub nanoseconds: u64,
+}
+
+/// The null sub-operation (Palacios' "booted" ping).
+pub fn null() -> Result<SinceBoot, CallError> {
+    let returned = hvc([HVM_HCALL_ID, SubOp::Null as u64, 0, 0]);
+    status(returned.x0)?;
+    Ok(SinceBoot { nanoseconds: returned.x1 })
+}
+
+/// Tells the hypervisor this core finished booting and takes upcalls (once per core).
+pub fn ready() -> Result<(), CallError> {
+    status(hvc([HVM_HCALL_ID, SubOp::HrtReady as u64, 0, 0]).x0)
+}

@@ -1,0 +1,136 @@
+//! The HRT runtime kernel: the bare-metal EL1 kernel the hypervisor boots on every HRT core of
+//! a hybrid VM (DESIGN.md §7, palacios-hvm.md §7.12). Its boot contract is hvm-ros-lib's
+//! `abi::hrt_boot` / `abi::HrtBootInfo`.
+//!
+//! Every HRT core enters asm/entry.S at once (MMU on, hypervisor-built TTBR1 tables, own
+//! stack): it installs the vectors (asm/vectors.S) and calls [`hrt_main`], which checks the
+//! boot info, sets up this core's GIC CPU interface and redistributor, proves interrupts work
+//! with the virtual timer, makes the null call, tells the hypervisor it is ready (`HrtReady`)
+//! and idles, taking upcall SGIs. Output goes through the hypervisor's HRT console (console.rs).
+//! functions.rs holds the built-in functions later work calls by index.
+
+#![no_std]
+#![no_main]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod boot;
+mod console;
+mod cpu;
+mod exceptions;
+mod functions;
+mod gic;
+mod hvc;
+mod timer;
+mod translate;
+
+use core::fmt;
+use core::panic::PanicInfo;
+
+use boot::BootInfoView;
+use console::{print, println};
+
+/// The HRT core that prints the boot summary, the command line and the self-test.
+const MAIN_CORE: usize = 0;
+const NANOS_PER_MICRO: u64 = 1_000;
+
+core::arch::global_asm!(
+    include_str!("asm/entry.S"),
+    MAIN = sym hrt_main,
+    PARK = sym cpu::park,
+    FATAL_FLAG_BIT = const cpu::FATAL_FLAG_BIT,
+);
+core::arch::global_asm!(
+    include_str!("asm/vectors.S"),
+    IRQ = sym exceptions::hrt_irq,
+    FATAL = sym exceptions::hrt_fatal,
+    PARK = sym cpu::park,
+    FATAL_FLAG_BIT = const cpu::FATAL_FLAG_BIT,
+    MAX_CORES = const cpu::MAX_CORES,
+    FATAL_STACK_SIZE = const exceptions::FATAL_STACK_SIZE,
+);
+
+/// Every HRT core, from entry.S: `boot_va`, `core`, `vcpu` are x0, x1, x2 at entry.
+extern "C" fn hrt_main(boot_va: u64, core: u64, vcpu: u64) -> ! {
+    // SAFETY: x0 at entry is the boot info's address (boot contract, abi.rs `hrt_boot`).
+    let boot = match unsafe { BootInfoView::from_entry(boot_va, core, vcpu) } {
+        Ok(boot) => boot,
+        Err(error) => fail(format_args!("core {core} (vCPU {vcpu}): bad boot info at {boot_va:#x}: {error}")),
+    };
+    let core = boot.core();
+    let frequency = boot.counter_frequency();
+
+    exceptions::set_upcall_intid(boot.upcall_intid());
+    gic::init_cpu_interface();
+    let private_intids = [boot.upcall_intid(), gic::PPI_VIRTUAL_TIMER];
+    if let Err(error) = gic::init_redistributor(boot.gicr_va(), &private_intids, frequency) {
+        fail(format_args!("core {core}: redistributor: {error}"));
+    }
+    let timer = timer::check_interrupts(frequency);
+    if let Err(no_tick) = timer {
+        // Say why, if it is the usual reason: the ROS owns the distributor and may not have
+        // enabled it yet. The core goes on: interrupts work once the ROS has.
+        let distributor_off = boot.gicd_va().is_some_and(|gicd| !gic::distributor_enabled(gicd));
+        let reason =
+            if distributor_off { "; GICD_CTLR.EnableGrp1 is 0 (the ROS has not enabled the GIC yet)" } else { "" };
+        println!("core {core}: timer check failed: {no_tick}{reason}");
+    }
+
+    if core == MAIN_CORE {
+        if boot.cmdline().is_empty() {
+            println!("cmdline: (empty)");
+        } else {
+            print!("cmdline: ");
+            console::print_bytes(boot.cmdline().iter().copied());
+            println!();
+        }
+        match functions::self_test(&boot) {
+            Ok(report) => println!("self-test: {report}"),
+            Err(error) => println!("self-test FAILED: {error}"),
+        }
+    }
+
+    let timer_status = if timer.is_ok() { "timer ok" } else { "timer FAILED" };
+    let null = NullCall(hvc::null());
+    if core == MAIN_CORE {
+        println!("core {core} of {} up: boot info ok, {timer_status}, {null}", boot.cores());
+    } else {
+        println!("core {core} up (vCPU {}): {timer_status}, {null}", boot.vcpu());
+    }
+    if let Err(error) = hvc::ready() {
+        println!("core {core}: HrtReady failed: {error}");
+    }
+    cpu::idle()
+}
+
+/// The null call's outcome, as the boot line shows it.
+struct NullCall(Result<hvc::SinceBoot, hvc::CallError>);
+
+impl fmt::Display for NullCall {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match &self.0 {
+            Ok(since) => write!(f, "null call: {} us since boot start", since.nanoseconds / NANOS_PER_MICRO),
+            Err(error) => write!(f, "null call failed: {error}"),
+        }
+    }
+}
+
+/// Reports a boot failure and parks this core (it never becomes ready).
+fn fail(args: fmt::Arguments) -> ! {
+    println!("{args}; core parked");
+    cpu::park()
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    let core = cpu::core_index();
+    match info.location() {
+        Some(at) => console::print_unbuffered(format_args!(
+            "core {core}: panic at {}:{}: {}; core parked",
+            at.file(),
+            at.line(),
+            info.message()
+        )),
+        None => console::print_unbuffered(format_args!("core {core}: panic: {}; core parked", info.message())),
+    }
+    cpu::park()
+}

@@ -1,0 +1,194 @@
+//! hvmctl: make 0xf00d hypercalls from a ROS shell through the doorbell page (needs root).
+//!
+//! Exit status: 0 success, 1 the hypervisor answered an error, 2 usage error, 3 the HVM could
+//! not be opened (not an HVM, not root, ...).
+
+use std::process::ExitCode;
+
+use hvm_ros_lib::abi::{HvmError, SubOp};
+use hvm_ros_lib::ros::Hvm;
+
+const USAGE: &str = "\
+usage: hvmctl <command>
+  null                         one null call: the time since the HRT booted
+  reset-ros | reset-hrt | reset-both
+                               reset a partition (reset-ros reboots this Linux)
+  call <subop> [arg...]        a raw call: x1 = subop, x2..x7 = args (hex, 0x optional);
+                               prints x0..x3
+  loop-null <n>                n null calls; prints the time per call
+exit status: 0 ok, 1 the hypervisor answered an error, 2 usage error, 3 no usable HVM";
+
+const OK: u8 = 0;
+const HVM_ERROR: u8 = 1;
+const USAGE_ERROR: u8 = 2;
+const NO_HVM: u8 = 3;
+
+enum Command {
+    Null,
+    Reset(SubOp, &'static str),
+    Call(u64, [u64; 6]),
+    LoopNull(u64),
+}
+
+fn parse_hex(s: &str) -> Result<u64, String> {
+    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    u64::from_str_radix(digits, 16).map_err(|_| format!("'{s}' is not a 64-bit hex number"))
+}
+
+fn parse(args: &[String]) -> Result<Command, String> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["null"] => Ok(Command::Null),
+        ["reset-ros"] => Ok(Command::Reset(SubOp::ResetRos, "reset-ros")),
+        ["reset-hrt"] => Ok(Command::Reset(SubOp::ResetHrt, "reset-hrt")),
+        ["reset-both"] => Ok(Command::Reset(SubOp::ResetBoth, "reset-both")),
+        ["call", code, rest @ ..] => {
+            if rest.len() > 6 {
+                return Err(format!("call takes at most 6 arguments (x2..x7), got {}", rest.len()));
+            }
+            let mut regs = [0u64; 6];
+            for (reg, arg) in regs.iter_mut().zip(rest) {
+                *reg = parse_hex(arg)?;
+            }
+            Ok(Command::Call(parse_hex(code)?, regs))
+        }
+        ["loop-null", n] => match n.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Command::LoopNull(n)),
+            _ => Err(format!("loop-null needs a positive decimal count, got '{n}'")),
+        },
+        [] => Err("no command".into()),
+        [cmd, ..] => Err(format!("unknown command or wrong arguments: '{cmd}'")),
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+fn monotonic_ns() -> u128 {
+    let mut ts = libc_timespec();
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime writes only it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+fn libc_timespec() -> libc::timespec {
+    // SAFETY: timespec is plain integers (and, on some targets, padding); all zeroes is valid.
+    unsafe { std::mem::zeroed() }
+}
+
+fn error_exit(what: &str, e: HvmError) -> u8 {
+    eprintln!("{what}: error: {e}");
+    HVM_ERROR
+}
+
+fn run(hvm: &Hvm, command: Command) -> u8 {
+    match command {
+        Command::Null => match hvm.null() {
+            Ok(r) => {
+                println!("null: ok, {} ns since HRT boot ({} counter ticks)", r.since_hrt_boot_ns, r.ticks);
+                OK
+            }
+            Err(e) => error_exit("null", e),
+        },
+        Command::Reset(op, name) => {
+            let result = match op {
+                SubOp::ResetRos => hvm.reset_ros(),
+                SubOp::ResetHrt => hvm.reset_hrt(),
+                _ => hvm.reset_both(),
+            };
+            match result {
+                Ok(()) => {
+                    println!("{name}: ok");
+                    OK
+                }
+                Err(e) => error_exit(name, e),
+            }
+        }
+        Command::Call(code, args) => {
+            let [x0, x1, x2, x3] = hvm.call_raw(code, args);
+            let op = SubOp::from_code(code).map_or_else(|| "unknown sub-op".to_string(), |op| format!("{op:?}"));
+            let verdict = if x0 as i64 >= 0 {
+                "ok".to_string()
+            } else {
+                HvmError::from_code(x0)
+                    .map_or_else(|| "unknown error code".to_string(), |e| format!("{e:?}: {}", e.description()))
+            };
+            println!("call {code:#x} ({op}): x0 = {} ({x0:#x}) {verdict}", x0 as i64);
+            println!("  x1 = {x1:#x}, x2 = {x2:#x}, x3 = {x3:#x}");
+            if x0 as i64 >= 0 {
+                OK
+            } else {
+                HVM_ERROR
+            }
+        }
+        Command::LoopNull(n) => {
+            let start = monotonic_ns();
+            for i in 0..n {
+                if let Err(e) = hvm.null() {
+                    return error_exit(&format!("loop-null: call {i}"), e);
+                }
+            }
+            let total = monotonic_ns() - start;
+            println!("loop-null: {n} calls in {total} ns, {} ns/call", total / u128::from(n));
+            OK
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(args.first().map(String::as_str), Some("-h" | "--help" | "help")) {
+        println!("{USAGE}");
+        return ExitCode::from(OK);
+    }
+    let command = match parse(&args) {
+        Ok(command) => command,
+        Err(why) => {
+            eprintln!("hvmctl: {why}\n{USAGE}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let hvm = match Hvm::open() {
+        Ok(hvm) => hvm,
+        Err(e) => {
+            eprintln!("hvmctl: {e}");
+            return ExitCode::from(NO_HVM);
+        }
+    };
+    ExitCode::from(run(&hvm, command))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(words: &str) -> Result<Command, String> {
+        parse(&words.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert!(matches!(parse_words("null"), Ok(Command::Null)));
+        assert!(matches!(parse_words("reset-hrt"), Ok(Command::Reset(SubOp::ResetHrt, _))));
+        assert!(matches!(parse_words("call 42"), Ok(Command::Call(0x42, [0, 0, 0, 0, 0, 0]))));
+        assert!(matches!(parse_words("call 0x20 1 0X2 ff 0 0 7"), Ok(Command::Call(0x20, [1, 2, 0xff, 0, 0, 7]))));
+        assert!(matches!(parse_words("loop-null 1000"), Ok(Command::LoopNull(1000))));
+    }
+
+    #[test]
+    fn rejects_bad_usage() {
+        for words in [
+            "",
+            "nul",
+            "null 1",
+            "call",
+            "call xyz",
+            "call 1 2 3 4 5 6 7 8",
+            "loop-null",
+            "loop-null 0",
+            "loop-null -1",
+            "loop-null 0x10",
+        ] {
+            assert!(parse_words(words).is_err(), "'{words}'");
+        }
+    }
+}
