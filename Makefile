@@ -1,7 +1,8 @@
 # Build, run, debug and test the hypervisor. `make help` lists the targets.
 #
 # Knobs: CPU (cortex-a57|max), SMP (pCPUs), RAM, HYP_ARGS (hypervisor options, e.g.
-# "vcpus=2 log=debug"), GUEST_ARGS (guest kernel command line), GDB_PORT.
+# "vcpus=2 log=debug"), GUEST_ARGS (guest kernel command line), GDB_PORT, CMD (run/run-hvm:
+# a shell command the guest runs, then powers off; make exits with its status).
 
 TARGET      := aarch64-unknown-none-softfloat
 PROFILE     := release
@@ -15,15 +16,23 @@ HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 OBJCOPY     := $(SYSROOT)/lib/rustlib/$(HOST_TRIPLE)/bin/llvm-objcopy
 GUEST       := $(BUILD)/guest
 
-export CPU SMP RAM HYP_ARGS GUEST_ARGS
+HRT_ELF     := $(BUILD)/hrt.elf
 
-.PHONY: help all build bootstrap guest run debug gdb trace test unit-test bench bench-quick fuzz clippy fmt clean
+# CMD is taken literally (a shell command: "$$?" must reach the guest unexpanded).
+override CMD := $(value CMD)
+
+export CPU SMP RAM HYP_ARGS GUEST_ARGS CMD
+
+.PHONY: help all build bootstrap guest run run-hvm debug gdb trace test unit-test bench bench-quick fuzz clippy fmt clean
 
 all: build
 
 help:
 	@echo "make build   - build $(HYP_BIN) (bootable arm64 Image) and $(HYP_ELF) (symbols)"
-	@echo "make run     - boot the hypervisor and Debian's kernel in QEMU (Ctrl-A X quits)"
+	@echo "make run     - boot the hypervisor and Debian's kernel in QEMU (Ctrl-A X quits);"
+	@echo "               CMD=\"...\" runs that command in the guest, powers off, exits with its status"
+	@echo "make run-hvm - a hybrid VM: Linux on the ROS vCPUs, the HRT ($(HRT_ELF)) on the others"
+	@echo "               (default 3 + 1 on 4 pCPUs; HYP_ARGS=\"ros_vcpus=.. hrt_vcpus=.. hrt_mem=..\"; CMD too)"
 	@echo "make debug   - like run, halted, with a gdb server on :$(GDB_PORT)"
 	@echo "make gdb     - gdb-multiarch on $(HYP_ELF), connected to :$(GDB_PORT)"
 	@echo "make trace   - like run, with QEMU -d int,guest_errors into $(BUILD)/qemu-trace.log"
@@ -43,6 +52,7 @@ build: bootstrap
 	cp $(ELF_OUT) $(HYP_ELF)
 	$(OBJCOPY) -O binary $(HYP_ELF) $(HYP_BIN)
 	@echo "built $(HYP_BIN) (Image) and $(HYP_ELF) (ELF with symbols)"
+	@scripts/build-hrt.sh
 
 guest: bootstrap
 	@scripts/fetch-guest.sh
@@ -52,7 +62,11 @@ guest: bootstrap
 
 # The guest's disk is build/disk.img (scripts/mkdisk.sh); it keeps what the guest writes.
 run: build guest
-	DISK=$(BUILD)/disk.img scripts/qemu.sh
+	DISK=$(BUILD)/disk.img scripts/run.sh
+
+# The hybrid VM (issue "partitions"): hvm=on with the HRT image as a guest-loader module.
+run-hvm: build guest
+	DISK=$(BUILD)/disk.img HRT=$(HRT_ELF) HYP_ARGS="hvm=on $(HYP_ARGS)" scripts/run.sh
 
 # NO_BUILD=1 skips the build (the gdb test runs this while cargo holds the build lock).
 debug: $(if $(NO_BUILD),,build guest)
@@ -70,9 +84,11 @@ trace: $(if $(NO_BUILD),,build guest)
 
 unit-test: bootstrap
 	cargo test --workspace --exclude integration-tests
+	cargo test -p hvm-ros-lib --features std
 
 test: build guest
 	cargo test --workspace --exclude integration-tests
+	cargo test -p hvm-ros-lib --features std
 	python3 scripts/test_scripts.py
 	cargo test -p integration-tests -- --test-threads=2
 

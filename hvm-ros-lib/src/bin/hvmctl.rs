@@ -9,7 +9,9 @@ use hvm_ros_lib::abi::{HvmError, SubOp};
 use hvm_ros_lib::ros::Hvm;
 
 const USAGE: &str = "\
-usage: hvmctl <command>
+usage: hvmctl [--as-user <uid>] <command>
+  --as-user <uid>              drop root for that user (and group) id first: shows how the HVM
+                               refuses a process that may not open /dev/mem
   null                         one null call: the time since the HRT booted
   reset-ros | reset-hrt | reset-both
                                reset a partition (reset-ros reboots this Linux)
@@ -134,8 +136,29 @@ fn run(hvm: &Hvm, command: Command) -> u8 {
     }
 }
 
+/// Becomes user and group `id` (from root).
+fn drop_root(id: u32) -> Result<(), String> {
+    // SAFETY: setgid/setuid take plain integers and only change this process's credentials.
+    let failed = unsafe { libc::setgid(id) != 0 || libc::setuid(id) != 0 };
+    if failed {
+        return Err(format!("cannot become user {id}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--as-user") {
+        let Some(id) = args.get(1).and_then(|id| id.parse::<u32>().ok()) else {
+            eprintln!("hvmctl: --as-user needs a numeric user id\n{USAGE}");
+            return ExitCode::from(USAGE_ERROR);
+        };
+        if let Err(why) = drop_root(id) {
+            eprintln!("hvmctl: {why}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+        args.drain(..2);
+    }
     if matches!(args.first().map(String::as_str), Some("-h" | "--help" | "help")) {
         println!("{USAGE}");
         return ExitCode::from(OK);
