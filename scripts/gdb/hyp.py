@@ -7,11 +7,18 @@ Commands (each takes a snapshot of a stopped machine; see DEBUGGING.md):
   hyp-s2 IPA         walk the guest's stage-2 table (VTTBR_EL2) for a guest-physical address
   hyp-pending        pending / active SGIs, PPIs and SPIs in the virtual GIC
   hyp-exits          the exit counters of the exit profile, per vCPU
+  hyp-hvm            a hybrid VM: partitions, their RAM and stage-2 tables, the HVM state
+  hyp-break NAME     a breakpoint on a function by its short name (handle_mmio_abort), which
+                     plain `break` does not resolve for Rust functions
+
+If build/hrt.elf sits next to the hypervisor's ELF, its symbols are loaded too (the HRT is
+linked at the addresses it runs at), so `break hrt_main` stops an HRT core.
 
 The state comes from the hypervisor's statics (hypervisor::vm::VM, vm::run::SLOTS/QUEUES,
 vm::run::HYP_DEBUG_LRS, vm::stats::PROFILES) and the CPUs' registers through QEMU's gdb stub.
 """
 
+import os
 import re
 
 import gdb
@@ -19,7 +26,7 @@ import gdb
 MAX_VCPUS = 8
 # Must match hypervisor/src/profile/mod.rs (ExitKind::ALL order).
 EXIT_KINDS = ["wfi", "wfe", "hvc", "smc", "sgi", "id_register", "mmio", "mmio_no_syndrome",
-              "instruction_abort", "undef", "irq", "other"]
+              "instruction_abort", "undef", "irq", "other", "physical_timer"]
 LR_STATES = ["invalid", "pending", "active", "pending+active"]
 
 
@@ -27,6 +34,36 @@ def rust(expr):
     """Evaluates a Rust expression (the stop may be in assembly, so force the language)."""
     gdb.execute("set language rust", to_string=True)
     return gdb.parse_and_eval(expr)
+
+
+class PhysicalMemory:
+    """QEMU's gdb stub reads memory through the stopped CPU's current translation regime: in a
+    guest (an HRT core at EL1, Linux) the hypervisor's addresses mean nothing. The hypervisor
+    maps itself at VA = PA, so its statics are read in QEMU's physical memory mode instead."""
+
+    def __enter__(self):
+        self.switched = self.packet("Qqemu.PhyMemMode:1")
+        return self
+
+    def __exit__(self, *exc):
+        if self.switched:
+            self.packet("Qqemu.PhyMemMode:0")
+        return False
+
+    @staticmethod
+    def packet(text):
+        try:
+            return "OK" in gdb.execute(f"maint packet {text}", to_string=True)
+        except gdb.error:
+            return False  # not connected, or not QEMU
+
+
+def with_physical_memory(invoke):
+    """Runs a helper command with QEMU's gdb stub in physical memory mode."""
+    def wrapped(self, arg, from_tty):
+        with PhysicalMemory():
+            return invoke(self, arg, from_tty)
+    return wrapped
 
 
 def locked(value):
@@ -77,6 +114,7 @@ class HypVcpus(gdb.Command):
     def __init__(self):
         super().__init__("hyp-vcpus", gdb.COMMAND_USER)
 
+    @with_physical_memory
     def invoke(self, arg, from_tty):
         count = int(vm()["vcpu_count"])
         loaded = {}
@@ -118,6 +156,7 @@ class HypLrs(gdb.Command):
     def __init__(self):
         super().__init__("hyp-lrs", gdb.COMMAND_USER)
 
+    @with_physical_memory
     def invoke(self, arg, from_tty):
         count = int(vm()["vcpu_count"])
         pcpus = [int(arg)] if arg.strip() else range(count)
@@ -151,6 +190,7 @@ class HypStage2(gdb.Command):
     def __init__(self):
         super().__init__("hyp-s2", gdb.COMMAND_USER)
 
+    @with_physical_memory
     def invoke(self, arg, from_tty):
         ipa = int(gdb.parse_and_eval(arg))
         table = int(gdb.parse_and_eval("$VTTBR_EL2")) & 0x0000_FFFF_FFFF_FFFE
@@ -182,6 +222,7 @@ class HypPending(gdb.Command):
     def __init__(self):
         super().__init__("hyp-pending", gdb.COMMAND_USER)
 
+    @with_physical_memory
     def invoke(self, arg, from_tty):
         vgic = locked(vm()["vgic"])
         def describe(irq):
@@ -210,6 +251,7 @@ class HypExits(gdb.Command):
     def __init__(self):
         super().__init__("hyp-exits", gdb.COMMAND_USER)
 
+    @with_physical_memory
     def invoke(self, arg, from_tty):
         count = int(vm()["vcpu_count"])
         for vcpu in range(count):
@@ -220,9 +262,104 @@ class HypExits(gdb.Command):
             print(f"vcpu{vcpu}: exits={total} injected={int(profile['injected'])} switches={int(profile['switches'])} {detail}")
 
 
+def option_inner(value):
+    """The payload of a Rust Option, or None. (gdb shows an enum either as its active
+    variant, with field __0, or as a struct of all variants, depending on its version.)"""
+    if str(value).endswith("::None"):
+        return None
+    for path in (("__0",), ("Some", "__0")):
+        try:
+            inner = value
+            for field in path:
+                inner = inner[field]
+            return inner
+        except gdb.error:
+            continue
+    raise gdb.GdbError(f"cannot read the Option {value.type}")
+
+
+def mem_range(value):
+    start, size = int(value["start"]), int(value["size"])
+    return f"{start:#x}..{start + size:#x} ({size >> 20} MiB)"
+
+
+class HypHvm(gdb.Command):
+    """A hybrid VM: partitions, RAM, stage-2 tables and the 0xf00d state machine."""
+
+    def __init__(self):
+        super().__init__("hyp-hvm", gdb.COMMAND_USER)
+
+    @with_physical_memory
+    def invoke(self, arg, from_tty):
+        machine = vm()
+        ros_vcpus = int(machine["ros_vcpus"])
+        vmid = lambda stage2: int(stage2["vmid"])
+        print(f"ROS: vCPUs 0-{ros_vcpus - 1}, RAM {mem_range(machine['memory']['ipa'])}, "
+              f"stage 2 VMID {vmid(machine['stage2'])}")
+        hrt = option_inner(machine["hrt"])
+        if hrt is None:
+            print("not a hybrid VM (hvm=on not given)")
+            return
+        first, cores = int(hrt["first_vcpu"]), int(hrt["cores"])
+        print(f"HRT: vCPUs {first}-{first + cores - 1}, RAM {mem_range(hrt['ram'])}, "
+              f"stage 2 VMID {vmid(hrt['stage2'])} (maps ROS and HRT RAM)")
+        state = locked(hrt["state"])
+        print(f"transaction state: {str(state['trans']).split('::')[-1]}")
+        print(f"HRT status: {str(state['hrt']).split('::')[-1]}")
+        entry = option_inner(locked(hrt["entry"]))
+        if entry is not None:
+            layout = entry["layout"]
+            print(f"HRT entry {int(entry['entry']):#x}; boot info at IPA {int(layout['boot_info']):#x}, "
+                  f"comm page {int(layout['comm_page']):#x}, tables {mem_range(layout['tables'])}")
+        print("merged process: none (merging is not implemented yet)")
+
+
+class HypBreak(gdb.Command):
+    """Break at a function by its short name: hyp-break handle_mmio_abort."""
+
+    def __init__(self):
+        super().__init__("hyp-break", gdb.COMMAND_USER)
+
+    def invoke(self, arg, from_tty):
+        name = arg.strip()
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise gdb.GdbError("hyp-break takes one function name, e.g. hyp-break handle_mmio_abort")
+        # gdb's regular expressions are POSIX basic ones: no alternation.
+        listing = gdb.execute(f"info functions -q ::{name}$", to_string=True)
+        paths = sorted(set(re.findall(r"fn ((?:[A-Za-z0-9_]+::)*" + name + r")\(", listing)))
+        if not paths:
+            # Not a Rust path: a #[no_mangle] or assembly symbol that plain `break` knows.
+            paths = [name]
+        for path in paths:
+            gdb.execute(f"break {path}")
+
+
+def load_hrt_symbols(main):
+    """Adds the symbols of hrt.elf when it sits next to the hypervisor's ELF `main`."""
+    hrt = os.path.join(os.path.dirname(os.path.abspath(main)), "hrt.elf")
+    if not os.path.exists(hrt) or any(o.filename == hrt for o in gdb.objfiles()):
+        return
+    gdb.execute("set confirm off", to_string=True)
+    gdb.execute(f"add-symbol-file {hrt}", to_string=True)
+    gdb.execute("set confirm on", to_string=True)
+    print(f"HRT symbols loaded from {hrt}")
+
+
+def on_new_objfile(event):
+    """gdb reads the hypervisor's ELF after running this script (-x comes first)."""
+    if os.path.basename(event.new_objfile.filename) == "hypervisor.elf":
+        load_hrt_symbols(event.new_objfile.filename)
+
+
 HypVcpus()
 HypLrs()
 HypStage2()
 HypPending()
 HypExits()
-print("hypervisor gdb helpers loaded: hyp-vcpus, hyp-lrs, hyp-s2 IPA, hyp-pending, hyp-exits")
+HypHvm()
+HypBreak()
+if gdb.current_progspace().filename:
+    load_hrt_symbols(gdb.current_progspace().filename)
+else:
+    gdb.events.new_objfile.connect(on_new_objfile)
+print("hypervisor gdb helpers loaded: hyp-vcpus, hyp-lrs, hyp-s2 IPA, hyp-pending, hyp-exits, hyp-hvm, hyp-break NAME")

@@ -58,6 +58,54 @@ fn gdb_helper_inspects_a_running_linux_guest() {
     run.expect_exit(STEP);
 }
 
+/// Proves (DEBUGGING.md "Debugging the hybrid VM"): with scripts/gdb/hyp.py, gdb has the HRT's
+/// symbols next to the hypervisor's, a breakpoint on an HRT function (`hrt_main`) stops an HRT
+/// core at EL1, `hyp-hvm` shows both partitions and the HVM state, `hyp-break` resolves a short
+/// Rust name, and the hybrid VM boots on after gdb detaches.
+#[test]
+fn gdb_breaks_in_the_hrt_and_shows_the_hybrid_vm() {
+    let port = free_port();
+    let mut run = Qemu::new("gdb_hvm")
+        .var("HYP_ARGS", "hvm=on")
+        .var("HRT", repo_path("build/hrt.elf").display().to_string())
+        .arg("-S")
+        .arg("-gdb")
+        .arg(format!("tcp::{port}"))
+        .start();
+    let gdb = Command::new("timeout")
+        .arg("180")
+        .arg("gdb-multiarch")
+        .args(["-q", "-batch", "-nx", "-x"])
+        .arg(repo_path("scripts/gdb/hyp.py"))
+        .arg(repo_path("build/hypervisor.elf"))
+        .args(["-ex", &format!("target remote :{port}")])
+        .args(["-ex", "hyp-break hrt_main", "-ex", "continue", "-ex", "info symbol $pc", "-ex", "print $cpsr & 0xc"])
+        .args(["-ex", "hyp-hvm", "-ex", "hyp-vcpus", "-ex", "delete", "-ex", "hyp-break handle_psci_call"])
+        .args(["-ex", "delete", "-ex", "detach"])
+        .output()
+        .expect("gdb-multiarch runs");
+    let text = String::from_utf8_lossy(&gdb.stdout).to_string() + &String::from_utf8_lossy(&gdb.stderr);
+    for wanted in [
+        "HRT symbols loaded from",
+        "hrt::hrt_main",
+        "= 4",
+        "ROS: vCPUs 0-2, RAM 0x40000000..0x80000000 (1024 MiB), stage 2 VMID 1",
+        "HRT: vCPUs 3-3, RAM 0x80000000..0x84000000 (64 MiB), stage 2 VMID 2",
+        "transaction state: Idle",
+        "HRT status: Booting",
+        "HRT entry 0xffffff80",
+        "vcpu3: Runnable, loaded on pcpu3",
+        "file hypervisor/src/vm/exits.rs",
+    ] {
+        assert!(text.contains(wanted), "gdb output lacks {wanted:?}:\n{text}");
+    }
+    assert!(!text.contains("Python Exception"), "a helper command failed:\n{text}");
+    run.expect("(HRT) ready", BOOT);
+    run.expect("HVTEST: shell ready", BOOT);
+    run.send_line("poweroff -f");
+    run.expect_exit(STEP);
+}
+
 /// Proves: a Linux boot ends with an exit profile that scripts/hyp-prof.py parses into a table
 /// (and JSON, and a PNG chart) whose totals equal the raw counters the hypervisor printed.
 #[test]

@@ -147,6 +147,11 @@ impl BootInfoView {
         self.info.counter_frequency
     }
 
+    /// CNTVCT_EL0 when the hypervisor started this HRT boot: uptimes count from here.
+    pub fn boot_start_counter(&self) -> u64 {
+        self.info.boot_start_counter
+    }
+
     pub fn upcall_intid(&self) -> u32 {
         self.info.upcall_intid as u32
     }

@@ -95,15 +95,35 @@ pub fn print_args(args: fmt::Arguments) {
     });
 }
 
-/// Prints raw bytes (text from guest memory): bytes other than printable ASCII, newline and
-/// tab become '?', so a string cannot play terminal escape games on the host console.
+/// `byte`, or '?' if it is not printable ASCII, a newline or a tab: text from outside this
+/// kernel (guest memory, the command line) cannot play terminal escape games on the host
+/// console.
+fn printable(byte: u8) -> u8 {
+    let printable = byte.is_ascii_graphic() || matches!(byte, b' ' | b'\n' | b'\t');
+    if printable {
+        byte
+    } else {
+        b'?'
+    }
+}
+
+/// Prints raw bytes (text from guest memory), through [`printable`].
 pub fn print_bytes(bytes: impl IntoIterator<Item = u8>) {
     with_line(|line| {
         for byte in bytes {
-            let printable = byte.is_ascii_graphic() || matches!(byte, b' ' | b'\n' | b'\t');
-            line.push(if printable { byte } else { b'?' });
+            line.push(printable(byte));
         }
     });
+}
+
+/// Raw bytes as `{}` in a `print!` (through [`printable`]): for a word of the command line in
+/// the middle of a line, which then goes out in one piece.
+pub struct Printable<'a>(pub &'a [u8]);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        self.0.iter().try_for_each(|&byte| f.write_char(char::from(printable(byte))))
+    }
 }
 
 /// One line from a fresh buffer on the stack, whatever this core's buffer holds: for the fatal

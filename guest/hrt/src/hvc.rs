@@ -72,6 +72,12 @@ pub fn null() -> Result<SinceBoot, CallError> {
     Ok(SinceBoot { nanoseconds: returned.x1 })
 }
 
+/// A 0xf00d call by raw sub-operation code, x2.. = 0: for the permission self-test
+/// (hvm_self_test.rs), which also sends codes the ABI does not define.
+pub fn hvm_call(code: u64) -> Result<(), CallError> {
+    status(hvc([HVM_HCALL_ID, code, 0, 0]).x0)
+}
+
 /// Tells the hypervisor this core finished booting and takes upcalls (once per core).
 pub fn ready() -> Result<(), CallError> {
     status(hvc([HVM_HCALL_ID, SubOp::HrtReady as u64, 0, 0]).x0)

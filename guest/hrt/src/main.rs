@@ -8,18 +8,26 @@
 //! with the virtual timer, makes the null call, tells the hypervisor it is ready (`HrtReady`)
 //! and idles, taking upcall SGIs. Output goes through the hypervisor's HRT console (console.rs).
 //! functions.rs holds the built-in functions later work calls by index.
+//!
+//! Core 0 also reads the command-line options (cmdline.rs), self-tests the built-in functions
+//! and the hypervisor's permission checks (hvm_self_test.rs), times null calls if asked
+//! (bench.rs), and idles with a heartbeat if asked (heartbeat.rs).
 
 #![no_std]
 #![no_main]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod bench;
 mod boot;
+mod cmdline;
 mod console;
 mod cpu;
 mod exceptions;
 mod functions;
 mod gic;
+mod heartbeat;
 mod hvc;
+mod hvm_self_test;
 mod timer;
 mod translate;
 
@@ -29,7 +37,8 @@ use core::panic::PanicInfo;
 use boot::BootInfoView;
 use console::{print, println};
 
-/// The HRT core that prints the boot summary, the command line and the self-test.
+/// The HRT core that prints the boot summary, the command line and the self-tests, and the only
+/// one that acts on the command-line options.
 const MAIN_CORE: usize = 0;
 const NANOS_PER_MICRO: u64 = 1_000;
 
@@ -75,19 +84,9 @@ extern "C" fn hrt_main(boot_va: u64, core: u64, vcpu: u64) -> ! {
         println!("core {core}: timer check failed: {no_tick}{reason}");
     }
 
-    if core == MAIN_CORE {
-        if boot.cmdline().is_empty() {
-            println!("cmdline: (empty)");
-        } else {
-            print!("cmdline: ");
-            console::print_bytes(boot.cmdline().iter().copied());
-            println!();
-        }
-        match functions::self_test(&boot) {
-            Ok(report) => println!("self-test: {report}"),
-            Err(error) => println!("self-test FAILED: {error}"),
-        }
-    }
+    // The other cores leave the options alone: they stay idle, and ignored words are reported
+    // once.
+    let options = if core == MAIN_CORE { main_core_checks(&boot) } else { cmdline::Options::default() };
 
     let timer_status = if timer.is_ok() { "timer ok" } else { "timer FAILED" };
     let null = NullCall(hvc::null());
@@ -96,10 +95,43 @@ extern "C" fn hrt_main(boot_va: u64, core: u64, vcpu: u64) -> ! {
     } else {
         println!("core {core} up (vCPU {}): {timer_status}, {null}", boot.vcpu());
     }
+    // After the line above (its null call tells the boot time, which the bench would add to),
+    // before ready (nothing else runs on the HRT yet).
+    if options.bench {
+        match bench::null_calls(frequency) {
+            Ok(cost) => println!("bench: {cost}"),
+            Err(error) => println!("bench FAILED: {error}"),
+        }
+    }
     if let Err(error) = hvc::ready() {
         println!("core {core}: HrtReady failed: {error}");
     }
-    cpu::idle()
+    match options.heartbeat_s {
+        Some(period_s) => heartbeat::run(period_s, &boot),
+        None => cpu::idle(),
+    }
+}
+
+/// Core 0's part of the boot: prints the command line and the words it ignores, runs the
+/// self-tests, and returns the options.
+fn main_core_checks(boot: &BootInfoView) -> cmdline::Options {
+    if boot.cmdline().is_empty() {
+        println!("cmdline: (empty)");
+    } else {
+        print!("cmdline: ");
+        console::print_bytes(boot.cmdline().iter().copied());
+        println!();
+    }
+    let options = cmdline::parse(boot.cmdline(), |ignored| println!("cmdline: {ignored}"));
+    match functions::self_test(boot) {
+        Ok(report) => println!("self-test: {report}"),
+        Err(error) => println!("self-test FAILED: {error}"),
+    }
+    match hvm_self_test::run() {
+        Ok(()) => println!("hvm self-test: {}", hvm_self_test::PASSED),
+        Err(failures) => println!("hvm self-test FAILED: {failures}"),
+    }
+    options
 }
 
 /// The null call's outcome, as the boot line shows it.

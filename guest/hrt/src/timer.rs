@@ -1,5 +1,6 @@
-//! The counter and the EL1 virtual timer (CNTV, PPI 27): time conversions, and the boot check
-//! that interrupts reach this core (arm the timer 1 ms ahead, wait for its interrupt).
+//! The counter and the EL1 virtual timer (CNTV, PPI 27): time conversions, the boot check that
+//! interrupts reach this core (arm the timer 1 ms ahead, wait for its interrupt), and arming it
+//! for others (the heartbeat).
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +33,8 @@ pub fn ticks_to_us(ticks: u64, frequency: u64) -> u64 {
     (u128::from(ticks) * MICROS_PER_SECOND / u128::from(frequency.max(1))).try_into().unwrap_or(u64::MAX)
 }
 
-/// Raises PPI 27 when CNTVCT reaches `deadline`.
-fn arm_at(deadline: u64) {
+/// Raises PPI 27 when CNTVCT reaches `deadline` (once: the IRQ handler disarms it).
+pub fn arm_at(deadline: u64) {
     CNTV_CVAL_EL0.set(deadline);
     CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
     barrier::isb(barrier::SY);
@@ -56,6 +57,12 @@ pub fn on_interrupt(core: usize) {
     if let Some(ticks) = TICKS.get(core) {
         ticks.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Virtual timer interrupts this core has taken so far: a waiter compares it with an earlier
+/// value to learn that its deadline passed.
+pub fn interrupts_taken() -> u64 {
+    TICKS.get(cpu::core_index()).map_or(0, |ticks| ticks.load(Ordering::Relaxed))
 }
 
 /// The timer's interrupt did not come.
