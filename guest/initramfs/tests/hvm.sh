@@ -49,6 +49,8 @@ devmem "$hrt" 32 >/dev/null 2>&1
 echo "HVTEST: hrt-read rc=$?"
 devmem "$hrt" 32 0x12345678 >/dev/null 2>&1
 echo "HVTEST: hrt-write rc=$?"
+# Time for the HRT's heartbeat (heartbeat=1) to show it runs on.
+sleep 2
 hvmctl null >/dev/null 2>&1
 echo "HVTEST: null-after rc=$?"
 exit $fail
