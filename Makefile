@@ -23,7 +23,7 @@ override CMD := $(value CMD)
 
 export CPU SMP RAM HYP_ARGS GUEST_ARGS CMD
 
-.PHONY: help all build bootstrap guest run run-hvm debug gdb trace test unit-test bench bench-quick fuzz clippy fmt clean
+.PHONY: help all build bootstrap guest run run-hvm debug debug-hvm gdb trace test unit-test bench bench-quick fuzz clippy fmt clean
 
 all: build
 
@@ -34,6 +34,7 @@ help:
 	@echo "make run-hvm - a hybrid VM: Linux on the ROS vCPUs, the HRT ($(HRT_ELF)) on the others"
 	@echo "               (default 3 + 1 on 4 pCPUs; HYP_ARGS=\"ros_vcpus=.. hrt_vcpus=.. hrt_mem=..\"; CMD too)"
 	@echo "make debug   - like run, halted, with a gdb server on :$(GDB_PORT)"
+	@echo "make debug-hvm - like run-hvm, halted, with a gdb server"
 	@echo "make gdb     - gdb-multiarch on $(HYP_ELF), connected to :$(GDB_PORT)"
 	@echo "make trace   - like run, with QEMU -d int,guest_errors into $(BUILD)/qemu-trace.log"
 	@echo "make test    - every test: host unit tests and QEMU integration tests"
@@ -73,6 +74,11 @@ debug: $(if $(NO_BUILD),,build guest)
 	@echo "QEMU halted; gdb server on :$(GDB_PORT) - run 'make gdb' in another terminal"
 	scripts/qemu.sh -S -gdb tcp::$(GDB_PORT)
 
+# The same with a hybrid VM (see run-hvm).
+debug-hvm: $(if $(NO_BUILD),,build guest)
+	@echo "QEMU halted; gdb server on :$(GDB_PORT) - run 'make gdb' in another terminal"
+	HRT=$(HRT_ELF) HYP_ARGS="hvm=on $(HYP_ARGS)" scripts/qemu.sh -S -gdb tcp::$(GDB_PORT)
+
 gdb:
 	gdb-multiarch -q -x scripts/gdb/hyp.py $(HYP_ELF) -ex "target remote :$(GDB_PORT)"
 
@@ -94,6 +100,8 @@ test: build guest
 
 # scripts/guest-bench.sh knobs: CONFIGS ("1vcpu 4on4 2on2 4on2"), RUNS (3), TIMEOUT, BENCHSET.
 # scripts/idle-cost.py: hypervisor time of idle vCPUs (4 vCPUs idling 10 s).
+# scripts/hvm-bench.sh: the hybrid VM's HRT boot and null hypercalls (EL0, EL1) next to a
+# Linux process start and getppid.
 # scripts/microbench.sh: exit costs measured from inside a bare-metal guest (null HVC, MMIO,
 # vGIC, SGI, IPI, timer latency), plain QEMU next to the hypervisor.
 bench: build guest
@@ -102,11 +110,13 @@ bench: build guest
 	scripts/microbench.sh
 	scripts/idle-cost.py
 	scripts/guest-bench.sh
+	scripts/hvm-bench.sh
 	/usr/bin/python3 scripts/bench-plot.py
 
 bench-quick: build guest
 	RUNS=1 scripts/microbench.sh
 	CONFIGS="1vcpu 4on4" RUNS=1 scripts/guest-bench.sh
+	RUNS=1 scripts/hvm-bench.sh
 	/usr/bin/python3 scripts/bench-plot.py
 
 # The guest fuzzer (guest/fuzz): scripts/fuzz.sh prints how to reproduce and debug a failure.

@@ -30,6 +30,10 @@
  *                                       then a second write pass over the mapped pages
  *   cpu N            cpu_loop ms        N rounds of a xorshift generator: pure guest CPU work
  *                                       that should not involve the hypervisor at all
+ *   spawn N          process_start us   fork + exec of this static program (`hvbench noop`,
+ *                                       which exits at once) + waitpid: a Linux process start,
+ *                                       next to which scripts/hvm-bench.sh puts the HRT's boot
+ *   noop             (nothing)          exits 0 at once (the program `spawn` starts)
  *
  * Build: aarch64-linux-gnu-gcc -static -O2 (scripts/build-guest-progs.sh).
  */
@@ -347,11 +351,35 @@ static void bench_cpu(unsigned long n)
     result("cpu_loop", (double)(t1 - t0) / NS_PER_MS, "ms");
 }
 
+static void bench_spawn(unsigned long n)
+{
+    char *const child_argv[] = {"hvbench", "noop", NULL};
+    char *const child_env[] = {NULL};
+    uint64_t t0 = now_ns();
+    for (unsigned long i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            die("fork");
+        if (pid == 0) {
+            execve("/proc/self/exe", child_argv, child_env);
+            _exit(127);
+        }
+        int status;
+        if (waitpid(pid, &status, 0) != pid)
+            die("waitpid");
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "%s: spawned child failed (status %#x)\n", prog, status);
+            exit(1);
+        }
+    }
+    result("process_start", (double)(now_ns() - t0) / n / NS_PER_US, "us");
+}
+
 static void usage(void)
 {
     fprintf(stderr,
             "usage: %s getppid N | clock N | pipe-same N | pipe-cross N | hackbench G L M\n"
-            "       | sleep N | touch MIB | cpu N\n",
+            "       | sleep N | touch MIB | cpu N | spawn N | noop\n",
             prog);
     exit(2);
 }
@@ -362,6 +390,8 @@ int main(int argc, char **argv)
         usage();
     const char *cmd = argv[1];
     int nargs = argc - 2;
+    if (!strcmp(cmd, "noop"))
+        return 0;
     if (!strcmp(cmd, "hackbench")) {
         if (nargs != 3)
             usage();
@@ -385,6 +415,8 @@ int main(int argc, char **argv)
         bench_touch(n);
     else if (!strcmp(cmd, "cpu"))
         bench_cpu(n);
+    else if (!strcmp(cmd, "spawn"))
+        bench_spawn(n);
     else
         usage();
     return 0;

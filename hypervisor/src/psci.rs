@@ -349,6 +349,17 @@ mod tests {
         assert_eq!(cpu_on(&mut state, 0, ENTRY), err(ALREADY_ON));
     }
 
+    /// A hybrid VM's PSCI state covers the ROS's vCPUs only (vm::build), so the ROS cannot
+    /// start, query or touch an HRT core (here vCPU 3 of 3 ROS + 1 HRT).
+    #[test]
+    fn a_hybrid_vms_ros_cannot_reach_hrt_cores() {
+        let mut ros = vm(3);
+        assert_eq!(cpu_on(&mut ros, vcpu_mpidr(3), ENTRY), err(INVALID_PARAMETERS));
+        assert_eq!(affinity(&mut ros, vcpu_mpidr(3)), err(INVALID_PARAMETERS));
+        ros.mark_on(3);
+        assert_eq!(ros.power_state(3), None, "the HRT core's state is not the ROS's to set");
+    }
+
     #[test]
     fn cpu_on_of_a_cpu_that_does_not_exist() {
         let mut state = vm(4);

@@ -1,18 +1,57 @@
 //! Which vCPU a pCPU runs next. Pure policy, unit-tested on the host; `vm::run` applies it.
 //!
-//! vCPUs are placed statically: vCPU `v` lives on pCPU `v % pcpus`. With as many pCPUs as
-//! vCPUs each pCPU has one vCPU (pinned, no preemption tick); with fewer, a pCPU time-slices
-//! its vCPUs round-robin on the EL2 physical timer (CNTHP) tick. A vCPU waiting in WFI is
-//! skipped until it has an interrupt or its timer deadline passes.
+//! vCPUs are placed statically ([`Placement`]): vCPU `v` lives on pCPU `v % pcpus`, except that
+//! a hybrid VM's HRT cores get pCPUs of their own whenever there are more pCPUs than HRT cores
+//! (the ROS then shares the others). With as many pCPUs as vCPUs each pCPU has one vCPU (pinned,
+//! no preemption tick); a pCPU with several time-slices them round-robin on the EL2 physical
+//! timer (CNTHP) tick. A vCPU waiting in WFI is skipped until it has an interrupt or its timer
+//! deadline passes.
 
 use crate::options::MAX_VCPUS;
 
-/// The pCPU vCPU `vcpu` runs on.
-pub const fn home_pcpu(vcpu: usize, pcpus: usize) -> usize {
-    if pcpus == 0 {
-        0
-    } else {
-        vcpu % pcpus
+/// Which pCPU each vCPU lives on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    vcpus: usize,
+    pcpus: usize,
+    /// A hybrid VM's HRT cores: first vCPU and count.
+    hrt: Option<(usize, usize)>,
+}
+
+impl Placement {
+    /// `vcpus` vCPUs spread round-robin over `pcpus` pCPUs.
+    pub const fn uniform(vcpus: usize, pcpus: usize) -> Self {
+        Self { vcpus, pcpus: if pcpus == 0 { 1 } else { pcpus }, hrt: None }
+    }
+
+    /// A hybrid VM whose vCPUs `[first_hrt, first_hrt + hrt_cores)` are HRT cores.
+    pub const fn hybrid(vcpus: usize, pcpus: usize, first_hrt: usize, hrt_cores: usize) -> Self {
+        Self { hrt: Some((first_hrt, hrt_cores)), ..Self::uniform(vcpus, pcpus) }
+    }
+
+    pub const fn pcpus(&self) -> usize {
+        self.pcpus
+    }
+
+    pub const fn vcpus(&self) -> usize {
+        self.vcpus
+    }
+
+    /// The pCPU vCPU `vcpu` runs on.
+    pub const fn home(&self, vcpu: usize) -> usize {
+        match self.hrt {
+            // Not enough pCPUs for one each, but enough to give each HRT core its own: the
+            // HRT takes the last pCPUs, the ROS shares the first ones.
+            Some((first, cores)) if self.vcpus > self.pcpus && self.pcpus > cores => {
+                let ros_pcpus = self.pcpus - cores;
+                if vcpu >= first {
+                    ros_pcpus + (vcpu - first) % cores
+                } else {
+                    vcpu % ros_pcpus
+                }
+            }
+            _ => vcpu % self.pcpus,
+        }
     }
 }
 
@@ -37,10 +76,10 @@ pub struct RunQueue {
 }
 
 impl RunQueue {
-    /// The queue of pCPU `pcpu` for a VM of `vcpu_count` vCPUs on `pcpus` pCPUs.
-    pub fn new(pcpu: usize, vcpu_count: usize, pcpus: usize) -> Self {
+    /// The queue of pCPU `pcpu` under `placement`.
+    pub fn new(pcpu: usize, placement: &Placement) -> Self {
         let mut queue = Self { vcpus: [0; MAX_VCPUS], len: 0, current: None };
-        for vcpu in (0..vcpu_count.min(MAX_VCPUS)).filter(|&v| home_pcpu(v, pcpus) == pcpu) {
+        for vcpu in (0..placement.vcpus().min(MAX_VCPUS)).filter(|&v| placement.home(v) == pcpu) {
             queue.vcpus[queue.len] = vcpu;
             queue.len += 1;
         }
@@ -89,18 +128,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hrt_cores_get_their_own_pcpus_when_there_are_enough() {
+        // 3 ROS + 1 HRT on 2 pCPUs: the HRT alone on pCPU 1, the ROS shares pCPU 0.
+        let placement = Placement::hybrid(4, 2, 3, 1);
+        assert_eq!([0, 1, 2, 3].map(|v| placement.home(v)), [0, 0, 0, 1]);
+        assert_eq!(RunQueue::new(1, &placement).vcpus(), &[3]);
+        // 4 ROS + 2 HRT on 4 pCPUs.
+        let placement = Placement::hybrid(6, 4, 4, 2);
+        assert_eq!([0, 1, 2, 3, 4, 5].map(|v| placement.home(v)), [0, 1, 0, 1, 2, 3]);
+        // Enough for everyone: one each, as uniform.
+        let placement = Placement::hybrid(4, 4, 3, 1);
+        assert_eq!([0, 1, 2, 3].map(|v| placement.home(v)), [0, 1, 2, 3]);
+        // Not enough for the HRT alone (2 HRT cores on 2 pCPUs): shared round-robin.
+        let placement = Placement::hybrid(4, 2, 2, 2);
+        assert_eq!([0, 1, 2, 3].map(|v| placement.home(v)), [0, 1, 0, 1]);
+        assert_eq!(Placement::uniform(3, 0).home(2), 0, "no pCPU count is treated as one");
+    }
+
+    #[test]
     fn placement_spreads_vcpus_over_pcpus() {
-        assert_eq!(RunQueue::new(0, 4, 2).vcpus(), &[0, 2]);
-        assert_eq!(RunQueue::new(1, 4, 2).vcpus(), &[1, 3]);
-        assert_eq!(RunQueue::new(0, 4, 1).vcpus(), &[0, 1, 2, 3]);
-        assert_eq!(RunQueue::new(3, 4, 4).vcpus(), &[3]);
-        assert!(!RunQueue::new(3, 4, 4).is_shared());
-        assert!(RunQueue::new(0, 4, 1).is_shared());
+        assert_eq!(RunQueue::new(0, &Placement::uniform(4, 2)).vcpus(), &[0, 2]);
+        assert_eq!(RunQueue::new(1, &Placement::uniform(4, 2)).vcpus(), &[1, 3]);
+        assert_eq!(RunQueue::new(0, &Placement::uniform(4, 1)).vcpus(), &[0, 1, 2, 3]);
+        assert_eq!(RunQueue::new(3, &Placement::uniform(4, 4)).vcpus(), &[3]);
+        assert!(!RunQueue::new(3, &Placement::uniform(4, 4)).is_shared());
+        assert!(RunQueue::new(0, &Placement::uniform(4, 1)).is_shared());
     }
 
     #[test]
     fn round_robin_after_the_current_vcpu() {
-        let mut queue = RunQueue::new(0, 4, 1);
+        let mut queue = RunQueue::new(0, &Placement::uniform(4, 1));
         let states = [RunState::Runnable; 4];
         queue.current = Some(1);
         assert_eq!(queue.pick_next(&states, 0, |_| false), Some(2));
@@ -112,7 +169,7 @@ mod tests {
 
     #[test]
     fn the_only_runnable_vcpu_keeps_running() {
-        let mut queue = RunQueue::new(0, 4, 1);
+        let mut queue = RunQueue::new(0, &Placement::uniform(4, 1));
         queue.current = Some(2);
         let states = [RunState::Off, RunState::Waiting { wake_at: None }, RunState::Runnable, RunState::Off];
         assert_eq!(queue.pick_next(&states, 0, |_| false), Some(2));
@@ -120,7 +177,7 @@ mod tests {
 
     #[test]
     fn waiting_vcpus_run_when_interrupted_or_their_timer_expires() {
-        let queue = RunQueue::new(0, 3, 1);
+        let queue = RunQueue::new(0, &Placement::uniform(3, 1));
         let states = [RunState::Off, RunState::Waiting { wake_at: Some(500) }, RunState::Waiting { wake_at: None }];
         assert_eq!(queue.pick_next(&states, 100, |_| false), None, "nothing ready yet");
         assert_eq!(queue.pick_next(&states, 500, |_| false), Some(1), "deadline reached");
@@ -130,7 +187,7 @@ mod tests {
 
     #[test]
     fn off_vcpus_are_never_picked() {
-        let queue = RunQueue::new(0, 2, 1);
+        let queue = RunQueue::new(0, &Placement::uniform(2, 1));
         assert_eq!(queue.pick_next(&[RunState::Off, RunState::Off], u64::MAX, |_| true), None);
     }
 }

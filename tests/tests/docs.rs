@@ -68,3 +68,24 @@ fn documented_breakpoints_exist() {
     assert!(!text.contains("not defined"), "a documented breakpoint does not resolve:\n{text}");
     assert_eq!(text.matches("Breakpoint ").count(), breaks.len(), "one breakpoint per command:\n{text}");
 }
+
+/// Proves: with scripts/gdb/hyp.py (what `make gdb` loads), `hyp-break <short name>` sets a
+/// breakpoint for every function of DEBUGGING.md's breakpoint table, including the HRT's
+/// `hrt_main` (plain `break` needs the full Rust path).
+#[test]
+fn short_breakpoint_names_resolve() {
+    let text = std::fs::read_to_string(repo_path("DEBUGGING.md")).expect("DEBUGGING.md");
+    let breaks: Vec<String> = text.lines().filter(|l| l.starts_with("hyp-break ")).map(str::to_string).collect();
+    assert!(breaks.len() >= 12, "the short-name list is there: {breaks:?}");
+    let mut gdb = Command::new("gdb-multiarch");
+    gdb.args(["-q", "-batch", "-nx", "-x"]).arg(repo_path("scripts/gdb/hyp.py")).arg(repo_path("build/hypervisor.elf"));
+    for b in &breaks {
+        gdb.args(["-ex", b]);
+    }
+    let out = gdb.output().expect("gdb-multiarch runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("not defined"), "a short name does not resolve:\n{text}");
+    assert!(!text.contains("Python Exception"), "{text}");
+    assert!(text.matches("Breakpoint ").count() >= breaks.len(), "a breakpoint per name:\n{text}");
+    assert!(text.contains("hrt::hrt_main") || text.contains("file src/main.rs"), "the HRT's symbols: {text}");
+}

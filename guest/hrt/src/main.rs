@@ -95,16 +95,15 @@ extern "C" fn hrt_main(boot_va: u64, core: u64, vcpu: u64) -> ! {
     } else {
         println!("core {core} up (vCPU {}): {timer_status}, {null}", boot.vcpu());
     }
-    // After the line above (its null call tells the boot time, which the bench would add to),
-    // before ready (nothing else runs on the HRT yet).
+    if let Err(error) = hvc::ready() {
+        println!("core {core}: HrtReady failed: {error}");
+    }
+    // After ready, so the boot time the hypervisor reports does not include it.
     if options.bench {
         match bench::null_calls(frequency) {
             Ok(cost) => println!("bench: {cost}"),
             Err(error) => println!("bench FAILED: {error}"),
         }
-    }
-    if let Err(error) = hvc::ready() {
-        println!("core {core}: HrtReady failed: {error}");
     }
     match options.heartbeat_s {
         Some(period_s) => heartbeat::run(period_s, &boot),

@@ -121,8 +121,10 @@ pub struct Vm {
     /// The guest's virtio-blk disk, when QEMU has a virtio-blk device for it.
     pub disk: Option<Arc<Mutex<Disk>>>,
     pub boot: BootImages,
-    /// MPIDR affinity of the pCPU each vCPU is pinned to (for kicks).
+    /// MPIDR affinity of each pCPU, by index (for kicks).
     pub pcpu_mpidr: Vec<u64>,
+    /// Which pCPU each vCPU lives on.
+    pub placement: crate::sched::Placement,
 }
 
 static VM: Once<Vm> = Once::new();
@@ -324,7 +326,12 @@ pub fn build(
         None => None,
     };
 
+    let placement = match &hrt {
+        Some(hrt) => crate::sched::Placement::hybrid(vcpu_count, pcpu_mpidr.len(), hrt.first_vcpu, hrt.cores),
+        None => crate::sched::Placement::uniform(vcpu_count, pcpu_mpidr.len()),
+    };
     let vm = Vm {
+        placement,
         vcpu_count,
         ros_vcpus,
         hrt,
@@ -424,7 +431,7 @@ impl Vm {
         for vcpu in kick.iter() {
             // Before the physical kick, which the target's exit path answers by reading this.
             ATTENTION[vcpu].store(true, Ordering::Release);
-            let home = crate::sched::home_pcpu(vcpu, self.pcpu_mpidr.len());
+            let home = self.placement.home(vcpu);
             if home != me && kicked & (1 << home) == 0 {
                 kicked |= 1 << home;
                 if let Some(&mpidr) = self.pcpu_mpidr.get(home) {

@@ -92,10 +92,6 @@ pub fn set_stack_top(index: usize, top: u64) {
     STACK_TOPS[index].store(top, Ordering::Relaxed);
 }
 
-fn pcpu_count(vm: &Vm) -> usize {
-    vm.pcpu_mpidr.len()
-}
-
 /// Prepares vCPU `vcpu` to start at `entry` with x0 = `x0` and wakes its home pCPU.
 pub fn request_start(vm: &Vm, vcpu: usize, entry: u64, x0: u64) {
     request_start_with(vm, vcpu, guest::initial_frame(entry, x0), None);
@@ -111,7 +107,7 @@ pub fn request_start_with(vm: &Vm, vcpu: usize, frame: TrapFrame, boot_el1: Opti
         slot.boot_el1 = boot_el1;
         slot.state = RunState::Runnable;
     }
-    let home = crate::sched::home_pcpu(vcpu, pcpu_count(vm));
+    let home = vm.placement.home(vcpu);
     if home == cpu::current_index() {
         return;
     }
@@ -124,7 +120,7 @@ pub fn request_start_with(vm: &Vm, vcpu: usize, frame: TrapFrame, boot_el1: Opti
 /// offers. Never returns.
 pub fn run_pcpu(pcpu: usize) -> ! {
     let vm = vm();
-    let queue = RunQueue::new(pcpu, vm.vcpu_count, pcpu_count(vm));
+    let queue = RunQueue::new(pcpu, &vm.placement);
     let shared = queue.is_shared();
     *QUEUES[pcpu].lock() = Some(queue);
     guest::configure_el2(vm.stage2.vttbr(), vtcr_value(physical_address_range()), shared);
@@ -274,9 +270,9 @@ pub enum Resched {
 
 /// Whether any vCPU in `targets` other than `vcpu` lives on `vcpu`'s pCPU.
 pub fn shares_pcpu_with(vcpu: usize, targets: crate::gic::Kick) -> bool {
-    let pcpus = pcpu_count(vm());
-    let home = crate::sched::home_pcpu(vcpu, pcpus);
-    targets.iter().any(|t| t != vcpu && crate::sched::home_pcpu(t, pcpus) == home)
+    let placement = vm().placement;
+    let home = placement.home(vcpu);
+    targets.iter().any(|t| t != vcpu && placement.home(t) == home)
 }
 
 /// Whether the loaded vCPU shares its pCPU (WFI then yields instead of waiting in place).
