@@ -293,6 +293,104 @@ impl Default for RosEvent {
     }
 }
 
+/// Invocations (0x20 / 0x21 / 0x28 / 0x29 / 0x2f): the comm page, the invocation buffer and
+/// the synchronous channel (palacios-hvm.md §2.4, §3.4, §4.3, §4.4).
+///
+/// A ROS process passes the *virtual address* of an [`invoke::Invocation`] (or of a
+/// [`invoke::SyncChannel`]) in x2; it must not cross a page boundary. The hypervisor translates
+/// it through the caller's stage-1 tables, writes a request into the comm page and raises the
+/// upcall SGI on the HRT core(s). The HRT reads the buffer in ROS RAM through its linear map,
+/// reaches the process's other memory (string and buffer arguments) by walking the process's
+/// tables (`ros_ttbr0` in the comm page), runs the function, writes its status and result into
+/// the buffer and answers `CallDone` (0x2f). A buffer whose first word is not
+/// [`invoke::INVOCATION_MAGIC`] is a NUL-terminated string, which the HRT prints (what
+/// Palacios' test program passes, as Nautilus does).
+pub mod invoke {
+    /// Most HRT cores a hybrid VM has (one status and result slot each).
+    pub const MAX_HRT_CORES: usize = 8;
+    /// [`Invocation::magic`].
+    pub const INVOCATION_MAGIC: u64 = u64::from_le_bytes(*b"HVMCALL1");
+    /// [`SyncChannel::magic`].
+    pub const SYNC_MAGIC: u64 = u64::from_le_bytes(*b"HVMSYNC1");
+
+    /// The HRT's built-in functions ([`Invocation::function`]). Addresses are the calling
+    /// process's virtual addresses.
+    pub mod function {
+        /// Print the NUL-terminated string at `args[0]` (at most 255 bytes).
+        pub const PRINT: u64 = 0;
+        /// `args[0] + args[1]` (wrapping) as the result.
+        pub const ADD: u64 = 1;
+        /// Fletcher-64 of the `args[1]` bytes at `args[0]` as the result.
+        pub const CHECKSUM: u64 = 2;
+        /// Spin for `args[0]` microseconds (at most one second).
+        pub const SPIN_US: u64 = 3;
+    }
+
+    /// One call of a built-in function: written by the process, read and answered by the HRT.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Invocation {
+        pub magic: u64,
+        pub function: u64,
+        pub args: [u64; 6],
+        /// Bit n set: HRT core n finished (its status and result are valid).
+        pub done: u64,
+        /// Per HRT core: 0, or a negative [`super::HvmError`] code.
+        pub status: [i64; MAX_HRT_CORES],
+        /// Per HRT core: the function's result.
+        pub result: [u64; MAX_HRT_CORES],
+    }
+
+    impl Invocation {
+        pub const fn new(function: u64, args: [u64; 6]) -> Self {
+            Self { magic: INVOCATION_MAGIC, function, args, done: 0, status: [0; MAX_HRT_CORES], result: [0; MAX_HRT_CORES] }
+        }
+    }
+
+    /// The synchronous channel (`0x28` sets it up, `0x29` tears it down): while it is up, the
+    /// first HRT core polls it, and a call is pure shared memory: the process fills
+    /// `invocation` and increments `issued`; the HRT runs it and sets `completed` to `issued`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct SyncChannel {
+        pub magic: u64,
+        pub issued: u64,
+        pub completed: u64,
+        pub invocation: Invocation,
+    }
+
+    impl SyncChannel {
+        pub const fn new() -> Self {
+            Self { magic: SYNC_MAGIC, issued: 0, completed: 0, invocation: Invocation::new(function::ADD, [0; 6]) }
+        }
+    }
+
+    impl Default for SyncChannel {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// The comm page (4 KiB in HRT RAM, `HrtBootInfo::comm_page`): the request of the last
+    /// upcall. Written by the hypervisor only, read by the HRT.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct CommPage {
+        /// Incremented for every request: an HRT core that sees a new value has a new request.
+        pub seq: u64,
+        /// The sub-operation that caused the upcall (Palacios' `page[0]`).
+        pub op: u64,
+        /// Guest-physical address of the [`Invocation`] or [`SyncChannel`] (Palacios'
+        /// `page[1]`, which was a ROS address).
+        pub arg: u64,
+        /// The calling process's TTBR0_EL1 translation table base (ASID and CnP cleared),
+        /// TCR_EL1 and MAIR_EL1: enough to walk its page tables.
+        pub ros_ttbr0: u64,
+        pub ros_tcr: u64,
+        pub ros_mair: u64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +426,18 @@ mod tests {
         assert_eq!(offset_of!(HrtBootInfo, cmdline), 18 * 8);
         assert_eq!(size_of::<HrtBootInfo>(), 18 * 8 + hrt_boot::CMDLINE_MAX);
         assert_eq!(HRT_CONSOLE_ID, 0xC600_F00E);
+    }
+
+    #[test]
+    fn invocation_layouts_are_fixed() {
+        use core::mem::size_of;
+        assert_eq!(size_of::<invoke::Invocation>(), 200);
+        assert_eq!(offset_of!(invoke::Invocation, done), 64);
+        assert_eq!(offset_of!(invoke::Invocation, status), 72);
+        assert_eq!(offset_of!(invoke::Invocation, result), 136);
+        assert_eq!(size_of::<invoke::SyncChannel>(), 224);
+        assert_eq!(offset_of!(invoke::SyncChannel, invocation), 24);
+        assert_eq!(size_of::<invoke::CommPage>(), 48);
     }
 
     #[test]

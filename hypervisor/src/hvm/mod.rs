@@ -10,7 +10,8 @@ pub mod permissions;
 #[cfg(test)]
 mod tests;
 
-use hvm_ros_lib::abi::{HvmError, SubOp, TransState, HVM_OK};
+use hvm_ros_lib::abi::invoke::{Invocation, SyncChannel};
+use hvm_ros_lib::abi::{HvmError, RosEvent, SubOp, TransState, HVM_OK};
 
 pub use permissions::{check_caller, Caller, Level, Partition};
 
@@ -44,6 +45,22 @@ pub enum Effect {
     ResetBoth,
     /// The last HRT core reported ready: the HRT took `boot_ticks` counter ticks to boot.
     HrtReady { cores: usize, boot_ticks: u64 },
+    /// Write the request into the comm page and raise the upcall on the HRT cores in `cores`
+    /// (bit n: HRT core n). `buffer` is the guest-physical address of the caller's buffer.
+    Upcall { op: SubOp, buffer: u64, cores: u64 },
+    /// Write the current ROS event (none yet: events come with their own issue) to `buffer`.
+    WriteEvent { buffer: u64 },
+}
+
+/// Bytes of the caller's memory a sub-operation's x2 points at, which the VM translates to a
+/// guest-physical address before [`HvmState::handle`] (the buffer must not cross a page).
+pub fn buffer_size(op: SubOp) -> Option<usize> {
+    match op {
+        SubOp::Invoke | SubOp::ParallelInvoke => Some(core::mem::size_of::<Invocation>()),
+        SubOp::SyncSetup | SubOp::SyncTeardown => Some(core::mem::size_of::<SyncChannel>()),
+        SubOp::GetStateAndEvent => Some(core::mem::size_of::<RosEvent>()),
+        _ => None,
+    }
 }
 
 /// The answer to one call: x0..x3 for the caller and what the VM must do.
@@ -70,6 +87,12 @@ pub struct HvmState {
     counter_frequency: u64,
     trans: TransState,
     hrt: HrtStatus,
+    /// HRT cores that still owe the `CallDone` of the request in flight (bit n: HRT core n).
+    /// A count (Palacios) cannot tell a core that answers twice, or one never asked, from the
+    /// others; a mask can, and a late answer after a reset is refused rather than counted.
+    awaiting: u64,
+    /// The synchronous channel (guest-physical), from SyncSetup to the end of SyncTeardown.
+    sync_channel: Option<u64>,
 }
 
 impl HvmState {
@@ -80,7 +103,22 @@ impl HvmState {
             counter_frequency: counter_frequency.max(1),
             trans: TransState::Idle,
             hrt: HrtStatus::Booting { started: now, ready_cores: 0 },
+            awaiting: 0,
+            sync_channel: None,
         }
+    }
+
+    /// Bit mask of every HRT core.
+    fn all_cores(&self) -> u64 {
+        if self.hrt_cores >= 64 {
+            u64::MAX
+        } else {
+            (1 << self.hrt_cores) - 1
+        }
+    }
+
+    fn hrt_ready(&self) -> bool {
+        matches!(self.hrt, HrtStatus::Ready { .. })
     }
 
     pub fn trans_state(&self) -> TransState {
@@ -97,9 +135,10 @@ impl HvmState {
         *self = Self::new(self.hrt_cores, self.counter_frequency, now);
     }
 
-    /// Answers the 0xf00d call with sub-operation `code` and arguments x2..x7 from `caller`,
-    /// at counter value `now`.
-    pub fn handle(&mut self, caller: Caller, code: u64, _args: [u64; 6], now: u64) -> Reply {
+    /// Answers the 0xf00d call with sub-operation `code` from `caller` at counter value `now`.
+    /// `buffer` is the guest-physical address of the caller's x2 buffer for the sub-operations
+    /// that have one ([`buffer_size`]), `None` when x2 did not translate (or is 0).
+    pub fn handle(&mut self, caller: Caller, code: u64, buffer: Option<u64>, now: u64) -> Reply {
         let Some(op) = SubOp::from_code(code) else {
             return Reply::error(HvmError::UnknownSubOp);
         };
@@ -115,8 +154,73 @@ impl HvmState {
             SubOp::ResetHrt => Reply::ok(Effect::ResetHrt),
             SubOp::ResetBoth => Reply::ok(Effect::ResetBoth),
             SubOp::HrtReady => self.core_ready(caller.hrt_core, now),
+            SubOp::GetStateAndEvent => {
+                let state = [self.trans as u64, u64::from(self.hrt_ready()), 0, 0];
+                let effect = buffer.map_or(Effect::None, |buffer| Effect::WriteEvent { buffer });
+                Reply { regs: state, effect }
+            }
+            SubOp::Invoke => self.start(op, TransState::Call, 1, buffer),
+            SubOp::ParallelInvoke => self.start(op, TransState::ParCall, self.all_cores(), buffer),
+            SubOp::SyncSetup => self.start(op, TransState::SyncSetup, 1, buffer),
+            SubOp::SyncTeardown => self.sync_teardown(buffer),
+            SubOp::CallDone => self.call_done(caller.hrt_core),
             _ => Reply::error(HvmError::NotImplemented),
         }
+    }
+
+    /// Starts a request to the HRT cores in `cores` from the idle state.
+    fn start(&mut self, op: SubOp, next: TransState, cores: u64, buffer: Option<u64>) -> Reply {
+        if self.trans != TransState::Idle || !self.hrt_ready() {
+            return Reply::error(HvmError::WrongState);
+        }
+        let Some(buffer) = buffer else {
+            return Reply::error(HvmError::BadAddress);
+        };
+        self.trans = next;
+        self.awaiting = cores;
+        if op == SubOp::SyncSetup {
+            self.sync_channel = Some(buffer);
+        }
+        Reply::ok(Effect::Upcall { op, buffer, cores })
+    }
+
+    /// SyncTeardown: only in sync mode, for the channel that was set up.
+    fn sync_teardown(&mut self, buffer: Option<u64>) -> Reply {
+        if self.trans != TransState::Sync {
+            return Reply::error(HvmError::WrongState);
+        }
+        let Some(buffer) = buffer else {
+            return Reply::error(HvmError::BadAddress);
+        };
+        if Some(buffer) != self.sync_channel {
+            return Reply::error(HvmError::InvalidArgument);
+        }
+        self.trans = TransState::SyncTeardown;
+        self.awaiting = 1;
+        Reply::ok(Effect::Upcall { op: SubOp::SyncTeardown, buffer, cores: 1 })
+    }
+
+    /// HRT core `core` finished the request in flight; the last answer ends it.
+    fn call_done(&mut self, core: usize) -> Reply {
+        let bit = 1u64 << core.min(63);
+        let answering = matches!(
+            self.trans,
+            TransState::Call | TransState::ParCall | TransState::SyncSetup | TransState::SyncTeardown
+        );
+        if !answering || core >= self.hrt_cores || self.awaiting & bit == 0 {
+            return Reply::error(HvmError::WrongState);
+        }
+        self.awaiting &= !bit;
+        if self.awaiting == 0 {
+            self.trans = match self.trans {
+                TransState::SyncSetup => TransState::Sync,
+                _ => {
+                    self.sync_channel = None;
+                    TransState::Idle
+                }
+            };
+        }
+        Reply::ok(Effect::None)
     }
 
     /// HRT core `core` reports ready; the last one makes the HRT ready.

@@ -26,18 +26,18 @@ fn all_sub_ops() -> Vec<SubOp> {
 fn null_answers_everyone_but_hrt_user_code_with_the_time_since_hrt_boot() {
     let mut hvm = HvmState::new(1, FREQ, 1000);
     for caller in [ROS_PROCESS, ROS_KERNEL, HRT0] {
-        let reply = hvm.handle(caller, SubOp::Null as u64, [0; 6], 1000 + FREQ / 1000);
+        let reply = hvm.handle(caller, SubOp::Null as u64, None, 1000 + FREQ / 1000);
         assert_eq!(reply.regs, [HVM_OK, 1_000_000, FREQ / 1000, 0], "{caller:?}");
         assert_eq!(reply.effect, Effect::None);
     }
-    assert_eq!(hvm.handle(HRT_USER, 0, [0; 6], 0).regs[0], code(HvmError::WrongLevel));
+    assert_eq!(hvm.handle(HRT_USER, 0, None, 0).regs[0], code(HvmError::WrongLevel));
 }
 
 #[test]
 fn unknown_sub_ops_are_refused_without_effect() {
     let mut hvm = HvmState::new(1, FREQ, 0);
     for unknown in [0x4, 0x42, 0x50, 0xff, u64::MAX] {
-        let reply = hvm.handle(ROS_PROCESS, unknown, [0; 6], 0);
+        let reply = hvm.handle(ROS_PROCESS, unknown, None, 0);
         assert_eq!(reply, Reply::error(HvmError::UnknownSubOp));
     }
 }
@@ -49,10 +49,10 @@ fn resets_come_from_the_ros_only() {
     {
         let mut hvm = HvmState::new(2, FREQ, 0);
         for caller in [ROS_PROCESS, ROS_KERNEL] {
-            assert_eq!(hvm.handle(caller, op as u64, [0; 6], 0), Reply::ok(effect));
+            assert_eq!(hvm.handle(caller, op as u64, None, 0), Reply::ok(effect));
         }
-        assert_eq!(hvm.handle(HRT0, op as u64, [0; 6], 0), Reply::error(HvmError::WrongPartition));
-        assert_eq!(hvm.handle(HRT_USER, op as u64, [0; 6], 0), Reply::error(HvmError::WrongLevel));
+        assert_eq!(hvm.handle(HRT0, op as u64, None, 0), Reply::error(HvmError::WrongPartition));
+        assert_eq!(hvm.handle(HRT_USER, op as u64, None, 0), Reply::error(HvmError::WrongLevel));
     }
 }
 
@@ -60,26 +60,26 @@ fn resets_come_from_the_ros_only() {
 fn the_hrt_is_ready_when_every_core_reported_once() {
     let mut hvm = HvmState::new(2, FREQ, 100);
     let ready = SubOp::HrtReady as u64;
-    assert_eq!(hvm.handle(ROS_PROCESS, ready, [0; 6], 0), Reply::error(HvmError::WrongPartition));
-    assert_eq!(hvm.handle(HRT0, ready, [0; 6], 150), Reply::ok(Effect::None));
-    assert_eq!(hvm.handle(HRT0, ready, [0; 6], 160), Reply::error(HvmError::WrongState), "twice");
+    assert_eq!(hvm.handle(ROS_PROCESS, ready, None, 0), Reply::error(HvmError::WrongPartition));
+    assert_eq!(hvm.handle(HRT0, ready, None, 150), Reply::ok(Effect::None));
+    assert_eq!(hvm.handle(HRT0, ready, None, 160), Reply::error(HvmError::WrongState), "twice");
     assert!(matches!(hvm.hrt_status(), HrtStatus::Booting { .. }));
-    assert_eq!(hvm.handle(HRT1, ready, [0; 6], 300), Reply::ok(Effect::HrtReady { cores: 2, boot_ticks: 200 }));
+    assert_eq!(hvm.handle(HRT1, ready, None, 300), Reply::ok(Effect::HrtReady { cores: 2, boot_ticks: 200 }));
     assert_eq!(hvm.hrt_status(), HrtStatus::Ready { started: 100, boot_ticks: 200 });
-    assert_eq!(hvm.handle(HRT1, ready, [0; 6], 400), Reply::error(HvmError::WrongState), "already ready");
+    assert_eq!(hvm.handle(HRT1, ready, None, 400), Reply::error(HvmError::WrongState), "already ready");
     let ghost = Caller::hrt(Level::El1, 5);
     let mut fresh = HvmState::new(2, FREQ, 0);
-    assert_eq!(fresh.handle(ghost, ready, [0; 6], 0), Reply::error(HvmError::WrongState), "no such core");
+    assert_eq!(fresh.handle(ghost, ready, None, 0), Reply::error(HvmError::WrongState), "no such core");
 }
 
 #[test]
 fn an_hrt_reboot_clears_every_piece_of_state() {
     let mut hvm = HvmState::new(1, FREQ, 0);
-    hvm.handle(HRT0, SubOp::HrtReady as u64, [0; 6], 10);
+    hvm.handle(HRT0, SubOp::HrtReady as u64, None, 10);
     hvm.hrt_boot_started(500);
     assert_eq!(hvm.hrt_status(), HrtStatus::Booting { started: 500, ready_cores: 0 });
     assert_eq!(hvm.trans_state(), hvm_ros_lib::abi::TransState::Idle);
-    assert_eq!(hvm.handle(ROS_PROCESS, 0, [0; 6], 500 + FREQ).regs[1], 1_000_000_000);
+    assert_eq!(hvm.handle(ROS_PROCESS, 0, None, 500 + FREQ).regs[1], 1_000_000_000);
 }
 
 #[test]
@@ -89,10 +89,10 @@ fn every_sub_op_in_every_state_answers_a_code_and_only_allowed_ones_change_anyth
             for op in all_sub_ops() {
                 let mut hvm = HvmState::new(1, FREQ, 0);
                 if ready {
-                    hvm.handle(HRT0, SubOp::HrtReady as u64, [0; 6], 5);
+                    hvm.handle(HRT0, SubOp::HrtReady as u64, None, 5);
                 }
                 let before = (hvm.trans_state(), hvm.hrt_status());
-                let reply = hvm.handle(caller, op as u64, [1, 2, 3, 4, 5, 6], 10);
+                let reply = hvm.handle(caller, op as u64, Some(0x4000_1000), 10);
                 let allowed = check_caller(op, caller).is_ok();
                 if !allowed {
                     assert!(reply.regs[0] as i64 <= -1, "{op:?} from {caller:?} must fail");
@@ -115,6 +115,110 @@ fn process_only_sub_ops_refuse_the_ros_kernel_and_hrt_answers_refuse_the_ros() {
     assert_eq!(check_caller(SubOp::CallDone, HRT0), Ok(()));
     assert_eq!(check_caller(SubOp::InstallHrtImage, ROS_PROCESS), Ok(()));
     assert_eq!(check_caller(SubOp::RaiseSignal, HRT0), Ok(()));
+}
+
+// ---- invocations ----
+
+const BUFFER: u64 = 0x4123_4000;
+
+/// A hybrid VM with `cores` HRT cores, all ready.
+fn ready(cores: usize) -> HvmState {
+    let mut hvm = HvmState::new(cores, FREQ, 0);
+    for core in 0..cores {
+        hvm.handle(Caller::hrt(Level::El1, core), SubOp::HrtReady as u64, None, 1);
+    }
+    assert!(matches!(hvm.hrt_status(), HrtStatus::Ready { .. }));
+    hvm
+}
+
+fn call(hvm: &mut HvmState, caller: Caller, op: SubOp, buffer: Option<u64>) -> Reply {
+    hvm.handle(caller, op as u64, buffer, 100)
+}
+
+fn state(hvm: &mut HvmState) -> (u64, u64) {
+    let regs = call(hvm, ROS_PROCESS, SubOp::GetStateAndEvent, None).regs;
+    (regs[0], regs[1])
+}
+
+#[test]
+fn an_async_invocation_upcalls_the_first_core_and_ends_with_its_answer() {
+    let mut hvm = ready(2);
+    let reply = call(&mut hvm, ROS_PROCESS, SubOp::Invoke, Some(BUFFER));
+    assert_eq!(reply, Reply::ok(Effect::Upcall { op: SubOp::Invoke, buffer: BUFFER, cores: 1 }));
+    assert_eq!(state(&mut hvm), (TransState::Call as u64, 1));
+    assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::Invoke, Some(BUFFER)), Reply::error(HvmError::WrongState), "busy");
+    assert_eq!(call(&mut hvm, HRT1, SubOp::CallDone, None), Reply::error(HvmError::WrongState), "core 1 was not asked");
+    assert_eq!(call(&mut hvm, HRT0, SubOp::CallDone, None), Reply::ok(Effect::None));
+    assert_eq!(state(&mut hvm), (TransState::Idle as u64, 1));
+    assert_eq!(call(&mut hvm, HRT0, SubOp::CallDone, None), Reply::error(HvmError::WrongState), "a late answer");
+}
+
+#[test]
+fn a_parallel_invocation_waits_for_every_core_once() {
+    let mut hvm = ready(3);
+    let reply = call(&mut hvm, ROS_PROCESS, SubOp::ParallelInvoke, Some(BUFFER));
+    assert_eq!(reply, Reply::ok(Effect::Upcall { op: SubOp::ParallelInvoke, buffer: BUFFER, cores: 0b111 }));
+    for core in [2, 0] {
+        assert_eq!(call(&mut hvm, Caller::hrt(Level::El1, core), SubOp::CallDone, None), Reply::ok(Effect::None));
+        assert_eq!(state(&mut hvm).0, TransState::ParCall as u64);
+    }
+    assert_eq!(call(&mut hvm, HRT0, SubOp::CallDone, None), Reply::error(HvmError::WrongState), "core 0 twice");
+    assert_eq!(call(&mut hvm, HRT1, SubOp::CallDone, None), Reply::ok(Effect::None));
+    assert_eq!(state(&mut hvm).0, TransState::Idle as u64);
+}
+
+#[test]
+fn invocations_need_a_ready_hrt_a_translated_buffer_and_a_process() {
+    let mut booting = HvmState::new(1, FREQ, 0);
+    assert_eq!(call(&mut booting, ROS_PROCESS, SubOp::Invoke, Some(BUFFER)), Reply::error(HvmError::WrongState));
+    assert_eq!(state(&mut booting), (TransState::Idle as u64, 0), "not ready");
+    let mut hvm = ready(1);
+    assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::Invoke, None), Reply::error(HvmError::BadAddress));
+    assert_eq!(call(&mut hvm, ROS_KERNEL, SubOp::Invoke, Some(BUFFER)), Reply::error(HvmError::WrongLevel));
+    assert_eq!(call(&mut hvm, HRT0, SubOp::Invoke, Some(BUFFER)), Reply::error(HvmError::WrongPartition));
+    assert_eq!(state(&mut hvm).0, TransState::Idle as u64, "nothing started");
+}
+
+#[test]
+fn the_sync_channel_is_set_up_used_and_torn_down() {
+    let mut hvm = ready(2);
+    let setup = call(&mut hvm, ROS_PROCESS, SubOp::SyncSetup, Some(BUFFER));
+    assert_eq!(setup, Reply::ok(Effect::Upcall { op: SubOp::SyncSetup, buffer: BUFFER, cores: 1 }));
+    assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::SyncTeardown, Some(BUFFER)), Reply::error(HvmError::WrongState));
+    call(&mut hvm, HRT0, SubOp::CallDone, None);
+    assert_eq!(state(&mut hvm).0, TransState::Sync as u64);
+    assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::Invoke, Some(BUFFER)), Reply::error(HvmError::WrongState));
+    assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::SyncTeardown, Some(BUFFER + 0x1000)), Reply::error(HvmError::InvalidArgument));
+    let teardown = call(&mut hvm, ROS_PROCESS, SubOp::SyncTeardown, Some(BUFFER));
+    assert_eq!(teardown, Reply::ok(Effect::Upcall { op: SubOp::SyncTeardown, buffer: BUFFER, cores: 1 }));
+    assert_eq!(state(&mut hvm).0, TransState::SyncTeardown as u64);
+    call(&mut hvm, HRT0, SubOp::CallDone, None);
+    assert_eq!(state(&mut hvm).0, TransState::Idle as u64);
+    // And async again.
+    assert!(matches!(call(&mut hvm, ROS_PROCESS, SubOp::Invoke, Some(BUFFER)).effect, Effect::Upcall { .. }));
+}
+
+#[test]
+fn an_hrt_reset_recovers_from_a_request_in_flight_and_refuses_its_late_answer() {
+    let mut hvm = ready(2);
+    call(&mut hvm, ROS_PROCESS, SubOp::ParallelInvoke, Some(BUFFER));
+    hvm.hrt_boot_started(200);
+    assert_eq!(state(&mut hvm), (TransState::Idle as u64, 0), "idle, the HRT booting");
+    assert_eq!(call(&mut hvm, HRT0, SubOp::CallDone, None), Reply::error(HvmError::WrongState));
+    assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::Invoke, Some(BUFFER)), Reply::error(HvmError::WrongState), "not ready yet");
+    for core in 0..2 {
+        call(&mut hvm, Caller::hrt(Level::El1, core), SubOp::HrtReady, None);
+    }
+    assert!(matches!(call(&mut hvm, ROS_PROCESS, SubOp::Invoke, Some(BUFFER)).effect, Effect::Upcall { .. }));
+}
+
+#[test]
+fn the_state_query_writes_the_event_when_given_a_buffer() {
+    let mut hvm = ready(1);
+    let reply = call(&mut hvm, ROS_PROCESS, SubOp::GetStateAndEvent, Some(BUFFER));
+    assert_eq!(reply.effect, Effect::WriteEvent { buffer: BUFFER });
+    assert_eq!(reply.regs[..2], [TransState::Idle as u64, 1]);
+    assert_eq!(call(&mut hvm, HRT0, SubOp::GetStateAndEvent, None).regs[0], TransState::Idle as u64);
 }
 
 // ---- HRT image and boot state ----

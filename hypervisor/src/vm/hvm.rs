@@ -9,7 +9,10 @@
 use alloc::string::String;
 use alloc::vec;
 
-use hvm_ros_lib::abi::{HvmError, HRT_CONSOLE_MAX};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hvm_ros_lib::abi::invoke::CommPage;
+use hvm_ros_lib::abi::{HvmError, RosEvent, SubOp, HRT_CONSOLE_MAX};
 use spin::Mutex;
 
 use super::run;
@@ -19,7 +22,7 @@ use crate::arch::aarch64::trap::TrapFrame;
 use crate::console::CONSOLE;
 use crate::guest_map;
 use crate::hvm::boot::{self, BootLayout, GicFrames, HrtImageError};
-use crate::hvm::{Caller, Effect, HvmState, Level};
+use crate::hvm::{buffer_size, check_caller, Caller, Effect, HvmState, Level};
 use crate::mm::guest_memory::GuestMemory;
 use crate::mm::stage2::{GuestStage2, Stage2Error};
 use crate::mm::MemRange;
@@ -33,8 +36,10 @@ const SPSR_M_EL_SHIFT: u32 = 2;
 const SPSR_M_EL_MASK: u64 = 0b11;
 /// Registers a call's answer occupies (x0..x3).
 const REPLY_REGS: usize = 4;
-/// Registers a call passes (x0 = function id, x1 = sub-operation, x2..x7 = arguments).
-const ARG_REGS: core::ops::Range<usize> = 2..8;
+/// The guest's page size (Debian's arm64 kernel): a call's buffer may not cross a page.
+const GUEST_PAGE_SIZE: u64 = 4096;
+/// TTBR0_EL1 without its ASID [63:48] and CnP [0]: the translation table base address.
+const TTBR_BADDR_MASK: u64 = 0x0000_FFFF_FFFF_FFFE;
 
 /// Why the HRT partition could not be built.
 #[derive(Debug)]
@@ -74,6 +79,8 @@ pub struct HrtPartition {
     cmdline: String,
     pub state: Mutex<HvmState>,
     entry: Mutex<Option<HrtEntry>>,
+    /// The comm page's request sequence number (`CommPage::seq`); restarts with every boot.
+    upcall_seq: AtomicU64,
 }
 
 impl HrtPartition {
@@ -106,6 +113,7 @@ impl HrtPartition {
             cmdline,
             state: Mutex::new(HvmState::new(cores, cpu::counter_frequency(), cpu::counter())),
             entry: Mutex::new(None),
+            upcall_seq: AtomicU64::new(0),
         })
     }
 
@@ -161,6 +169,7 @@ impl HrtPartition {
     pub fn boot(&self, vm: &Vm) -> Result<(), HrtImageError> {
         let now = cpu::counter();
         self.state.lock().hrt_boot_started(now);
+        self.upcall_seq.store(0, Ordering::Relaxed);
         let entry = self.load(now)?;
         *self.entry.lock() = Some(entry);
         for core in 0..self.cores {
@@ -171,6 +180,26 @@ impl HrtPartition {
             run::request_start_with(vm, vcpu, frame, Some(boot::el1_boot(&entry.layout, core)));
         }
         Ok(())
+    }
+
+    /// Writes a request into the comm page: every field, then (after a barrier) the new
+    /// sequence number the HRT looks for. `caller_regs` are the calling process's TTBR0_EL1,
+    /// TCR_EL1 and MAIR_EL1.
+    fn post_request(&self, op: SubOp, buffer: u64, caller_regs: (u64, u64, u64)) {
+        let Some(entry) = *self.entry.lock() else {
+            return;
+        };
+        let (ttbr0, tcr, mair) = caller_regs;
+        let seq = self.upcall_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let page = CommPage { seq, op: op as u64, arg: buffer, ros_ttbr0: ttbr0 & TTBR_BADDR_MASK, ros_tcr: tcr, ros_mair: mair };
+        let fields = [page.op, page.arg, page.ros_ttbr0, page.ros_tcr, page.ros_mair];
+        let at = entry.layout.comm_page;
+        for (n, value) in fields.iter().enumerate() {
+            let offset = core::mem::offset_of!(CommPage, op) + n * 8;
+            let _ = self.memory.write(at + offset as u64, &value.to_le_bytes());
+        }
+        aarch64_cpu::asm::barrier::dmb(aarch64_cpu::asm::barrier::ISH);
+        let _ = self.memory.write(at + core::mem::offset_of!(CommPage, seq) as u64, &page.seq.to_le_bytes());
     }
 
     /// The caller of a call from vCPU `vcpu` at `level`.
@@ -207,9 +236,13 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
         return;
     };
     let caller = hrt.caller(vcpu, level);
-    let mut args = [0u64; 6];
-    args.copy_from_slice(&frame.x[ARG_REGS]);
-    let reply = hrt.state.lock().handle(caller, frame.x[1], args, cpu::counter());
+    let op = SubOp::from_code(frame.x[1]);
+    // The caller's x2 buffer, translated now (while its translation regime is loaded).
+    let buffer = op
+        .filter(|&op| check_caller(op, caller).is_ok())
+        .and_then(|op| buffer_size(op))
+        .and_then(|size| caller_buffer(vm, vcpu, level, frame.x[2], size as u64));
+    let reply = hrt.state.lock().handle(caller, frame.x[1], buffer, cpu::counter());
     frame.x[..REPLY_REGS].copy_from_slice(&reply.regs);
     if reply.regs[0] != hvm_ros_lib::abi::HVM_OK {
         log::debug!("vcpu{vcpu}: hvm sub-op {:#x} from {caller:?} refused ({:#x})", frame.x[1], reply.regs[0]);
@@ -233,7 +266,50 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
             let micros = boot_ticks * 1_000_000 / cpu::counter_frequency().max(1);
             log::info!("(HRT) ready: {cores} core(s), booted in {}.{:03} ms", micros / 1000, micros % 1000);
         }
+        Effect::Upcall { op, buffer, cores } => {
+            hrt.post_request(op, buffer, crate::arch::aarch64::guest::el0_translation_registers());
+            raise_upcall(vm, hrt, cores);
+        }
+        Effect::WriteEvent { buffer } => {
+            // No event is ever pending yet (events come with their own issue).
+            let none = [0u8; core::mem::size_of::<RosEvent>()];
+            if caller_memory(vm, vcpu).write(buffer, &none).is_err() {
+                frame.x[0] = HvmError::BadAddress.code();
+            }
+        }
     }
+}
+
+/// The RAM a caller may name: the ROS's, or for the HRT, the ROS's and its own.
+fn caller_memory(vm: &Vm, vcpu: usize) -> &GuestMemory {
+    match &vm.hrt {
+        Some(hrt) if hrt.contains_vcpu(vcpu) => &hrt.memory,
+        _ => &vm.memory,
+    }
+}
+
+/// The guest-physical address of the `size`-byte buffer at the loaded caller's virtual address
+/// `va`: writable at the caller's level, inside one page and inside RAM the caller may name;
+/// otherwise `None` (the call answers BadAddress).
+fn caller_buffer(vm: &Vm, vcpu: usize, level: Level, va: u64, size: u64) -> Option<u64> {
+    if va == 0 || (va % GUEST_PAGE_SIZE) + size > GUEST_PAGE_SIZE {
+        return None;
+    }
+    let ipa = crate::arch::aarch64::guest::translate_guest_va(va, level == Level::El0, true)?;
+    caller_memory(vm, vcpu).host_address(ipa, size).ok()?;
+    Some(ipa)
+}
+
+/// Raises the upcall SGI on the HRT cores in `cores` (bit n: HRT core n) and kicks them.
+fn raise_upcall(vm: &Vm, hrt: &HrtPartition, cores: u64) {
+    let mut kick = crate::gic::Kick::NONE;
+    {
+        let mut vgic = vm.lock_vgic();
+        for core in (0..hrt.cores).filter(|core| cores & (1 << core) != 0) {
+            kick |= vgic.set_pending(guest_map::HRT_UPCALL_SGI, hrt.first_vcpu + core);
+        }
+    }
+    vm.kick(kick);
 }
 
 /// Reboots the HRT partition; the ROS runs on.

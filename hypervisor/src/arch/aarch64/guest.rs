@@ -143,3 +143,43 @@ pub unsafe fn enter_guest(frame: &TrapFrame, stack_top: u64) -> ! {
         core::arch::asm!("mov sp, {slot}", "b {ret}", slot = in(reg) slot, ret = sym trap_return, options(noreturn))
     }
 }
+
+/// Bits of PAR_EL1 after an address translation (AT) instruction.
+const PAR_FAULT: u64 = 1 << 0;
+const PAR_ADDRESS_MASK: u64 = 0x0000_FFFF_FFFF_F000;
+const PAGE_OFFSET_MASK: u64 = 0xFFF;
+
+/// Translates the loaded vCPU's virtual address `va` through its stage-1 tables as an access
+/// from EL0 (`from_el0`) or EL1, for writing if `write`: the guest-physical address, or `None`
+/// if that access would fault. PAR_EL1 is the guest's register: it is restored.
+pub fn translate_guest_va(va: u64, from_el0: bool, write: bool) -> Option<u64> {
+    let saved: u64;
+    let par: u64;
+    // SAFETY: AT only writes PAR_EL1 (saved and restored here); with HCR_EL2.VM set, a stage 1
+    // translation from EL2 of the EL1&0 regime walks the guest's own tables and yields an IPA.
+    unsafe {
+        core::arch::asm!("mrs {}, par_el1", out(reg) saved);
+        match (from_el0, write) {
+            (true, false) => core::arch::asm!("at s1e0r, {}", in(reg) va),
+            (true, true) => core::arch::asm!("at s1e0w, {}", in(reg) va),
+            (false, false) => core::arch::asm!("at s1e1r, {}", in(reg) va),
+            (false, true) => core::arch::asm!("at s1e1w, {}", in(reg) va),
+        }
+        core::arch::asm!("isb", "mrs {}, par_el1", out(reg) par);
+        core::arch::asm!("msr par_el1, {}", in(reg) saved);
+    }
+    (par & PAR_FAULT == 0).then_some((par & PAR_ADDRESS_MASK) | (va & PAGE_OFFSET_MASK))
+}
+
+/// The loaded vCPU's TTBR0_EL1, TCR_EL1 and MAIR_EL1 (the translation regime of the process it
+/// runs).
+pub fn el0_translation_registers() -> (u64, u64, u64) {
+    let (ttbr0, tcr, mair): (u64, u64, u64);
+    // SAFETY: reading the guest's EL1 system registers has no side effect.
+    unsafe {
+        core::arch::asm!("mrs {}, ttbr0_el1", out(reg) ttbr0);
+        core::arch::asm!("mrs {}, tcr_el1", out(reg) tcr);
+        core::arch::asm!("mrs {}, mair_el1", out(reg) mair);
+    }
+    (ttbr0, tcr, mair)
+}
