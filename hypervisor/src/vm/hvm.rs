@@ -240,7 +240,7 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
     // The caller's x2 buffer, translated now (while its translation regime is loaded).
     let buffer = op
         .filter(|&op| check_caller(op, caller).is_ok())
-        .and_then(|op| buffer_size(op))
+        .and_then(buffer_size)
         .and_then(|size| caller_buffer(vm, vcpu, level, frame.x[2], size as u64));
     let reply = hrt.state.lock().handle(caller, frame.x[1], buffer, cpu::counter());
     frame.x[..REPLY_REGS].copy_from_slice(&reply.regs);
