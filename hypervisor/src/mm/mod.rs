@@ -1,5 +1,6 @@
 //! Memory: address ranges and the host memory plan.
 
+pub mod addr;
 pub mod guest_memory;
 pub mod layout;
 pub mod stage2;

@@ -37,6 +37,7 @@ use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
 use aarch64_paging::paging::{Constraints, MemoryRegion, PageTable, Stage2, Translation, PAGE_SIZE};
 use aarch64_paging::{MapError, Mapping};
 
+use super::addr::{HostPhys, Ipa};
 use super::MemRange;
 use crate::guest_map::RAM_BASE;
 
@@ -169,7 +170,8 @@ impl GuestStage2 {
     /// Maps `size` bytes of guest RAM at `ipa` to host memory at `pa`: normal write-back memory,
     /// read-write and executable. Uses 1 GiB and 2 MiB blocks where `ipa` and `pa` are aligned
     /// alike, 4 KiB pages elsewhere. The range must be unmapped and at or above [`RAM_BASE`].
-    pub fn map_ram(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), Stage2Error> {
+    pub fn map_ram(&mut self, ipa: Ipa, pa: HostPhys, size: u64) -> Result<(), Stage2Error> {
+        let (Ipa(ipa), HostPhys(pa)) = (ipa, pa);
         let range = checked_ipa_range(ipa, size)?;
         if ipa < RAM_BASE {
             return Err(Stage2Error::DeviceSpace { ipa, size });
@@ -192,7 +194,8 @@ impl GuestStage2 {
     /// Unmaps `size` bytes at `ipa`, splitting blocks that extend beyond the range, with
     /// break-before-make and TLB invalidation on all CPUs (see the module docs). Unmapped parts
     /// of the range are skipped.
-    pub fn unmap(&mut self, ipa: u64, size: u64) -> Result<(), Stage2Error> {
+    pub fn unmap(&mut self, ipa: Ipa, size: u64) -> Result<(), Stage2Error> {
+        let Ipa(ipa) = ipa;
         let range = checked_ipa_range(ipa, size)?;
         let leaves = self.leaves(range)?;
         if leaves.is_empty() {
@@ -233,18 +236,18 @@ impl GuestStage2 {
     }
 
     /// The host physical address `ipa` maps to, if any (a software walk of the table).
-    pub fn translate(&self, ipa: u64) -> Option<u64> {
-        let leaf = self.leaf_at(ipa)?;
-        Some(leaf.pa + (ipa - leaf.ipa))
+    pub fn translate(&self, ipa: Ipa) -> Option<HostPhys> {
+        let leaf = self.leaf_at(ipa.0)?;
+        Some(HostPhys(leaf.pa + (ipa.0 - leaf.ipa)))
     }
 
-    /// VTTBR_EL2 for this VM: the root table's physical address and the VMID.
     /// Drops every TLB entry of this VMID (stage 1 and 2, all CPUs): for a partition that
     /// reboots with new stage-1 tables at the same addresses.
     pub fn invalidate_tlbs(&self) {
         tlb::invalidate_vm(self.vttbr());
     }
 
+    /// VTTBR_EL2 for this VM: the root table's physical address and the VMID.
     pub fn vttbr(&self) -> u64 {
         self.mapping.root_address().0 as u64 | (u64::from(self.vmid) << VTTBR_VMID_SHIFT)
     }
@@ -393,6 +396,25 @@ mod tlb {
 mod tests {
     use super::*;
 
+    /// The tests use plain numbers: IPAs first, host addresses second, as in the API.
+    trait Untyped {
+        fn map_ram_u(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), Stage2Error>;
+        fn unmap_u(&mut self, ipa: u64, size: u64) -> Result<(), Stage2Error>;
+        fn translate_u(&self, ipa: u64) -> Option<u64>;
+    }
+
+    impl Untyped for GuestStage2 {
+        fn map_ram_u(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), Stage2Error> {
+            self.map_ram(Ipa(ipa), HostPhys(pa), size)
+        }
+        fn unmap_u(&mut self, ipa: u64, size: u64) -> Result<(), Stage2Error> {
+            self.unmap(Ipa(ipa), size)
+        }
+        fn translate_u(&self, ipa: u64) -> Option<u64> {
+            self.translate(Ipa(ipa)).map(|HostPhys(pa)| pa)
+        }
+    }
+
     const GIB: u64 = 1 << 30;
     const MIB_2: u64 = 2 << 20;
     const PAGE: u64 = GRANULE;
@@ -410,10 +432,10 @@ mod tests {
     #[test]
     fn gib_aligned_range_maps_as_a_block() {
         let mut s2 = GuestStage2::new(1);
-        s2.map_ram(RAM_BASE, 0x1_0000_0000, GIB).unwrap();
+        s2.map_ram_u(RAM_BASE, 0x1_0000_0000, GIB).unwrap();
         assert_eq!(level_of(&s2, RAM_BASE), Some(1));
         assert_eq!(level_of(&s2, RAM_BASE + GIB - 1), Some(1));
-        assert_eq!(s2.translate(RAM_BASE + 0x1234_5678), Some(0x1_1234_5678));
+        assert_eq!(s2.translate_u(RAM_BASE + 0x1234_5678), Some(0x1_1234_5678));
         let leaf = s2.leaf_at(RAM_BASE).unwrap();
         assert_eq!(leaf.attributes - Stage2Attributes::TABLE_OR_PAGE, GUEST_RAM_ATTRIBUTES);
         assert!(!leaf.attributes.contains(Stage2Attributes::XN));
@@ -423,92 +445,92 @@ mod tests {
     fn two_mib_aligned_range_maps_as_2mib_blocks() {
         let mut s2 = GuestStage2::new(1);
         // PA only 2 MiB-aligned: no 1 GiB block possible even though the IPA is.
-        s2.map_ram(RAM_BASE, 0x8020_0000, GIB).unwrap();
+        s2.map_ram_u(RAM_BASE, 0x8020_0000, GIB).unwrap();
         for ipa in [RAM_BASE, RAM_BASE + MIB_2, RAM_BASE + GIB - PAGE] {
             assert_eq!(level_of(&s2, ipa), Some(2), "{ipa:#x}");
         }
-        assert_eq!(s2.translate(RAM_BASE + GIB - 1), Some(0x8020_0000 + GIB - 1));
+        assert_eq!(s2.translate_u(RAM_BASE + GIB - 1), Some(0x8020_0000 + GIB - 1));
     }
 
     #[test]
     fn page_granular_range_maps_as_pages() {
         let mut s2 = GuestStage2::new(1);
-        s2.map_ram(RAM_BASE + PAGE, 0x9000_3000, 3 * PAGE).unwrap();
+        s2.map_ram_u(RAM_BASE + PAGE, 0x9000_3000, 3 * PAGE).unwrap();
         for i in 1..4 {
             assert_eq!(level_of(&s2, RAM_BASE + i * PAGE), Some(3));
         }
-        assert_eq!(s2.translate(RAM_BASE + PAGE + 0x10), Some(0x9000_3010));
-        assert_eq!(s2.translate(RAM_BASE + 3 * PAGE + 0xfff), Some(0x9000_5fff));
-        assert_eq!(s2.translate(RAM_BASE), None);
-        assert_eq!(s2.translate(RAM_BASE + 4 * PAGE), None);
+        assert_eq!(s2.translate_u(RAM_BASE + PAGE + 0x10), Some(0x9000_3010));
+        assert_eq!(s2.translate_u(RAM_BASE + 3 * PAGE + 0xfff), Some(0x9000_5fff));
+        assert_eq!(s2.translate_u(RAM_BASE), None);
+        assert_eq!(s2.translate_u(RAM_BASE + 4 * PAGE), None);
     }
 
     #[test]
     fn mixed_alignment_uses_the_largest_possible_mappings() {
         let mut s2 = GuestStage2::new(1);
         // Starts one page before a 2 MiB boundary and ends one page after the next one.
-        s2.map_ram(RAM_BASE + MIB_2 - PAGE, 0x8020_0000 - PAGE, MIB_2 + 2 * PAGE).unwrap();
+        s2.map_ram_u(RAM_BASE + MIB_2 - PAGE, 0x8020_0000 - PAGE, MIB_2 + 2 * PAGE).unwrap();
         assert_eq!(level_of(&s2, RAM_BASE + MIB_2 - PAGE), Some(3));
         assert_eq!(level_of(&s2, RAM_BASE + MIB_2), Some(2));
         assert_eq!(level_of(&s2, RAM_BASE + 2 * MIB_2), Some(3));
-        assert_eq!(s2.translate(RAM_BASE + 2 * MIB_2 + 8), Some(0x8040_0008));
+        assert_eq!(s2.translate_u(RAM_BASE + 2 * MIB_2 + 8), Some(0x8040_0008));
     }
 
     #[test]
     fn device_space_and_beyond_are_unmapped() {
         let mut s2 = GuestStage2::new(1);
-        s2.map_ram(RAM_BASE, 0x1_0000_0000, GIB).unwrap();
+        s2.map_ram_u(RAM_BASE, 0x1_0000_0000, GIB).unwrap();
         for ipa in [0, 0x0800_0000, 0x0900_0000, RAM_BASE - 1, RAM_BASE + GIB] {
-            assert_eq!(s2.translate(ipa), None, "{ipa:#x}");
+            assert_eq!(s2.translate_u(ipa), None, "{ipa:#x}");
         }
-        assert_eq!(s2.translate(IPA_SPACE_SIZE), None);
-        assert_eq!(s2.translate(u64::MAX), None);
+        assert_eq!(s2.translate_u(IPA_SPACE_SIZE), None);
+        assert_eq!(s2.translate_u(u64::MAX), None);
     }
 
     #[test]
     fn unmapping_a_page_inside_a_block_keeps_the_rest() {
         let mut s2 = GuestStage2::new(1);
-        s2.map_ram(RAM_BASE, 0x1_0000_0000, GIB).unwrap();
+        s2.map_ram_u(RAM_BASE, 0x1_0000_0000, GIB).unwrap();
         let hole = RAM_BASE + 3 * MIB_2 + 5 * PAGE;
-        s2.unmap(hole, PAGE).unwrap();
-        assert_eq!(s2.translate(hole), None);
-        assert_eq!(s2.translate(hole + PAGE - 1), None);
-        assert_eq!(s2.translate(hole - 1), Some(0x1_0000_0000 + (hole - 1 - RAM_BASE)));
-        assert_eq!(s2.translate(hole + PAGE), Some(0x1_0000_0000 + (hole + PAGE - RAM_BASE)));
+        s2.unmap_u(hole, PAGE).unwrap();
+        assert_eq!(s2.translate_u(hole), None);
+        assert_eq!(s2.translate_u(hole + PAGE - 1), None);
+        assert_eq!(s2.translate_u(hole - 1), Some(0x1_0000_0000 + (hole - 1 - RAM_BASE)));
+        assert_eq!(s2.translate_u(hole + PAGE), Some(0x1_0000_0000 + (hole + PAGE - RAM_BASE)));
         // Only the 2 MiB around the hole is in pages; the rest went back to 2 MiB blocks.
         assert_eq!(level_of(&s2, hole - PAGE), Some(3));
         assert_eq!(level_of(&s2, RAM_BASE), Some(2));
         assert_eq!(level_of(&s2, RAM_BASE + GIB - PAGE), Some(2));
-        assert_eq!(s2.translate(RAM_BASE + GIB - 1), Some(0x1_0000_0000 + GIB - 1));
+        assert_eq!(s2.translate_u(RAM_BASE + GIB - 1), Some(0x1_0000_0000 + GIB - 1));
     }
 
     #[test]
     fn unmapping_across_blocks_and_remapping() {
         let mut s2 = GuestStage2::new(1);
-        s2.map_ram(RAM_BASE, 0x8000_0000, 4 * MIB_2).unwrap();
+        s2.map_ram_u(RAM_BASE, 0x8000_0000, 4 * MIB_2).unwrap();
         // From the middle of block 1 to the middle of block 2.
         let start = RAM_BASE + MIB_2 + MIB_2 / 2;
-        s2.unmap(start, MIB_2).unwrap();
-        assert_eq!(s2.translate(start - PAGE), Some(0x8000_0000 + MIB_2 + MIB_2 / 2 - PAGE));
-        assert_eq!(s2.translate(start), None);
-        assert_eq!(s2.translate(start + MIB_2 - PAGE), None);
-        assert_eq!(s2.translate(start + MIB_2), Some(0x8000_0000 + 3 * MIB_2 - MIB_2 / 2));
+        s2.unmap_u(start, MIB_2).unwrap();
+        assert_eq!(s2.translate_u(start - PAGE), Some(0x8000_0000 + MIB_2 + MIB_2 / 2 - PAGE));
+        assert_eq!(s2.translate_u(start), None);
+        assert_eq!(s2.translate_u(start + MIB_2 - PAGE), None);
+        assert_eq!(s2.translate_u(start + MIB_2), Some(0x8000_0000 + 3 * MIB_2 - MIB_2 / 2));
         assert_eq!(level_of(&s2, RAM_BASE), Some(2));
         assert_eq!(level_of(&s2, RAM_BASE + 3 * MIB_2), Some(2));
         // Unmapping what is already unmapped is fine; the hole can be mapped again.
-        s2.unmap(start, MIB_2).unwrap();
-        s2.map_ram(start, 0x9000_0000, MIB_2).unwrap();
-        assert_eq!(s2.translate(start + 0x10), Some(0x9000_0010));
-        assert_eq!(s2.map_ram(start, 0x9000_0000, PAGE), Err(Stage2Error::AlreadyMapped { ipa: start }));
+        s2.unmap_u(start, MIB_2).unwrap();
+        s2.map_ram_u(start, 0x9000_0000, MIB_2).unwrap();
+        assert_eq!(s2.translate_u(start + 0x10), Some(0x9000_0010));
+        assert_eq!(s2.map_ram_u(start, 0x9000_0000, PAGE), Err(Stage2Error::AlreadyMapped { ipa: start }));
     }
 
     #[test]
     fn unmapping_everything_leaves_nothing() {
         let mut s2 = GuestStage2::new(1);
-        s2.map_ram(RAM_BASE, 0x1_0000_0000, GIB + MIB_2 + PAGE).unwrap();
-        s2.unmap(RAM_BASE, GIB + MIB_2 + PAGE).unwrap();
+        s2.map_ram_u(RAM_BASE, 0x1_0000_0000, GIB + MIB_2 + PAGE).unwrap();
+        s2.unmap_u(RAM_BASE, GIB + MIB_2 + PAGE).unwrap();
         for ipa in [RAM_BASE, RAM_BASE + GIB, RAM_BASE + GIB + MIB_2] {
-            assert_eq!(s2.translate(ipa), None);
+            assert_eq!(s2.translate_u(ipa), None);
         }
     }
 
@@ -516,31 +538,31 @@ mod tests {
     fn bad_requests_are_refused() {
         let mut s2 = GuestStage2::new(1);
         let bad_range = |ipa, size| Err(Stage2Error::BadRange { ipa, size });
-        assert_eq!(s2.map_ram(RAM_BASE + 1, 0x8000_0000, PAGE), bad_range(RAM_BASE + 1, PAGE));
-        assert_eq!(s2.map_ram(RAM_BASE, 0x8000_0000, 100), bad_range(RAM_BASE, 100));
-        assert_eq!(s2.map_ram(RAM_BASE, 0x8000_0000, 0), bad_range(RAM_BASE, 0));
-        assert_eq!(s2.unmap(RAM_BASE, 0), bad_range(RAM_BASE, 0));
+        assert_eq!(s2.map_ram_u(RAM_BASE + 1, 0x8000_0000, PAGE), bad_range(RAM_BASE + 1, PAGE));
+        assert_eq!(s2.map_ram_u(RAM_BASE, 0x8000_0000, 100), bad_range(RAM_BASE, 100));
+        assert_eq!(s2.map_ram_u(RAM_BASE, 0x8000_0000, 0), bad_range(RAM_BASE, 0));
+        assert_eq!(s2.unmap_u(RAM_BASE, 0), bad_range(RAM_BASE, 0));
         assert_eq!(
-            s2.map_ram(0x0900_0000, 0x8000_0000, PAGE),
+            s2.map_ram_u(0x0900_0000, 0x8000_0000, PAGE),
             Err(Stage2Error::DeviceSpace { ipa: 0x0900_0000, size: PAGE })
         );
         assert_eq!(
-            s2.map_ram(RAM_BASE - PAGE, 0x8000_0000, 2 * PAGE),
+            s2.map_ram_u(RAM_BASE - PAGE, 0x8000_0000, 2 * PAGE),
             Err(Stage2Error::DeviceSpace { ipa: RAM_BASE - PAGE, size: 2 * PAGE })
         );
         let top = IPA_SPACE_SIZE - PAGE;
-        assert_eq!(s2.map_ram(top, 0x8000_0000, 2 * PAGE), Err(Stage2Error::OutOfRange { ipa: top, size: 2 * PAGE }));
+        assert_eq!(s2.map_ram_u(top, 0x8000_0000, 2 * PAGE), Err(Stage2Error::OutOfRange { ipa: top, size: 2 * PAGE }));
         let wraps = u64::MAX - PAGE + 1;
-        assert!(matches!(s2.map_ram(wraps, 0, 2 * PAGE), Err(Stage2Error::OutOfRange { .. })));
-        assert!(matches!(s2.unmap(wraps, 2 * PAGE), Err(Stage2Error::OutOfRange { .. })));
+        assert!(matches!(s2.map_ram_u(wraps, 0, 2 * PAGE), Err(Stage2Error::OutOfRange { .. })));
+        assert!(matches!(s2.unmap_u(wraps, 2 * PAGE), Err(Stage2Error::OutOfRange { .. })));
         for pa in [0x8000_0001, (1 << MAX_PA_BITS) - PAGE, u64::MAX - PAGE + 1] {
-            assert_eq!(s2.map_ram(RAM_BASE, pa, 2 * PAGE), Err(Stage2Error::BadPhysicalAddress { pa, size: 2 * PAGE }));
+            assert_eq!(s2.map_ram_u(RAM_BASE, pa, 2 * PAGE), Err(Stage2Error::BadPhysicalAddress { pa, size: 2 * PAGE }));
         }
-        assert_eq!(s2.translate(RAM_BASE), None, "refused requests map nothing");
-        s2.map_ram(RAM_BASE, 0x8000_0000, MIB_2).unwrap();
+        assert_eq!(s2.translate_u(RAM_BASE), None, "refused requests map nothing");
+        s2.map_ram_u(RAM_BASE, 0x8000_0000, MIB_2).unwrap();
         let overlap = RAM_BASE + MIB_2 - PAGE;
-        assert_eq!(s2.map_ram(overlap, 0x9000_0000, 2 * PAGE), Err(Stage2Error::AlreadyMapped { ipa: overlap }));
-        assert_eq!(s2.translate(overlap + PAGE), None, "a refused map changes nothing");
+        assert_eq!(s2.map_ram_u(overlap, 0x9000_0000, 2 * PAGE), Err(Stage2Error::AlreadyMapped { ipa: overlap }));
+        assert_eq!(s2.translate_u(overlap + PAGE), None, "a refused map changes nothing");
     }
 
     #[test]

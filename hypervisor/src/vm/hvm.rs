@@ -23,6 +23,7 @@ use crate::console::CONSOLE;
 use crate::guest_map;
 use crate::hvm::boot::{self, BootLayout, GicFrames, HrtImageError};
 use crate::hvm::{buffer_size, check_caller, Caller, Effect, HvmState, Level};
+use crate::mm::addr::{GuestVirt, HostPhys, Ipa};
 use crate::mm::guest_memory::GuestMemory;
 use crate::mm::stage2::{GuestStage2, Stage2Error};
 use crate::mm::MemRange;
@@ -91,7 +92,7 @@ impl HrtPartition {
         cores: usize,
         ros_ram: MemRange,
         ram: MemRange,
-        ros_host_base: u64,
+        ros_host_base: HostPhys,
         image: &'static [u8],
         cmdline: String,
     ) -> Result<Self, HrtBuildError> {
@@ -99,7 +100,7 @@ impl HrtPartition {
         BootLayout::new(ros_ram, ram, cores, parsed.span).map_err(HrtBuildError::Image)?;
         let visible = MemRange::new(ros_ram.start, ram.end() - ros_ram.start);
         let mut stage2 = GuestStage2::new(HRT_VMID);
-        stage2.map_ram(visible.start, ros_host_base, visible.size).map_err(HrtBuildError::Stage2)?;
+        stage2.map_ram(Ipa(visible.start), ros_host_base, visible.size).map_err(HrtBuildError::Stage2)?;
         // SAFETY: the memory plan reserved this host range for guest RAM (ROS then HRT) alone.
         let memory = unsafe { GuestMemory::new(visible, ros_host_base) };
         Ok(Self {
@@ -130,14 +131,14 @@ impl HrtPartition {
         self.zero(MemRange::new(self.ram.start, layout.free.start - self.ram.start)).map_err(outside)?;
         self.zero(MemRange::new(layout.stacks.start, self.ram.end() - layout.stacks.start)).map_err(outside)?;
         for segment in &image.segments {
-            self.memory.write(self.ram.start + segment.offset, segment.bytes).map_err(outside)?;
+            self.memory.write(Ipa(self.ram.start + segment.offset), segment.bytes).map_err(outside)?;
         }
         for table in boot::build_tables(&layout) {
             let mut bytes = [0u8; boot::PAGE_SIZE as usize];
             for (chunk, entry) in bytes.chunks_exact_mut(8).zip(table.entries) {
                 chunk.copy_from_slice(&entry.to_le_bytes());
             }
-            self.memory.write(table.ipa, &bytes).map_err(outside)?;
+            self.memory.write(Ipa(table.ipa), &bytes).map_err(outside)?;
         }
         let gic = GicFrames {
             gicd_base: guest_map::GICD_BASE,
@@ -146,7 +147,7 @@ impl HrtPartition {
             upcall_intid: guest_map::HRT_UPCALL_SGI,
         };
         let info = layout.boot_info(self.first_vcpu, cpu::counter_frequency(), now, &self.cmdline, gic);
-        self.memory.write(layout.boot_info, &boot::boot_info_bytes(&info)).map_err(outside)?;
+        self.memory.write(Ipa(layout.boot_info), &boot::boot_info_bytes(&info)).map_err(outside)?;
         cpu::sync_instruction_cache();
         // The new tables sit where the old ones were: no stale translation may survive.
         self.stage2.invalidate_tlbs();
@@ -159,7 +160,7 @@ impl HrtPartition {
         let mut at = range.start;
         while at < range.end() {
             let len = (range.end() - at).min(CHUNK as u64) as usize;
-            self.memory.write(at, &zeroes[..len])?;
+            self.memory.write(Ipa(at), &zeroes[..len])?;
             at += len as u64;
         }
         Ok(())
@@ -196,10 +197,10 @@ impl HrtPartition {
         let at = entry.layout.comm_page;
         for (n, value) in fields.iter().enumerate() {
             let offset = core::mem::offset_of!(CommPage, op) + n * 8;
-            let _ = self.memory.write(at + offset as u64, &value.to_le_bytes());
+            let _ = self.memory.write(Ipa(at + offset as u64), &value.to_le_bytes());
         }
         aarch64_cpu::asm::barrier::dmb(aarch64_cpu::asm::barrier::ISH);
-        let _ = self.memory.write(at + core::mem::offset_of!(CommPage, seq) as u64, &page.seq.to_le_bytes());
+        let _ = self.memory.write(Ipa(at + core::mem::offset_of!(CommPage, seq) as u64), &page.seq.to_le_bytes());
     }
 
     /// The caller of a call from vCPU `vcpu` at `level`.
@@ -273,7 +274,7 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
         Effect::WriteEvent { buffer } => {
             // No event is ever pending yet (events come with their own issue).
             let none = [0u8; core::mem::size_of::<RosEvent>()];
-            if caller_memory(vm, vcpu).write(buffer, &none).is_err() {
+            if caller_memory(vm, vcpu).write(Ipa(buffer), &none).is_err() {
                 frame.x[0] = HvmError::BadAddress.code();
             }
         }
@@ -295,9 +296,9 @@ fn caller_buffer(vm: &Vm, vcpu: usize, level: Level, va: u64, size: u64) -> Opti
     if va == 0 || (va % GUEST_PAGE_SIZE) + size > GUEST_PAGE_SIZE {
         return None;
     }
-    let ipa = crate::arch::aarch64::guest::translate_guest_va(va, level == Level::El0, true)?;
+    let ipa = crate::arch::aarch64::guest::translate_guest_va(GuestVirt(va), level == Level::El0, true)?;
     caller_memory(vm, vcpu).host_address(ipa, size).ok()?;
-    Some(ipa)
+    Some(ipa.0)
 }
 
 /// Raises the upcall SGI on the HRT cores in `cores` (bit n: HRT core n) and kicks them.
@@ -344,7 +345,7 @@ pub fn console(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
     }
     let mut text = [0u8; HRT_CONSOLE_MAX as usize];
     let text = &mut text[..len as usize];
-    if hrt.memory.read(ipa, text).is_err() {
+    if hrt.memory.read(Ipa(ipa), text).is_err() {
         guest_warn!(vcpu, "vcpu{vcpu}: HRT console text at IPA {ipa:#x} ({len} bytes) is outside its RAM");
         frame.x[0] = HvmError::BadAddress.code();
         return;

@@ -43,6 +43,7 @@ use crate::devices::{DeviceManager, IrqLine, MmioDevice};
 use crate::gic::mailbox::Mailboxes;
 use crate::gic::Vgic;
 use crate::guest_map;
+use crate::mm::addr::{HostPhys, Ipa};
 use crate::mm::guest_memory::GuestMemory;
 use crate::mm::stage2::GuestStage2;
 use crate::mm::MemRange;
@@ -281,9 +282,9 @@ pub fn build(
     };
 
     let mut stage2 = GuestStage2::new(VMID);
-    stage2.map_ram(ram_ipa.start, guest_ram_host.start, ram_ipa.size).map_err(BuildError::Stage2)?;
+    stage2.map_ram(Ipa(ram_ipa.start), HostPhys(guest_ram_host.start), ram_ipa.size).map_err(BuildError::Stage2)?;
     // SAFETY: the memory plan reserved guest_ram_host for the guest alone.
-    let memory = unsafe { GuestMemory::new(ram_ipa, guest_ram_host.start) };
+    let memory = unsafe { GuestMemory::new(ram_ipa, HostPhys(guest_ram_host.start)) };
 
     let uart = Arc::new(Mutex::new(Vpl011::new(Box::new(ConsoleSink))));
     let mut devices = DeviceManager::new();
@@ -316,7 +317,7 @@ pub fn build(
                 options.hrt_vcpus,
                 ram_ipa,
                 ram,
-                guest_ram_host.start,
+                HostPhys(guest_ram_host.start),
                 module_bytes(module.range),
                 module.hrt_cmdline().into(),
             )
@@ -362,15 +363,15 @@ impl Vm {
     /// Copies kernel, initrd and DTB into guest RAM where the load plan says.
     fn load_images(&self) -> Result<(), BuildError> {
         let plan = &self.boot.plan;
-        self.memory.write(plan.kernel.start, self.boot.kernel).map_err(|_| BuildError::Load)?;
+        self.memory.write(Ipa(plan.kernel.start), self.boot.kernel).map_err(|_| BuildError::Load)?;
         if let (Some(range), Some(initrd)) = (plan.initrd, self.boot.initrd) {
-            self.memory.write(range.start, initrd).map_err(|_| BuildError::Load)?;
+            self.memory.write(Ipa(range.start), initrd).map_err(|_| BuildError::Load)?;
         }
         let dtb = self.boot.build_dtb()?;
         if dtb.len() as u64 > plan.dtb.size {
             return Err(BuildError::Load);
         }
-        self.memory.write(plan.dtb.start, &dtb).map_err(|_| BuildError::Load)?;
+        self.memory.write(Ipa(plan.dtb.start), &dtb).map_err(|_| BuildError::Load)?;
         Ok(())
     }
 

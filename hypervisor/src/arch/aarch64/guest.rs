@@ -10,6 +10,7 @@ use aarch64_cpu::registers::{
 
 use super::context::{PauthKeys, VcpuContext};
 use crate::hvm::boot::El1Boot;
+use crate::mm::addr::{GuestVirt, Ipa};
 use super::trap::TrapFrame;
 
 /// PSTATE for a vCPU's first instruction: EL1h with D, A, I, F masked (Linux boot protocol).
@@ -152,7 +153,8 @@ const PAGE_OFFSET_MASK: u64 = 0xFFF;
 /// Translates the loaded vCPU's virtual address `va` through its stage-1 tables as an access
 /// from EL0 (`from_el0`) or EL1, for writing if `write`: the guest-physical address, or `None`
 /// if that access would fault. PAR_EL1 is the guest's register: it is restored.
-pub fn translate_guest_va(va: u64, from_el0: bool, write: bool) -> Option<u64> {
+pub fn translate_guest_va(va: GuestVirt, from_el0: bool, write: bool) -> Option<Ipa> {
+    let GuestVirt(va) = va;
     let saved: u64;
     let par: u64;
     // SAFETY: AT only writes PAR_EL1 (saved and restored here); with HCR_EL2.VM set, a stage 1
@@ -168,7 +170,7 @@ pub fn translate_guest_va(va: u64, from_el0: bool, write: bool) -> Option<u64> {
         core::arch::asm!("isb", "mrs {}, par_el1", out(reg) par);
         core::arch::asm!("msr par_el1, {}", in(reg) saved);
     }
-    (par & PAR_FAULT == 0).then_some((par & PAR_ADDRESS_MASK) | (va & PAGE_OFFSET_MASK))
+    (par & PAR_FAULT == 0).then_some(Ipa((par & PAR_ADDRESS_MASK) | (va & PAGE_OFFSET_MASK)))
 }
 
 /// The loaded vCPU's TTBR0_EL1, TCR_EL1 and MAIR_EL1 (the translation regime of the process it

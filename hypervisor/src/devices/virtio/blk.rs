@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 use super::mmio::QUEUE_SIZE_MAX;
 use super::queue::{BufferCursor, DescriptorChain, QueueError, Virtqueue};
 use super::{QueueOutcome, VirtioDevice, VirtioError};
+use crate::mm::addr::Ipa;
 use crate::mm::guest_memory::{GuestMemory, OutsideGuestRam};
 
 /// The virtio device ID of a block device.
@@ -182,7 +183,7 @@ impl<B: BlockBackend> VirtioBlk<B> {
             Err(error) => (error.status(), Some(error)),
         };
         // The address was checked by `status_address`, so this cannot fail; stay safe anyway.
-        let status_written = mem.write(status_addr, &[status]).is_ok();
+        let status_written = mem.write(Ipa(status_addr), &[status]).is_ok();
         let used = data_written + if status_written { STATUS_LEN } else { 0 };
         // Writable buffers can add up to more than 4 GiB; saturate rather than wrap.
         (u32::try_from(used).unwrap_or(u32::MAX), error)
@@ -270,7 +271,7 @@ impl<B: BlockBackend> VirtioBlk<B> {
 fn status_address(mem: &GuestMemory, chain: &DescriptorChain) -> Option<u64> {
     let last = chain.buffers.last().filter(|b| b.writable && b.len > 0)?;
     let addr = last.addr.checked_add(u64::from(last.len) - 1)?;
-    mem.host_address(addr, STATUS_LEN).ok().map(|_| addr)
+    mem.host_address(Ipa(addr), STATUS_LEN).ok().map(|_| addr)
 }
 
 fn read_header(mem: &GuestMemory, input: &mut BufferCursor) -> Result<Header, RequestError> {

@@ -11,6 +11,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{fence, Ordering};
 
+use crate::mm::addr::Ipa;
 use crate::mm::guest_memory::{GuestMemory, OutsideGuestRam};
 
 /// Descriptor flag: the chain continues at `next`.
@@ -169,7 +170,7 @@ impl Virtqueue {
             if !addr.is_multiple_of(align) {
                 return Err(QueueError::Misaligned { addr });
             }
-            mem.host_address(addr, len).map_err(QueueError::RingOutsideRam)?;
+            mem.host_address(Ipa(addr), len).map_err(QueueError::RingOutsideRam)?;
         }
         Ok(Self { size, desc, avail, used, last_avail_idx: 0, next_used_idx: 0 })
     }
@@ -230,7 +231,7 @@ impl Virtqueue {
                 return Err(ChainError::TooLong);
             }
             if chain.outside_ram.is_none() {
-                chain.outside_ram = mem.host_address(desc.addr, u64::from(desc.len)).err();
+                chain.outside_ram = mem.host_address(Ipa(desc.addr), u64::from(desc.len)).err();
             }
             let writable = desc.flags & VIRTQ_DESC_F_WRITE != 0;
             chain.buffers.push(Buffer { addr: desc.addr, len: desc.len, writable });
@@ -248,12 +249,12 @@ impl Virtqueue {
         entry[..4].copy_from_slice(&u32::from(head).to_le_bytes());
         entry[4..].copy_from_slice(&len.to_le_bytes());
         let entry_addr = self.used + RING_ENTRIES + USED_ENTRY_SIZE * slot;
-        mem.write(entry_addr, &entry).map_err(QueueError::RingOutsideRam)?;
+        mem.write(Ipa(entry_addr), &entry).map_err(QueueError::RingOutsideRam)?;
         // The entry (and the data the device wrote into the buffers) must be visible before
         // the index that tells the driver to look at it.
         fence(Ordering::Release);
         self.next_used_idx = self.next_used_idx.wrapping_add(1);
-        mem.write(self.used + RING_IDX, &self.next_used_idx.to_le_bytes()).map_err(QueueError::RingOutsideRam)
+        mem.write(Ipa(self.used + RING_IDX), &self.next_used_idx.to_le_bytes()).map_err(QueueError::RingOutsideRam)
     }
 
     /// Whether the driver wants an interrupt for the buffers just used. Call after
@@ -277,7 +278,7 @@ fn indirect_table(mem: &GuestMemory, current: &Table, desc: &Descriptor) -> Resu
     if desc.len == 0 || !u64::from(desc.len).is_multiple_of(DESC_SIZE) {
         return Err(ChainError::BadIndirectLength { len: desc.len });
     }
-    mem.host_address(desc.addr, u64::from(desc.len)).map_err(ChainError::DescriptorOutsideRam)?;
+    mem.host_address(Ipa(desc.addr), u64::from(desc.len)).map_err(ChainError::DescriptorOutsideRam)?;
     // `next` fields are u16, so entries past 65536 can never be reached; the cap keeps the
     // count within the type used for indices.
     let entries = (u64::from(desc.len) / DESC_SIZE).min(1 << 16) as u32;
@@ -286,7 +287,7 @@ fn indirect_table(mem: &GuestMemory, current: &Table, desc: &Descriptor) -> Resu
 
 fn read_descriptor(mem: &GuestMemory, addr: u64) -> Result<Descriptor, ChainError> {
     let mut raw = [0u8; DESC_SIZE as usize];
-    mem.read(addr, &mut raw).map_err(ChainError::DescriptorOutsideRam)?;
+    mem.read(Ipa(addr), &mut raw).map_err(ChainError::DescriptorOutsideRam)?;
     let field = |range: core::ops::Range<usize>| {
         let mut bytes = [0u8; 8];
         bytes[..range.len()].copy_from_slice(&raw[range]);
@@ -302,7 +303,7 @@ fn read_descriptor(mem: &GuestMemory, addr: u64) -> Result<Descriptor, ChainErro
 
 fn read_u16(mem: &GuestMemory, addr: u64) -> Result<u16, QueueError> {
     let mut bytes = [0u8; 2];
-    mem.read(addr, &mut bytes).map_err(QueueError::RingOutsideRam)?;
+    mem.read(Ipa(addr), &mut bytes).map_err(QueueError::RingOutsideRam)?;
     Ok(u16::from_le_bytes(bytes))
 }
 
@@ -343,7 +344,7 @@ impl<'a> BufferCursor<'a> {
             let Some((addr, n)) = self.next_piece((out.len() - done) as u64) else {
                 break;
             };
-            mem.read(addr, &mut out[done..done + n])?;
+            mem.read(Ipa(addr), &mut out[done..done + n])?;
             done += n;
         }
         Ok(done)
@@ -357,7 +358,7 @@ impl<'a> BufferCursor<'a> {
             let Some((addr, n)) = self.next_piece((data.len() - done) as u64) else {
                 break;
             };
-            mem.write(addr, &data[done..done + n])?;
+            mem.write(Ipa(addr), &data[done..done + n])?;
             done += n;
         }
         Ok(done)

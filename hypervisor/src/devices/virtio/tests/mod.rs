@@ -12,6 +12,7 @@ use super::blk::{BackendError, BlockBackend, VirtioBlk, DEVICE_ID_LEN, SECTOR_SI
 use super::mmio::*;
 use super::queue::{VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 use crate::devices::MmioDevice;
+use crate::mm::addr::HostPhys;
 use crate::mm::guest_memory::GuestMemory;
 use crate::mm::MemRange;
 
@@ -50,7 +51,7 @@ impl Ram {
         let mut backing = vec![0u8; RAM_SIZE as usize];
         // SAFETY: the Vec's heap buffer is never reallocated (its length never changes) and
         // lives as long as `Ram`, which is what uses `mem`.
-        let mem = unsafe { GuestMemory::new(MemRange::new(RAM_BASE, RAM_SIZE), backing.as_mut_ptr() as u64) };
+        let mem = unsafe { GuestMemory::new(MemRange::new(RAM_BASE, RAM_SIZE), HostPhys(backing.as_mut_ptr() as u64)) };
         Self { backing, mem }
     }
 

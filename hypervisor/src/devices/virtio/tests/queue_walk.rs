@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::devices::virtio::queue::*;
+use crate::mm::addr::Ipa;
 use crate::mm::guest_memory::OutsideGuestRam;
 
 const SIZE: u16 = 8;
@@ -123,7 +124,7 @@ fn malformed_indirect_descriptors_are_refused() {
     let cases: [(Buf, ChainError); 4] = [
         (indirect(INDIRECT, 0), ChainError::BadIndirectLength { len: 0 }),
         (Buf { len: 24, ..indirect(INDIRECT, 0) }, ChainError::BadIndirectLength { len: 24 }),
-        (indirect(OUTSIDE - 16, 2), ChainError::DescriptorOutsideRam(OutsideGuestRam { ipa: OUTSIDE - 16, len: 32 })),
+        (indirect(OUTSIDE - 16, 2), ChainError::DescriptorOutsideRam(OutsideGuestRam { ipa: Ipa(OUTSIDE - 16), len: 32 })),
         (
             Buf { extra_flags: VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, ..indirect(INDIRECT, 1) },
             ChainError::IndirectWithNext,
@@ -148,7 +149,7 @@ fn buffers_outside_ram_are_flagged_but_walked() {
     let head = ram.chain(DESC, SIZE, 0, &[readable(DATA, 16), writable(OUTSIDE - 4, 8), writable(DATA, 1)]);
     let chain = pop(&mut ram, &mut q, 0, head).unwrap().unwrap();
     assert_eq!(chain.buffers.len(), 3);
-    assert_eq!(chain.outside_ram, Some(OutsideGuestRam { ipa: OUTSIDE - 4, len: 8 }));
+    assert_eq!(chain.outside_ram, Some(OutsideGuestRam { ipa: Ipa(OUTSIDE - 4), len: 8 }));
 }
 
 #[test]
