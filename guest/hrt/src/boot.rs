@@ -4,9 +4,11 @@
 
 use core::fmt;
 
+use hvm_ros_lib::abi::invoke::CommPage;
 use hvm_ros_lib::abi::{hrt_boot, HrtBootInfo};
 
 use crate::cpu::MAX_CORES;
+use crate::guest_ram::GuestRam;
 
 /// The device space the linear map maps as device memory: the first GiB of the IPA space
 /// (abi.rs `hrt_boot`). The GIC must lie in it.
@@ -30,6 +32,7 @@ pub enum BootInfoError {
     NoCounterFrequency,
     UpcallNotSgi { intid: u64 },
     GicrOutsideDeviceSpace { frame: u64 },
+    CommPage { ipa: u64 },
 }
 
 impl fmt::Display for BootInfoError {
@@ -56,6 +59,7 @@ impl fmt::Display for BootInfoError {
             Self::GicrOutsideDeviceSpace { frame } => {
                 write!(f, "redistributor at IPA {frame:#x} lies outside the device space")
             }
+            Self::CommPage { ipa } => write!(f, "comm page at IPA {ipa:#x} is not an aligned block in HRT RAM"),
         }
     }
 }
@@ -127,6 +131,12 @@ impl BootInfoView {
         if frame_end.is_none_or(|end| end > DEVICE_SPACE_END) {
             return Err(BootInfoError::GicrOutsideDeviceSpace { frame: frame.unwrap_or(u64::MAX) });
         }
+        // Upcall requests are read from it through the linear map (upcall.rs).
+        let comm_aligned = info.comm_page.is_multiple_of(core::mem::align_of::<CommPage>() as u64);
+        let hrt_ram = RamRange { start: info.hrt_mem_start, size: info.hrt_mem_size };
+        if !comm_aligned || !hrt_ram.contains(info.comm_page, core::mem::size_of::<CommPage>() as u64) {
+            return Err(BootInfoError::CommPage { ipa: info.comm_page });
+        }
         Ok(Self { info, core: core as usize, vcpu })
     }
 
@@ -162,6 +172,21 @@ impl BootInfoView {
 
     pub fn hrt_ram(&self) -> RamRange {
         RamRange { start: self.info.hrt_mem_start, size: self.info.hrt_mem_size }
+    }
+
+    /// ROS RAM, for reading on the ROS's behalf (its invocations, its processes' memory).
+    pub fn ros_memory(&self) -> GuestRam {
+        GuestRam::new(self.ros_ram(), self.info.linear_map_va)
+    }
+
+    /// HRT RAM, the same way (the self-test's page tables live there).
+    pub fn hrt_memory(&self) -> GuestRam {
+        GuestRam::new(self.hrt_ram(), self.info.linear_map_va)
+    }
+
+    /// The comm page's IPA (checked: aligned, in HRT RAM; read through [`Self::hrt_memory`]).
+    pub fn comm_page(&self) -> u64 {
+        self.info.comm_page
     }
 
     /// Where guest-physical address `ipa` is mapped (the linear map).

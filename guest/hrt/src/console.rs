@@ -126,6 +126,16 @@ impl fmt::Display for Printable<'_> {
     }
 }
 
+/// Bytes from an iterator as `{}` (through [`printable`]): for text read from guest memory
+/// in place, printed as part of one line.
+pub struct PrintableIter<I>(pub I);
+
+impl<I: Iterator<Item = u8> + Clone> fmt::Display for PrintableIter<I> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        self.0.clone().try_for_each(|byte| f.write_char(char::from(printable(byte))))
+    }
+}
+
 /// One line from a fresh buffer on the stack, whatever this core's buffer holds: for the fatal
 /// exception and panic reports.
 pub fn print_unbuffered(args: fmt::Arguments) {

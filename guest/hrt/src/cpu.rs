@@ -70,18 +70,11 @@ pub fn wait_for_interrupt() {
 }
 
 /// Stops this core for good: everything masked, WFI forever (a pending interrupt only wakes
-/// it for another round). The fatal handler, the panic handler and boot failures end here.
+/// it for another round). The fatal handler, the panic handler and boot failures end here. (A
+/// booted core idles in upcall.rs.)
 pub extern "C" fn park() -> ! {
     // SAFETY: masking every exception class on this core touches no memory.
     unsafe { core::arch::asm!("msr daifset, #{bits}", bits = const DAIF_ALL, options(nomem, nostack)) };
-    loop {
-        asm::wfi();
-    }
-}
-
-/// The idle loop of a booted core: interrupts taken, WFI between them.
-pub fn idle() -> ! {
-    enable_interrupts();
     loop {
         asm::wfi();
     }

@@ -1,13 +1,13 @@
 //! The Rust side of the vectors (asm/vectors.S): the IRQ handler, and the report of a fatal
 //! exception, after which the core parks (it must never die silently).
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use aarch64_cpu::registers::{Readable, ELR_EL1, ESR_EL1, FAR_EL1, SPSR_EL1};
 
 use crate::console::{self, println};
-use crate::cpu::{self, MAX_CORES};
-use crate::{gic, timer};
+use crate::cpu;
+use crate::{gic, timer, upcall};
 
 /// Bytes of each core's stack for the fatal report (vectors.S switches to it).
 pub const FATAL_STACK_SIZE: usize = 4096;
@@ -27,8 +27,6 @@ const VECTOR_NAMES: [&str; 16] = [
 /// every core). None until the first core sets it.
 const NO_UPCALL_INTID: u32 = u32::MAX;
 static UPCALL_INTID: AtomicU32 = AtomicU32::new(NO_UPCALL_INTID);
-/// Upcalls taken, per core.
-static UPCALLS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 
 /// Tells the IRQ handler which SGI is the upcall (before it is enabled).
 pub fn set_upcall_intid(intid: u32) {
@@ -36,7 +34,8 @@ pub fn set_upcall_intid(intid: u32) {
 }
 
 /// IRQ at EL1 (vectors.S saved the caller-saved registers). One interrupt per entry: another
-/// one pending raises the IRQ again after the `eret`.
+/// one pending raises the IRQ again after the `eret`. The timer and the upcall are only noted:
+/// the interrupted loop acts on them (heartbeat.rs, upcall.rs).
 pub extern "C" fn hrt_irq() {
     let intid = gic::acknowledge();
     if gic::is_special(intid) {
@@ -46,10 +45,7 @@ pub extern "C" fn hrt_irq() {
     if intid == gic::PPI_VIRTUAL_TIMER {
         timer::on_interrupt(core);
     } else if intid == UPCALL_INTID.load(Ordering::Relaxed) {
-        if let Some(upcalls) = UPCALLS.get(core) {
-            upcalls.fetch_add(1, Ordering::Relaxed);
-        }
-        println!("upcall on core {core}");
+        upcall::on_interrupt(core);
     } else {
         println!("core {core}: unexpected interrupt {intid}");
     }

@@ -1,45 +1,70 @@
-//! The heartbeat (`heartbeat=<seconds>`, cmdline.rs): core 0's idle loop once it is ready,
-//! printing `heartbeat n=<K> uptime_ms=<ms>` every period, so a test can see the HRT is still
-//! alive and taking interrupts after something happened in the ROS.
+//! The heartbeat (`heartbeat=<seconds>`, cmdline.rs): once it is ready, core 0 prints
+//! `heartbeat n=<K> uptime_ms=<ms>` every period, so a test can see the HRT is still alive and
+//! taking interrupts after something happened in the ROS.
 //!
 //! The IRQ handler only counts the virtual timer's interrupt (timer.rs); the line is printed
-//! here, after the WFI, outside the handler: the console's line buffer is shared with IRQ context
-//! only under masked IRQs (console.rs), and a print from here needs nothing else.
+//! by [`Heartbeat::poll`], which core 0's idle loop (upcall.rs) calls after the WFI and its
+//! sync-mode loop calls while polling, outside the handler: the console's line buffer is shared
+//! with IRQ context only under masked IRQs (console.rs), and a print from here needs nothing
+//! else.
 
 use crate::boot::BootInfoView;
 use crate::console::println;
-use crate::{cpu, timer};
+use crate::timer;
 
 const MICROS_PER_SECOND: u64 = 1_000_000;
 const MICROS_PER_MILLI: u64 = 1_000;
 
-/// Core 0's idle loop with a heartbeat every `period_s` seconds (in range, cmdline.rs).
-pub fn run(period_s: u64, boot: &BootInfoView) -> ! {
-    let frequency = boot.counter_frequency();
-    let period = timer::us_to_ticks(period_s * MICROS_PER_SECOND, frequency).max(1);
-    let mut beats: u64 = 0;
-    let mut seen = timer::interrupts_taken();
-    let mut deadline = timer::now().saturating_add(period);
-    timer::arm_at(deadline);
-    cpu::enable_interrupts();
-    loop {
-        // The mask-check-WFI-unmask pattern of timer::check_interrupts: a tick taken between
-        // the check and the WFI still wakes it (WFI wakes on a pending, masked interrupt).
-        cpu::disable_irqs();
-        let taken = timer::interrupts_taken();
-        if taken == seen {
-            cpu::wait_for_interrupt();
-            cpu::enable_irqs();
-            continue;
-        }
-        cpu::enable_irqs();
-        seen = taken;
-        beats += 1;
-        let now = timer::now();
-        deadline = next_deadline(deadline, period, now);
+/// A running heartbeat.
+pub struct Heartbeat {
+    frequency: u64,
+    boot_start_counter: u64,
+    period: u64,
+    deadline: u64,
+    beats: u64,
+    /// Virtual timer interrupts taken when the last beat was printed.
+    seen: u64,
+}
+
+impl Heartbeat {
+    /// Arms the first beat, `period_s` seconds (in range, cmdline.rs) from now. The caller
+    /// unmasks interrupts.
+    pub fn start(period_s: u64, boot: &BootInfoView) -> Self {
+        let frequency = boot.counter_frequency();
+        let period = timer::us_to_ticks(period_s * MICROS_PER_SECOND, frequency).max(1);
+        let deadline = timer::now().saturating_add(period);
+        let heartbeat = Self {
+            frequency,
+            boot_start_counter: boot.boot_start_counter(),
+            period,
+            deadline,
+            beats: 0,
+            seen: timer::interrupts_taken(),
+        };
         timer::arm_at(deadline);
-        let uptime_ms = timer::ticks_to_us(now.saturating_sub(boot.boot_start_counter()), frequency) / MICROS_PER_MILLI;
-        println!("heartbeat n={beats} uptime_ms={uptime_ms}");
+        heartbeat
+    }
+
+    /// Whether the timer fired since the last beat: a waiter checks this with IRQs masked
+    /// before its WFI (the mask-check-WFI-unmask pattern of timer::check_interrupts).
+    pub fn due(&self) -> bool {
+        timer::interrupts_taken() != self.seen
+    }
+
+    /// Prints a beat and arms the next one, if the timer fired.
+    pub fn poll(&mut self) {
+        let taken = timer::interrupts_taken();
+        if taken == self.seen {
+            return;
+        }
+        self.seen = taken;
+        self.beats += 1;
+        let now = timer::now();
+        self.deadline = next_deadline(self.deadline, self.period, now);
+        timer::arm_at(self.deadline);
+        let uptime_ticks = now.saturating_sub(self.boot_start_counter);
+        let uptime_ms = timer::ticks_to_us(uptime_ticks, self.frequency) / MICROS_PER_MILLI;
+        println!("heartbeat n={} uptime_ms={uptime_ms}", self.beats);
     }
 }
 

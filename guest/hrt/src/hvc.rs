@@ -3,6 +3,7 @@
 //! clobber x0..x17 (hvm-ros-lib abi.rs).
 
 use core::fmt;
+use core::sync::atomic::{fence, Ordering};
 
 use hvm_ros_lib::abi::{HvmError, SubOp, HRT_CONSOLE_ID, HVM_HCALL_ID, HVM_OK};
 
@@ -81,4 +82,14 @@ pub fn hvm_call(code: u64) -> Result<(), CallError> {
 /// Tells the hypervisor this core finished booting and takes upcalls (once per core).
 pub fn ready() -> Result<(), CallError> {
     status(hvc([HVM_HCALL_ID, SubOp::HrtReady as u64, 0, 0]).x0)
+}
+
+/// Answers the upcall request this core was handling (`CallDone`, 0x2f): an invocation ran (its
+/// answer is in the block), sync mode is up, or sync mode was left.
+pub fn call_done() -> Result<(), CallError> {
+    // The answer written to ROS memory (status, result, `done`, `completed`) is visible before
+    // the hypervisor acts on the call (and the ROS learns of it from the hypervisor), whatever
+    // barriers the hypervisor's side uses.
+    fence(Ordering::SeqCst);
+    status(hvc([HVM_HCALL_ID, SubOp::CallDone as u64, 0, 0]).x0)
 }

@@ -6,12 +6,14 @@
 //! stack): it installs the vectors (asm/vectors.S) and calls [`hrt_main`], which checks the
 //! boot info, sets up this core's GIC CPU interface and redistributor, proves interrupts work
 //! with the virtual timer, makes the null call, tells the hypervisor it is ready (`HrtReady`)
-//! and idles, taking upcall SGIs. Output goes through the hypervisor's HRT console (console.rs).
-//! functions.rs holds the built-in functions later work calls by index.
+//! and idles, serving upcalls (upcall.rs): invocations of the built-in functions (functions.rs)
+//! on a ROS process's behalf, reading its memory through its page tables (rosmem.rs), and sync
+//! mode on core 0. Output goes through the hypervisor's HRT console (console.rs).
 //!
 //! Core 0 also reads the command-line options (cmdline.rs), self-tests the built-in functions
-//! and the hypervisor's permission checks (hvm_self_test.rs), times null calls if asked
-//! (bench.rs), and idles with a heartbeat if asked (heartbeat.rs).
+//! and the page walker (functions_self_test.rs) and the hypervisor's permission checks
+//! (hvm_self_test.rs), times null calls if asked (bench.rs), and beats if asked
+//! (heartbeat.rs).
 
 #![no_std]
 #![no_main]
@@ -23,13 +25,19 @@ mod cmdline;
 mod console;
 mod cpu;
 mod exceptions;
+mod fletcher;
 mod functions;
+mod functions_self_test;
 mod gic;
+mod guest_ram;
 mod heartbeat;
 mod hvc;
 mod hvm_self_test;
+mod invocation;
+mod rosmem;
 mod timer;
 mod translate;
+mod upcall;
 
 use core::fmt;
 use core::panic::PanicInfo;
@@ -38,8 +46,8 @@ use boot::BootInfoView;
 use console::{print, println};
 
 /// The HRT core that prints the boot summary, the command line and the self-tests, and the only
-/// one that acts on the command-line options.
-const MAIN_CORE: usize = 0;
+/// one that acts on the command-line options (the one single-core upcalls go to).
+const MAIN_CORE: usize = upcall::FIRST_CORE;
 const NANOS_PER_MICRO: u64 = 1_000;
 
 core::arch::global_asm!(
@@ -95,6 +103,8 @@ extern "C" fn hrt_main(boot_va: u64, core: u64, vcpu: u64) -> ! {
     } else {
         println!("core {core} up (vCPU {}): {timer_status}, {null}", boot.vcpu());
     }
+    // Before ready: the requests after it are new to the server.
+    let server = upcall::Server::new(&boot);
     if let Err(error) = hvc::ready() {
         println!("core {core}: HrtReady failed: {error}");
     }
@@ -105,10 +115,8 @@ extern "C" fn hrt_main(boot_va: u64, core: u64, vcpu: u64) -> ! {
             Err(error) => println!("bench FAILED: {error}"),
         }
     }
-    match options.heartbeat_s {
-        Some(period_s) => heartbeat::run(period_s, &boot),
-        None => cpu::idle(),
-    }
+    let heartbeat = options.heartbeat_s.map(|period_s| heartbeat::Heartbeat::start(period_s, &boot));
+    server.run(heartbeat)
 }
 
 /// Core 0's part of the boot: prints the command line and the words it ignores, runs the
@@ -122,7 +130,7 @@ fn main_core_checks(boot: &BootInfoView) -> cmdline::Options {
         println!();
     }
     let options = cmdline::parse(boot.cmdline(), |ignored| println!("cmdline: {ignored}"));
-    match functions::self_test(boot) {
+    match functions_self_test::run(boot) {
         Ok(report) => println!("self-test: {report}"),
         Err(error) => println!("self-test FAILED: {error}"),
     }
