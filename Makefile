@@ -54,6 +54,7 @@ build: bootstrap
 	$(OBJCOPY) -O binary $(HYP_ELF) $(HYP_BIN)
 	@echo "built $(HYP_BIN) (Image) and $(HYP_ELF) (ELF with symbols)"
 	@scripts/build-hrt.sh
+	@scripts/build-hvm-ros-lib.sh
 
 guest: bootstrap
 	@scripts/fetch-guest.sh

@@ -68,7 +68,8 @@ else
 fi
 
 command -v rustup >/dev/null || { say "error: rustup is required (https://rustup.rs)"; exit 1; }
-RUST_TARGETS=(aarch64-unknown-none-softfloat aarch64-unknown-none aarch64-unknown-linux-musl)
+# aarch64-unknown-linux-gnu: hvm-ros-lib's C API (libhvm_ros.a), linked by Debian's cross gcc against glibc.
+RUST_TARGETS=(aarch64-unknown-none-softfloat aarch64-unknown-none aarch64-unknown-linux-musl aarch64-unknown-linux-gnu)
 RUST_COMPONENTS=(rust-src llvm-tools clippy rustfmt)
 installed_targets=$(rustup target list --installed)
 for t in "${RUST_TARGETS[@]}"; do

@@ -343,7 +343,14 @@ pub mod invoke {
 
     impl Invocation {
         pub const fn new(function: u64, args: [u64; 6]) -> Self {
-            Self { magic: INVOCATION_MAGIC, function, args, done: 0, status: [0; MAX_HRT_CORES], result: [0; MAX_HRT_CORES] }
+            Self {
+                magic: INVOCATION_MAGIC,
+                function,
+                args,
+                done: 0,
+                status: [0; MAX_HRT_CORES],
+                result: [0; MAX_HRT_CORES],
+            }
         }
     }
 

@@ -6,7 +6,14 @@
 //!   [`abi::HvmError::from_code`] and print with `Display`.
 //! - `ros` (feature `std`, Linux only) is the API of a ROS (Linux guest) process: it finds the
 //!   doorbell page in `/proc/device-tree`, maps it from `/dev/mem` and makes 0xf00d calls
-//!   through it (`ros::Hvm`). The `hvmctl` tool (same feature) drives it from a shell.
+//!   through it (`ros::Hvm`): state queries, invocations of the HRT's functions (asynchronous,
+//!   parallel, synchronous through a shared channel), resets. The `hvmctl` tool and the
+//!   `hvm-test-rs` program (same feature) drive it from a shell.
+//! - `capi` (feature `std`, Linux only) is the same API for C programs, with every function of
+//!   Palacios' `v3_hvm_ros_user.h` (header `include/hvm_ros.h`; `scripts/build-hvm-ros-lib.sh`
+//!   builds `libhvm_ros.a`).
+//! - [`status`] decodes answers (transaction state, completed invocations) and [`checksum`]
+//!   defines Fletcher-64, the HRT's checksum function: both `no_std`, shared by every party.
 //!
 //! Without features the crate is `no_std` and has no dependencies (the hypervisor uses it so).
 #![no_std]
@@ -15,7 +22,12 @@
 extern crate std;
 
 pub mod abi;
+pub mod checksum;
 mod error;
+pub mod status;
 
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub mod ros;
+
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod capi;

@@ -18,6 +18,41 @@
 //!
 //! The device-tree functions ([`find_doorbell`], [`parse_reg`], ...) take a directory or bytes, so
 //! they work on any copy of a device tree (the tests build fake ones in a temporary directory).
+//!
+//! Invoking the HRT ([`invoke`], [`sync`]): buffers the HRT reads and writes are pinned pages
+//! ([`pinned`]); a call is accepted only when the transaction state is Idle and the HRT ready,
+//! and is over when the state is Idle again.
+//!
+//! ```no_run
+//! use hvm_ros_lib::abi::invoke::function;
+//! let hvm = hvm_ros_lib::ros::Hvm::open()?;
+//! println!("{}", hvm.state()?);
+//! assert_eq!(hvm.invoke(function::ADD, [2, 3, 0, 0, 0, 0])?, 5);
+//! let per_core = hvm.invoke_parallel(function::ADD, [2, 3, 0, 0, 0, 0])?;
+//! let mut session = hvm.synchronize()?;
+//! assert_eq!(session.call(function::ADD, [2, 3, 0, 0, 0, 0])?, 5);
+//! session.desynchronize()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod counter;
+pub mod events;
+pub mod invoke;
+pub mod pinned;
+pub mod signal;
+pub mod sync;
+
+#[cfg(all(test, not(target_arch = "aarch64")))]
+pub(crate) mod sim;
+
+/// What answers the calls of an `Hvm` in host tests (a simulated hypervisor and HRT).
+#[cfg(all(test, not(target_arch = "aarch64")))]
+type TestBackend = std::sync::Arc<dyn Fn([u64; 8]) -> [u64; 4] + Send + Sync>;
+
+pub use crate::status::{CallError, HvmStatus};
+pub use invoke::{InvokeError, StateAndEvent};
+pub use pinned::{PinnedInvocation, PinnedPage, PinnedString};
+pub use sync::SyncSession;
 
 // The crate is `no_std`; this module is ordinary std code.
 use std::prelude::rust_2021::*;
@@ -29,6 +64,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::ptr::{self, NonNull};
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::abi::{HvmError, SubOp, DOORBELL_COMPATIBLE, HVM_HCALL_ID, HVM_OK};
 
@@ -327,11 +365,18 @@ pub fn reply_result(sub_op: u64, regs: [u64; 4]) -> Result<[u64; 4], HvmError> {
 pub struct Hvm {
     map: Mapping,
     doorbell: Doorbell,
+    /// The invocation buffer of [`Hvm::invoke`] and friends, made on first use.
+    scratch: Mutex<Option<PinnedInvocation>>,
+    /// [`Hvm::timeout`] in nanoseconds.
+    timeout_ns: AtomicU64,
+    #[cfg(all(test, not(target_arch = "aarch64")))]
+    backend: Option<TestBackend>,
 }
 
 // SAFETY: `Hvm` owns its mapping; the only access through it is the hypercall store, which a
 // hypervisor serves for any vCPU and thread (each call's state is in that vCPU's registers), so
 // it may move to and be shared between threads. Dropping it from another thread just unmaps.
+// Its other fields are Send and Sync themselves.
 unsafe impl Send for Hvm {}
 // SAFETY: see `Send`; `&Hvm` only allows calls, which need no synchronisation between threads.
 unsafe impl Sync for Hvm {}
@@ -355,8 +400,37 @@ impl Hvm {
             return Err(HvmOpenError::UnsupportedArch);
         }
         let map = Mapping::new(mem, doorbell.addr)?;
-        Ok(Hvm { map, doorbell })
+        Ok(Hvm {
+            map,
+            doorbell,
+            scratch: Mutex::new(None),
+            timeout_ns: AtomicU64::new(Self::DEFAULT_TIMEOUT.as_nanos() as u64),
+            #[cfg(all(test, not(target_arch = "aarch64")))]
+            backend: None,
+        })
     }
+
+    /// An `Hvm` whose calls `backend` answers (host tests; the doorbell is a scratch file).
+    #[cfg(all(test, not(target_arch = "aarch64")))]
+    fn with_backend(backend: TestBackend) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!("hvm-ros-lib-doorbell-{}-{n}", std::process::id()));
+        fs::write(&file, [0u8; 8]).unwrap();
+        let map = Mapping::new(&file, 0).unwrap();
+        let _ = fs::remove_file(&file);
+        Hvm {
+            map,
+            doorbell: Doorbell { node: PathBuf::from("/test"), addr: 0, size: 8 },
+            scratch: Mutex::new(None),
+            timeout_ns: AtomicU64::new(Self::DEFAULT_TIMEOUT.as_nanos() as u64),
+            backend: Some(backend),
+        }
+    }
+
+    /// How long the library waits for a transaction to end unless told otherwise
+    /// ([`Hvm::set_timeout`]).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// The doorbell this handle rings.
     pub fn doorbell(&self) -> &Doorbell {
@@ -399,6 +473,10 @@ impl Hvm {
     #[cfg(not(target_arch = "aarch64"))]
     pub fn ring(&self, _regs: [u64; 8]) -> [u64; 4] {
         let _ = self.map.word;
+        #[cfg(test)]
+        if let Some(backend) = &self.backend {
+            return backend(_regs);
+        }
         unreachable!("an Hvm exists only on aarch64")
     }
 

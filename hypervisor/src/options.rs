@@ -67,7 +67,10 @@ pub enum OptionError<'a> {
         expected: &'static str,
     },
     /// Options that make no sense together; names the option to change and why.
-    Conflict { key: &'static str, reason: &'static str },
+    Conflict {
+        key: &'static str,
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for OptionError<'_> {
@@ -140,18 +143,36 @@ pub fn parse(cmdline: &str, pcpus: usize) -> Result<HypOptions, OptionError<'_>>
                 })?;
             }
             "hvm" => {
-                set_once(&mut hvm.hvm, key, || match value {
-                    "on" => Some(true),
-                    "off" => Some(false),
-                    _ => None,
-                }, value, "on or off")?;
+                set_once(
+                    &mut hvm.hvm,
+                    key,
+                    || match value {
+                        "on" => Some(true),
+                        "off" => Some(false),
+                        _ => None,
+                    },
+                    value,
+                    "on or off",
+                )?;
             }
             "ros_vcpus" | "hrt_vcpus" => {
                 let slot = if key == "ros_vcpus" { &mut hvm.ros_vcpus } else { &mut hvm.hrt_vcpus };
-                set_once(slot, key, || value.parse().ok().filter(|n| (1..=MAX_VCPUS).contains(n)), value, "a whole number from 1 to 8")?;
+                set_once(
+                    slot,
+                    key,
+                    || value.parse().ok().filter(|n| (1..=MAX_VCPUS).contains(n)),
+                    value,
+                    "a whole number from 1 to 8",
+                )?;
             }
             "hrt_mem" => {
-                set_once(&mut hvm.hrt_mem, key, || parse_size(value).filter(|&s| s >= MIN_HRT_MEM), value, "a size of at least 8M, like 64M")?;
+                set_once(
+                    &mut hvm.hrt_mem,
+                    key,
+                    || parse_size(value).filter(|&s| s >= MIN_HRT_MEM),
+                    value,
+                    "a size of at least 8M, like 64M",
+                )?;
             }
             _ => return Err(OptionError::UnknownKey(key)),
         }

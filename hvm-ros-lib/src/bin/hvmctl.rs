@@ -3,10 +3,13 @@
 //! Exit status: 0 success, 1 the hypervisor answered an error, 2 usage error, 3 the HVM could
 //! not be opened (not an HVM, not root, ...).
 
+use std::ffi::CString;
 use std::process::ExitCode;
 
+use hvm_ros_lib::abi::invoke::function;
 use hvm_ros_lib::abi::{HvmError, SubOp};
-use hvm_ros_lib::ros::Hvm;
+use hvm_ros_lib::checksum::fletcher64_slice;
+use hvm_ros_lib::ros::{Hvm, InvokeError};
 
 const USAGE: &str = "\
 usage: hvmctl [--as-user <uid>] <command>
@@ -18,6 +21,17 @@ usage: hvmctl [--as-user <uid>] <command>
   call <subop> [arg...]        a raw call: x1 = subop, x2..x7 = args (hex, 0x optional);
                                prints x0..x3
   loop-null <n>                n null calls; prints the time per call
+  state                        the transaction state and whether the HRT is ready
+  invoke [-p] <function> [arg...]
+                               call an HRT function on the first HRT core (-p: on every
+                               HRT core) and print its result(s); function and args:
+                                 add <a> <b>         a + b
+                                 spin <us>           spin that many microseconds
+                                 print <text...>     the HRT prints the text
+                                 checksum <text...>  Fletcher-64 of the text, checked here
+                                 <number> [arg...]   any function, up to 6 numeric args
+                               numbers are decimal, or hex with 0x
+  string [-p] <text...>        Palacios' string invocation: the HRT prints the buffer
 exit status: 0 ok, 1 the hypervisor answered an error, 2 usage error, 3 no usable HVM";
 
 const OK: u8 = 0;
@@ -30,6 +44,64 @@ enum Command {
     Reset(SubOp, &'static str),
     Call(u64, [u64; 6]),
     LoopNull(u64),
+    State,
+    Invoke { parallel: bool, call: Invocation },
+    String { parallel: bool, text: CString },
+}
+
+/// What `hvmctl invoke` calls.
+enum Invocation {
+    /// A function with numeric arguments.
+    Numeric { name: String, function: u64, args: [u64; 6] },
+    /// PRINT with a string of ours.
+    Print(CString),
+    /// CHECKSUM of bytes of ours.
+    Checksum(Vec<u8>),
+}
+
+/// A decimal number, or hex with 0x.
+fn parse_number(s: &str) -> Result<u64, String> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    }
+    .map_err(|_| format!("'{s}' is not a 64-bit number (decimal, or hex with 0x)"))
+}
+
+fn parse_numbers<const N: usize>(words: &[&str]) -> Result<[u64; 6], String> {
+    if words.len() > N {
+        return Err(format!("at most {N} arguments, got {}", words.len()));
+    }
+    let mut args = [0u64; 6];
+    for (arg, word) in args.iter_mut().zip(words) {
+        *arg = parse_number(word)?;
+    }
+    Ok(args)
+}
+
+fn text(words: &[&str]) -> Result<CString, String> {
+    if words.is_empty() {
+        return Err("no text".into());
+    }
+    CString::new(words.join(" ")).map_err(|_| "the text holds a NUL".to_string())
+}
+
+fn parse_invocation(words: &[&str]) -> Result<Invocation, String> {
+    let numeric = |name: &str, function: u64, args: [u64; 6]| Invocation::Numeric { name: name.into(), function, args };
+    match words {
+        ["add", a, b] => Ok(numeric("add", function::ADD, parse_numbers::<2>(&[a, b])?)),
+        ["spin", us] => Ok(numeric("spin", function::SPIN_US, parse_numbers::<1>(&[us])?)),
+        ["print", rest @ ..] => Ok(Invocation::Print(text(rest)?)),
+        ["checksum", rest @ ..] => Ok(Invocation::Checksum(text(rest)?.into_bytes())),
+        ["add", ..] => Err("add takes two numbers".into()),
+        ["spin", ..] => Err("spin takes one number (microseconds)".into()),
+        [f, rest @ ..] if f.starts_with(|c: char| c.is_ascii_digit()) => {
+            let function = parse_number(f)?;
+            Ok(numeric(&format!("function {function}"), function, parse_numbers::<6>(rest)?))
+        }
+        [] => Err("invoke needs a function".into()),
+        [f, ..] => Err(format!("unknown function '{f}' (add, spin, print, checksum or a number)")),
+    }
 }
 
 fn parse_hex(s: &str) -> Result<u64, String> {
@@ -58,6 +130,13 @@ fn parse(args: &[String]) -> Result<Command, String> {
             Ok(n) if n > 0 => Ok(Command::LoopNull(n)),
             _ => Err(format!("loop-null needs a positive decimal count, got '{n}'")),
         },
+        ["state"] => Ok(Command::State),
+        ["invoke", "-p" | "--parallel", rest @ ..] => {
+            Ok(Command::Invoke { parallel: true, call: parse_invocation(rest)? })
+        }
+        ["invoke", rest @ ..] => Ok(Command::Invoke { parallel: false, call: parse_invocation(rest)? }),
+        ["string", "-p" | "--parallel", rest @ ..] => Ok(Command::String { parallel: true, text: text(rest)? }),
+        ["string", rest @ ..] => Ok(Command::String { parallel: false, text: text(rest)? }),
         [] => Err("no command".into()),
         [cmd, ..] => Err(format!("unknown command or wrong arguments: '{cmd}'")),
     }
@@ -80,6 +159,62 @@ fn libc_timespec() -> libc::timespec {
 fn error_exit(what: &str, e: HvmError) -> u8 {
     eprintln!("{what}: error: {e}");
     HVM_ERROR
+}
+
+fn invoke_error_exit(what: &str, e: InvokeError) -> u8 {
+    eprintln!("{what}: error: {e}");
+    HVM_ERROR
+}
+
+/// Runs `function` on the first HRT core, or on every one; returns the results.
+fn invoke(hvm: &Hvm, parallel: bool, function: u64, args: [u64; 6]) -> Result<Vec<u64>, InvokeError> {
+    if parallel {
+        hvm.invoke_parallel(function, args)
+    } else {
+        hvm.invoke(function, args).map(|r| vec![r])
+    }
+}
+
+fn run_invocation(hvm: &Hvm, parallel: bool, call: Invocation) -> u8 {
+    let (name, function, args, expected) = match &call {
+        Invocation::Numeric { name, function, args } => (name.clone(), *function, *args, None),
+        Invocation::Print(text) => {
+            if !parallel {
+                // The string goes next to the invocation, pinned with it.
+                return match hvm.print(text) {
+                    Ok(r) => {
+                        println!("invoke print: ok, result {r}");
+                        OK
+                    }
+                    Err(e) => invoke_error_exit("invoke print", e),
+                };
+            }
+            ("print".to_string(), function::PRINT, [text.as_ptr() as u64, 0, 0, 0, 0, 0], None)
+        }
+        Invocation::Checksum(bytes) => {
+            let args = [bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0, 0];
+            ("checksum".to_string(), function::CHECKSUM, args, Some(fletcher64_slice(bytes)))
+        }
+    };
+    let on = if parallel { " on every HRT core" } else { "" };
+    match invoke(hvm, parallel, function, args) {
+        Ok(results) => {
+            let shown: Vec<String> = results.iter().map(|r| format!("{r} ({r:#x})")).collect();
+            println!("invoke {name}{on}: ok, {} result(s): {}", results.len(), shown.join(", "));
+            match expected {
+                Some(local) if results.iter().any(|&r| r != local) => {
+                    eprintln!("invoke {name}: the HRT's result differs from {local:#x}, computed here");
+                    HVM_ERROR
+                }
+                Some(local) => {
+                    println!("invoke {name}: matches {local:#x}, computed here");
+                    OK
+                }
+                None => OK,
+            }
+        }
+        Err(e) => invoke_error_exit(&format!("invoke {name}{on}"), e),
+    }
 }
 
 fn run(hvm: &Hvm, command: Command) -> u8 {
@@ -133,6 +268,21 @@ fn run(hvm: &Hvm, command: Command) -> u8 {
             println!("loop-null: {n} calls in {total} ns, {} ns/call", total / u128::from(n));
             OK
         }
+        Command::State => match hvm.state() {
+            Ok(status) => {
+                println!("state: {status}");
+                OK
+            }
+            Err(e) => error_exit("state", e),
+        },
+        Command::Invoke { parallel, call } => run_invocation(hvm, parallel, call),
+        Command::String { parallel, text } => match hvm.invoke_string_on(&text, parallel) {
+            Ok(()) => {
+                println!("string: ok");
+                OK
+            }
+            Err(e) => invoke_error_exit("string", e),
+        },
     }
 }
 
@@ -195,6 +345,37 @@ mod tests {
         assert!(matches!(parse_words("call 42"), Ok(Command::Call(0x42, [0, 0, 0, 0, 0, 0]))));
         assert!(matches!(parse_words("call 0x20 1 0X2 ff 0 0 7"), Ok(Command::Call(0x20, [1, 2, 0xff, 0, 0, 7]))));
         assert!(matches!(parse_words("loop-null 1000"), Ok(Command::LoopNull(1000))));
+        assert!(matches!(parse_words("state"), Ok(Command::State)));
+        assert!(matches!(
+            parse_words("invoke add 2 0x10"),
+            Ok(Command::Invoke {
+                parallel: false,
+                call: Invocation::Numeric { function: function::ADD, args: [2, 16, 0, 0, 0, 0], .. }
+            })
+        ));
+        assert!(matches!(
+            parse_words("invoke -p spin 100"),
+            Ok(Command::Invoke {
+                parallel: true,
+                call: Invocation::Numeric { function: function::SPIN_US, args: [100, 0, 0, 0, 0, 0], .. }
+            })
+        ));
+        assert!(matches!(
+            parse_words("invoke 7 1 2 3 4 5 6"),
+            Ok(Command::Invoke { call: Invocation::Numeric { function: 7, args: [1, 2, 3, 4, 5, 6], .. }, .. })
+        ));
+        match parse_words("invoke print hello  world") {
+            Ok(Command::Invoke { call: Invocation::Print(text), .. }) => assert_eq!(text.as_bytes(), b"hello world"),
+            _ => panic!("print"),
+        }
+        match parse_words("invoke checksum abcde") {
+            Ok(Command::Invoke { call: Invocation::Checksum(bytes), .. }) => assert_eq!(bytes, b"abcde"),
+            _ => panic!("checksum"),
+        }
+        match parse_words("string -p hello world") {
+            Ok(Command::String { parallel: true, text }) => assert_eq!(text.as_bytes(), b"hello world"),
+            _ => panic!("string"),
+        }
     }
 
     #[test]
@@ -210,6 +391,18 @@ mod tests {
             "loop-null 0",
             "loop-null -1",
             "loop-null 0x10",
+            "state 1",
+            "invoke",
+            "invoke add 1",
+            "invoke add 1 2 3",
+            "invoke add 1 x",
+            "invoke spin",
+            "invoke print",
+            "invoke frobnicate 1",
+            "invoke 1 1 2 3 4 5 6 7",
+            "invoke 0xzz",
+            "string",
+            "string -p",
         ] {
             assert!(parse_words(words).is_err(), "'{words}'");
         }

@@ -125,8 +125,8 @@ impl Vgic {
             return (Kick::NONE, None);
         };
         let intid = entry.intid;
-        let forwarded_here =
-            self.irq(vcpu, intid).is_some_and(|irq| self.deliverable(vcpu, irq)) && self.target(vcpu, intid) == Some(vcpu);
+        let forwarded_here = self.irq(vcpu, intid).is_some_and(|irq| self.deliverable(vcpu, irq))
+            && self.target(vcpu, intid) == Some(vcpu);
         let Some(irq) = self.irq_mut(vcpu, intid) else {
             return (Kick::NONE, None);
         };

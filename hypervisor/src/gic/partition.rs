@@ -10,8 +10,8 @@
 //! - Resetting a partition resets its vCPUs' SGIs and PPIs (and, for the ROS, the
 //!   distributor) and leaves the other partition's state alone.
 
-use super::vgic::{VcpuState, Vgic};
 use super::irq::IrqState;
+use super::vgic::{VcpuState, Vgic};
 use crate::guest_map::{NUM_SPIS, SPI_BASE};
 
 impl Vgic {

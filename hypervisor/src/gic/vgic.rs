@@ -231,8 +231,7 @@ impl Vgic {
             return false;
         };
         let in_lr = state.lrs.iter().flatten().any(|entry| {
-            self.irq(vcpu, entry.intid)
-                .is_some_and(|irq| self.lr_view(irq).is_pending() && self.deliverable(vcpu, irq))
+            self.irq(vcpu, entry.intid).is_some_and(|irq| self.lr_view(irq).is_pending() && self.deliverable(vcpu, irq))
         });
         in_lr || (0..irq::INTID_END).any(|intid| self.deliverable_to(vcpu, intid))
     }

@@ -126,7 +126,8 @@ pub struct HrtImage<'a> {
 /// Checks an HRT ELF image: AArch64 executable, loadable segments inside the image window and
 /// the file, not overlapping, entry point in an executable segment.
 pub fn parse_image(elf: &[u8]) -> Result<HrtImage<'_>, HrtImageError> {
-    let header = FileHeader64::<LittleEndian>::parse(elf).map_err(|_| HrtImageError::NotAarch64Elf("no ELF64 header"))?;
+    let header =
+        FileHeader64::<LittleEndian>::parse(elf).map_err(|_| HrtImageError::NotAarch64Elf("no ELF64 header"))?;
     let endian = header.endian().map_err(|_| HrtImageError::NotAarch64Elf("not little-endian"))?;
     if header.e_machine(endian) != EM_AARCH64 || header.e_type(endian) != ET_EXEC {
         return Err(HrtImageError::NotAarch64Elf("not an AArch64 executable"));
@@ -226,7 +227,14 @@ impl BootLayout {
     }
 
     /// The boot info every core gets.
-    pub fn boot_info(&self, first_hrt_vcpu: usize, counter_frequency: u64, now: u64, cmdline: &str, gic: GicFrames) -> HrtBootInfo {
+    pub fn boot_info(
+        &self,
+        first_hrt_vcpu: usize,
+        counter_frequency: u64,
+        now: u64,
+        cmdline: &str,
+        gic: GicFrames,
+    ) -> HrtBootInfo {
         let mut line = [0u8; hrt_boot::CMDLINE_MAX];
         let kept = cmdline.len().min(hrt_boot::CMDLINE_MAX - 1);
         line[..kept].copy_from_slice(&cmdline.as_bytes()[..kept]);
@@ -353,7 +361,8 @@ pub fn el1_boot(layout: &BootLayout, core: usize) -> El1Boot {
             | TCR_SH1_INNER
             | TCR_TG1_4K
             | (TCR_IPS_40_BITS << TCR_IPS_SHIFT),
-        mair: (MAIR_NORMAL_WB << (ATTR_NORMAL * MAIR_ATTR_BITS)) | (MAIR_DEVICE_NGNRE << (ATTR_DEVICE * MAIR_ATTR_BITS)),
+        mair: (MAIR_NORMAL_WB << (ATTR_NORMAL * MAIR_ATTR_BITS))
+            | (MAIR_DEVICE_NGNRE << (ATTR_DEVICE * MAIR_ATTR_BITS)),
         ttbr1: layout.root_table(),
         sp_el1: layout.stack_top_va(core),
     }

@@ -44,12 +44,21 @@ pub enum Effect {
     /// Reboot both partitions.
     ResetBoth,
     /// The last HRT core reported ready: the HRT took `boot_ticks` counter ticks to boot.
-    HrtReady { cores: usize, boot_ticks: u64 },
+    HrtReady {
+        cores: usize,
+        boot_ticks: u64,
+    },
     /// Write the request into the comm page and raise the upcall on the HRT cores in `cores`
     /// (bit n: HRT core n). `buffer` is the guest-physical address of the caller's buffer.
-    Upcall { op: SubOp, buffer: u64, cores: u64 },
+    Upcall {
+        op: SubOp,
+        buffer: u64,
+        cores: u64,
+    },
     /// Write the current ROS event (none yet: events come with their own issue) to `buffer`.
-    WriteEvent { buffer: u64 },
+    WriteEvent {
+        buffer: u64,
+    },
 }
 
 /// Bytes of the caller's memory a sub-operation's x2 points at, which the VM translates to a
@@ -155,7 +164,7 @@ impl HvmState {
             SubOp::ResetBoth => Reply::ok(Effect::ResetBoth),
             SubOp::HrtReady => self.core_ready(caller.hrt_core, now),
             SubOp::GetStateAndEvent => {
-                let state = [self.trans as u64, u64::from(self.hrt_ready()), 0, 0];
+                let state = [self.trans as u64, u64::from(self.hrt_ready()), self.hrt_cores as u64, 0];
                 let effect = buffer.map_or(Effect::None, |buffer| Effect::WriteEvent { buffer });
                 Reply { regs: state, effect }
             }

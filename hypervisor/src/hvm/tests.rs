@@ -44,9 +44,11 @@ fn unknown_sub_ops_are_refused_without_effect() {
 
 #[test]
 fn resets_come_from_the_ros_only() {
-    for (op, effect) in
-        [(SubOp::ResetRos, Effect::ResetRos), (SubOp::ResetHrt, Effect::ResetHrt), (SubOp::ResetBoth, Effect::ResetBoth)]
-    {
+    for (op, effect) in [
+        (SubOp::ResetRos, Effect::ResetRos),
+        (SubOp::ResetHrt, Effect::ResetHrt),
+        (SubOp::ResetBoth, Effect::ResetBoth),
+    ] {
         let mut hvm = HvmState::new(2, FREQ, 0);
         for caller in [ROS_PROCESS, ROS_KERNEL] {
             assert_eq!(hvm.handle(caller, op as u64, None, 0), Reply::ok(effect));
@@ -188,7 +190,10 @@ fn the_sync_channel_is_set_up_used_and_torn_down() {
     call(&mut hvm, HRT0, SubOp::CallDone, None);
     assert_eq!(state(&mut hvm).0, TransState::Sync as u64);
     assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::Invoke, Some(BUFFER)), Reply::error(HvmError::WrongState));
-    assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::SyncTeardown, Some(BUFFER + 0x1000)), Reply::error(HvmError::InvalidArgument));
+    assert_eq!(
+        call(&mut hvm, ROS_PROCESS, SubOp::SyncTeardown, Some(BUFFER + 0x1000)),
+        Reply::error(HvmError::InvalidArgument)
+    );
     let teardown = call(&mut hvm, ROS_PROCESS, SubOp::SyncTeardown, Some(BUFFER));
     assert_eq!(teardown, Reply::ok(Effect::Upcall { op: SubOp::SyncTeardown, buffer: BUFFER, cores: 1 }));
     assert_eq!(state(&mut hvm).0, TransState::SyncTeardown as u64);
@@ -205,7 +210,11 @@ fn an_hrt_reset_recovers_from_a_request_in_flight_and_refuses_its_late_answer() 
     hvm.hrt_boot_started(200);
     assert_eq!(state(&mut hvm), (TransState::Idle as u64, 0), "idle, the HRT booting");
     assert_eq!(call(&mut hvm, HRT0, SubOp::CallDone, None), Reply::error(HvmError::WrongState));
-    assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::Invoke, Some(BUFFER)), Reply::error(HvmError::WrongState), "not ready yet");
+    assert_eq!(
+        call(&mut hvm, ROS_PROCESS, SubOp::Invoke, Some(BUFFER)),
+        Reply::error(HvmError::WrongState),
+        "not ready yet"
+    );
     for core in 0..2 {
         call(&mut hvm, Caller::hrt(Level::El1, core), SubOp::HrtReady, None);
     }
@@ -272,11 +281,11 @@ fn a_good_image_is_placed_from_the_start_of_hrt_ram() {
 fn bad_images_are_refused_never_trusted() {
     let code = [0u8; 16];
     assert!(matches!(boot::parse_image(b"not an elf"), Err(HrtImageError::NotAarch64Elf(_))));
-    assert!(matches!(
-        boot::parse_image(&elf(0x40_0000, &code, 0, 0x40_0000)),
-        Err(HrtImageError::BadSegment { .. })
-    ));
-    assert_eq!(boot::parse_image(&elf(IMAGE_BASE, &code, 0, IMAGE_BASE + 16)), Err(HrtImageError::BadEntry(IMAGE_BASE + 16)));
+    assert!(matches!(boot::parse_image(&elf(0x40_0000, &code, 0, 0x40_0000)), Err(HrtImageError::BadSegment { .. })));
+    assert_eq!(
+        boot::parse_image(&elf(IMAGE_BASE, &code, 0, IMAGE_BASE + 16)),
+        Err(HrtImageError::BadEntry(IMAGE_BASE + 16))
+    );
     assert!(matches!(
         boot::parse_image(&elf(u64::MAX - 8, &code, 0, u64::MAX - 8)),
         Err(HrtImageError::BadSegment { .. })
@@ -304,10 +313,7 @@ fn the_boot_state_sits_at_the_top_of_hrt_ram_above_the_free_memory() {
     assert_eq!(layout.stacks.size, 2 * STACK_SIZE);
     assert_eq!(layout.free, MemRange::new(HRT_RAM.start + 0x5_0000, layout.stacks.start - HRT_RAM.start - 0x5_0000));
     assert_eq!(layout.stack_top_va(1), LINEAR_MAP_BASE + layout.tables.start);
-    assert!(matches!(
-        BootLayout::new(ROS_RAM, HRT_RAM, 2, HRT_RAM.size),
-        Err(HrtImageError::TooBig { .. })
-    ));
+    assert!(matches!(BootLayout::new(ROS_RAM, HRT_RAM, 2, HRT_RAM.size), Err(HrtImageError::TooBig { .. })));
 }
 
 /// Walks the tables like the MMU (TTBR1, 4 KiB granule, 48-bit VA): the output address and

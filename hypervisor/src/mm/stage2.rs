@@ -556,7 +556,10 @@ mod tests {
         assert!(matches!(s2.map_ram_u(wraps, 0, 2 * PAGE), Err(Stage2Error::OutOfRange { .. })));
         assert!(matches!(s2.unmap_u(wraps, 2 * PAGE), Err(Stage2Error::OutOfRange { .. })));
         for pa in [0x8000_0001, (1 << MAX_PA_BITS) - PAGE, u64::MAX - PAGE + 1] {
-            assert_eq!(s2.map_ram_u(RAM_BASE, pa, 2 * PAGE), Err(Stage2Error::BadPhysicalAddress { pa, size: 2 * PAGE }));
+            assert_eq!(
+                s2.map_ram_u(RAM_BASE, pa, 2 * PAGE),
+                Err(Stage2Error::BadPhysicalAddress { pa, size: 2 * PAGE })
+            );
         }
         assert_eq!(s2.translate_u(RAM_BASE), None, "refused requests map nothing");
         s2.map_ram_u(RAM_BASE, 0x8000_0000, MIB_2).unwrap();

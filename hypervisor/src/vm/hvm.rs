@@ -175,7 +175,8 @@ impl HrtPartition {
         *self.entry.lock() = Some(entry);
         for core in 0..self.cores {
             let vcpu = self.first_vcpu + core;
-            let mut frame = crate::arch::aarch64::guest::initial_frame(entry.entry, BootLayout::linear_va(entry.layout.boot_info));
+            let mut frame =
+                crate::arch::aarch64::guest::initial_frame(entry.entry, BootLayout::linear_va(entry.layout.boot_info));
             frame.x[1] = core as u64;
             frame.x[2] = vcpu as u64;
             run::request_start_with(vm, vcpu, frame, Some(boot::el1_boot(&entry.layout, core)));
@@ -192,7 +193,14 @@ impl HrtPartition {
         };
         let (ttbr0, tcr, mair) = caller_regs;
         let seq = self.upcall_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let page = CommPage { seq, op: op as u64, arg: buffer, ros_ttbr0: ttbr0 & TTBR_BADDR_MASK, ros_tcr: tcr, ros_mair: mair };
+        let page = CommPage {
+            seq,
+            op: op as u64,
+            arg: buffer,
+            ros_ttbr0: ttbr0 & TTBR_BADDR_MASK,
+            ros_tcr: tcr,
+            ros_mair: mair,
+        };
         let fields = [page.op, page.arg, page.ros_ttbr0, page.ros_tcr, page.ros_mair];
         let at = entry.layout.comm_page;
         for (n, value) in fields.iter().enumerate() {

@@ -17,8 +17,8 @@ use crate::arch::aarch64::{cpu, gic as pgic, guest, hyp_timer};
 use crate::exit::dispatch::{route, Action, ExitInfo};
 use crate::gic::loaded::{ExitReason, LoadedLrs};
 use crate::gic::{Kick, Vgic, MAX_LRS};
-use crate::hvm::boot::El1Boot;
 use crate::guest_map::{self, PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER};
+use crate::hvm::boot::El1Boot;
 use crate::mm::stage2::vtcr_value;
 use crate::options::MAX_VCPUS;
 use crate::profile::{ExitKind, VgicStats};
@@ -546,9 +546,8 @@ fn exit_reason(kind: VectorKind, action: Option<&Action>, x0: u64, vcpus: usize)
 /// Whether the vCPU loaded on this pCPU was reset since it was loaded (it must drop it).
 pub fn reset_pending() -> bool {
     let pcpu = cpu::current_index();
-    current_vcpu().is_some_and(|vcpu| {
-        LOADED_EPOCH[pcpu].load(Ordering::Acquire) != VCPU_EPOCH[vcpu].load(Ordering::Acquire)
-    })
+    current_vcpu()
+        .is_some_and(|vcpu| LOADED_EPOCH[pcpu].load(Ordering::Acquire) != VCPU_EPOCH[vcpu].load(Ordering::Acquire))
 }
 
 /// Re-arms the slice timer after its tick (called from the IRQ path on a shared pCPU).

@@ -9,9 +9,9 @@ use aarch64_cpu::registers::{
 };
 
 use super::context::{PauthKeys, VcpuContext};
+use super::trap::TrapFrame;
 use crate::hvm::boot::El1Boot;
 use crate::mm::addr::{GuestVirt, Ipa};
-use super::trap::TrapFrame;
 
 /// PSTATE for a vCPU's first instruction: EL1h with D, A, I, F masked (Linux boot protocol).
 pub const EL1H_DAIF_MASKED: u64 = 0x3c5;

@@ -124,7 +124,10 @@ fn malformed_indirect_descriptors_are_refused() {
     let cases: [(Buf, ChainError); 4] = [
         (indirect(INDIRECT, 0), ChainError::BadIndirectLength { len: 0 }),
         (Buf { len: 24, ..indirect(INDIRECT, 0) }, ChainError::BadIndirectLength { len: 24 }),
-        (indirect(OUTSIDE - 16, 2), ChainError::DescriptorOutsideRam(OutsideGuestRam { ipa: Ipa(OUTSIDE - 16), len: 32 })),
+        (
+            indirect(OUTSIDE - 16, 2),
+            ChainError::DescriptorOutsideRam(OutsideGuestRam { ipa: Ipa(OUTSIDE - 16), len: 32 }),
+        ),
         (
             Buf { extra_flags: VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT, ..indirect(INDIRECT, 1) },
             ChainError::IndirectWithNext,
