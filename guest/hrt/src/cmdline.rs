@@ -3,7 +3,8 @@
 //! | word | effect |
 //! |---|---|
 //! | `heartbeat=<seconds>` | after ready, core 0 prints a heartbeat line every 1..3600 seconds |
-//! | `bench` | before ready, core 0 times [`crate::bench::NULL_CALLS`] null calls |
+//! | `bench` | after ready, core 0 times [`crate::bench::NULL_CALLS`] null calls |
+//! | `ready_delay_ms=<ms>` | core 0 waits that long (1..60000 ms) before reporting ready: makes the "HRT not ready" window long enough for tests to hit it |
 //!
 //! A word this kernel does not know, or a heartbeat period out of range, is reported and ignored,
 //! never fatal: a typo on the command line must not cost the HRT its boot. For a repeated
@@ -15,6 +16,9 @@ use crate::console::Printable;
 
 const HEARTBEAT_PREFIX: &[u8] = b"heartbeat=";
 const BENCH: &[u8] = b"bench";
+const READY_DELAY_PREFIX: &[u8] = b"ready_delay_ms=";
+/// The ready delay's range, milliseconds.
+pub const READY_DELAY_MAX_MS: u64 = 60_000;
 /// The heartbeat period's range, seconds: at least one beat a second keeps the console readable,
 /// at most one an hour still says "alive" within a long test.
 pub const HEARTBEAT_MIN_S: u64 = 1;
@@ -27,6 +31,8 @@ pub struct Options {
     pub heartbeat_s: Option<u64>,
     /// `bench`.
     pub bench: bool,
+    /// `ready_delay_ms=<ms>`, within 1..=[`READY_DELAY_MAX_MS`].
+    pub ready_delay_ms: Option<u64>,
 }
 
 /// A word [`parse`] ignored.
@@ -35,6 +41,8 @@ pub enum Ignored<'a> {
     Unknown(&'a [u8]),
     /// `heartbeat=` with something other than a number of seconds in range.
     BadHeartbeat(&'a [u8]),
+    /// `ready_delay_ms=` with something other than a number of milliseconds in range.
+    BadReadyDelay(&'a [u8]),
 }
 
 impl fmt::Display for Ignored<'_> {
@@ -46,6 +54,9 @@ impl fmt::Display for Ignored<'_> {
                 "'{}' ignored: the heartbeat period is {HEARTBEAT_MIN_S}..{HEARTBEAT_MAX_S} seconds",
                 Printable(word)
             ),
+            Self::BadReadyDelay(word) => {
+                write!(f, "'{}' ignored: the ready delay is 1..{READY_DELAY_MAX_MS} ms", Printable(word))
+            }
         }
     }
 }
@@ -63,6 +74,11 @@ pub fn parse<'a>(cmdline: &'a [u8], mut ignored: impl FnMut(Ignored<'a>)) -> Opt
                 Some(period) => options.heartbeat_s = Some(period),
                 None => ignored(Ignored::BadHeartbeat(word)),
             }
+        } else if let Some(value) = word.strip_prefix(READY_DELAY_PREFIX) {
+            match number_in(value, 1..=READY_DELAY_MAX_MS) {
+                Some(ms) => options.ready_delay_ms = Some(ms),
+                None => ignored(Ignored::BadReadyDelay(word)),
+            }
         } else {
             ignored(Ignored::Unknown(word));
         }
@@ -72,9 +88,14 @@ pub fn parse<'a>(cmdline: &'a [u8], mut ignored: impl FnMut(Ignored<'a>)) -> Opt
 
 /// `value` as a heartbeat period: decimal digits only (no sign), within range.
 fn seconds(value: &[u8]) -> Option<u64> {
+    number_in(value, HEARTBEAT_MIN_S..=HEARTBEAT_MAX_S)
+}
+
+/// `value` as a decimal number (digits only, no sign) within `range`.
+fn number_in(value: &[u8], range: core::ops::RangeInclusive<u64>) -> Option<u64> {
     if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let period: u64 = core::str::from_utf8(value).ok()?.parse().ok()?;
-    (HEARTBEAT_MIN_S..=HEARTBEAT_MAX_S).contains(&period).then_some(period)
+    let number: u64 = core::str::from_utf8(value).ok()?.parse().ok()?;
+    range.contains(&number).then_some(number)
 }

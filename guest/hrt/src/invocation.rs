@@ -116,6 +116,7 @@ impl InvocationBlock {
 /// hand for the polling loop.
 #[derive(Clone, Copy, Debug)]
 pub struct SyncChannelBlock {
+    magic: &'static AtomicU64,
     issued: &'static AtomicU64,
     completed: &'static AtomicU64,
     invocation: InvocationBlock,
@@ -131,6 +132,7 @@ impl SyncChannelBlock {
         }
         let outside = BlockError::OutsideRam { what: "sync channel", ipa };
         Ok(Self {
+            magic: ram.atomic_u64(word(offset_of!(SyncChannel, magic))).ok_or(outside)?,
             issued: ram.atomic_u64(word(offset_of!(SyncChannel, issued))).ok_or(outside)?,
             completed: ram.atomic_u64(word(offset_of!(SyncChannel, completed))).ok_or(outside)?,
             invocation: InvocationBlock { ram, ipa: word(offset_of!(SyncChannel, invocation)) },
@@ -146,6 +148,12 @@ impl SyncChannelBlock {
 
     pub fn invocation(&self) -> &InvocationBlock {
         &self.invocation
+    }
+
+    /// Whether the channel still carries its magic. A process that dies in sync mode frees the
+    /// page, which Linux zeroes and hands to someone else: then nothing may be written there.
+    pub fn still_valid(&self) -> bool {
+        self.magic.load(Ordering::Relaxed) == SYNC_MAGIC
     }
 
     /// Completes the calls up to `issued`, after their answer (Release).

@@ -103,6 +103,10 @@ extern "C" fn hrt_main(boot_va: u64, core: u64, vcpu: u64) -> ! {
     } else {
         println!("core {core} up (vCPU {}): {timer_status}, {null}", boot.vcpu());
     }
+    if let Some(ms) = options.ready_delay_ms {
+        println!("ready in {ms} ms (ready_delay_ms)");
+        timer::busy_wait_us(ms * 1000, frequency);
+    }
     // Before ready: the requests after it are new to the server.
     let server = upcall::Server::new(&boot);
     if let Err(error) = hvc::ready() {

@@ -33,6 +33,14 @@ pub fn ticks_to_us(ticks: u64, frequency: u64) -> u64 {
     (u128::from(ticks) * MICROS_PER_SECOND / u128::from(frequency.max(1))).try_into().unwrap_or(u64::MAX)
 }
 
+/// Spins for `us` microseconds on the counter.
+pub fn busy_wait_us(us: u64, frequency: u64) {
+    let deadline = now().saturating_add(us_to_ticks(us, frequency));
+    while now() < deadline {
+        core::hint::spin_loop();
+    }
+}
+
 /// Raises PPI 27 when CNTVCT reaches `deadline` (once: the IRQ handler disarms it).
 pub fn arm_at(deadline: u64) {
     CNTV_CVAL_EL0.set(deadline);

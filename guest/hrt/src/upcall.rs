@@ -71,6 +71,8 @@ struct Request {
 struct SyncSession {
     channel: SyncChannelBlock,
     space: AddressSpace,
+    /// The channel lost its magic (see [`SyncChannelBlock::still_valid`]): served no more.
+    abandoned: bool,
 }
 
 /// One core's upcall server: its idle loop, and on core 0 the heartbeat and sync mode.
@@ -254,7 +256,7 @@ impl Server {
     /// the same, but no sync mode).
     fn sync_setup(&self, request: &Request) -> Option<SyncSession> {
         match SyncChannelBlock::at(self.boot.ros_memory(), request.arg) {
-            Ok(channel) => Some(SyncSession { channel, space: self.space(request) }),
+            Ok(channel) => Some(SyncSession { channel, space: self.space(request), abandoned: false }),
             Err(error) => {
                 println!("core {}: sync setup refused: {error}", self.core);
                 None
@@ -277,20 +279,28 @@ impl Server {
                 }
             }
             self.beat();
-            if !self.serve_sync_call(&sync) {
+            if !self.serve_sync_call(&mut sync) {
                 core::hint::spin_loop();
             }
         }
         // A call issued before the teardown (by another thread of the process) still gets its
         // answer: the channel is the process's until the teardown is answered.
-        self.serve_sync_call(&sync);
+        self.serve_sync_call(&mut sync);
         answer(self.core);
     }
 
     /// Runs the call pending on the channel, if there is one; whether there was. An invocation
     /// without its magic is only completed (nothing runs, nothing is written): Nautilus' sync
     /// mode only counts calls, and Palacios' test program times that round trip.
-    fn serve_sync_call(&self, sync: &SyncSession) -> bool {
+    fn serve_sync_call(&self, sync: &mut SyncSession) -> bool {
+        if sync.abandoned {
+            return false;
+        }
+        if !sync.channel.still_valid() {
+            println!("core {}: sync channel lost its magic (its process is gone?): no longer served; a teardown or an HRT reset ends sync mode", self.core);
+            sync.abandoned = true;
+            return false;
+        }
         let Some(issued) = sync.channel.pending_call() else { return false };
         let block = sync.channel.invocation();
         if block.magic() == INVOCATION_MAGIC {
