@@ -30,6 +30,9 @@
  *                                       then a second write pass over the mapped pages
  *   cpu N            cpu_loop ms        N rounds of a xorshift generator: pure guest CPU work
  *                                       that should not involve the hypervisor at all
+ *   shm-cross N      shm_cross ns       round trip of a counter between two threads pinned to
+ *                                       CPUs 0 and 1, spinning on shared memory: no system
+ *                                       call, no exit (next to the HVM's sync invocation)
  *   spawn N          process_start us   fork + exec of this static program (`hvbench noop`,
  *                                       which exits at once) + waitpid: a Linux process start,
  *                                       next to which scripts/hvm-bench.sh puts the HRT's boot
@@ -40,6 +43,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -351,6 +356,52 @@ static void bench_cpu(unsigned long n)
     result("cpu_loop", (double)(t1 - t0) / NS_PER_MS, "ms");
 }
 
+/* shm-cross: the ball the two threads pass; odd values are the partner's turn. */
+static _Atomic unsigned long shm_ball;
+static unsigned long shm_rounds;
+
+static void *shm_partner(void *unused)
+{
+    (void)unused;
+    pin_to(1);
+    for (unsigned long i = 0; i < shm_rounds; i++) {
+        unsigned long mine = 2 * i + 1;
+        while (atomic_load_explicit(&shm_ball, memory_order_acquire) != mine)
+            ;
+        atomic_store_explicit(&shm_ball, mine + 1, memory_order_release);
+    }
+    return NULL;
+}
+
+static void bench_shm_cross(unsigned long n)
+{
+    cpu_set_t usable;
+    if (sched_getaffinity(0, sizeof usable, &usable) != 0)
+        die("sched_getaffinity");
+    if (!CPU_ISSET(1, &usable)) {
+        fprintf(stderr, "%s: shm_cross skipped: CPU 1 is not online\n", prog);
+        return;
+    }
+    unsigned long warmup = n / WARMUP_DIVISOR;
+    shm_rounds = warmup + n;
+    atomic_store(&shm_ball, 0);
+    pthread_t partner;
+    if (pthread_create(&partner, NULL, shm_partner, NULL) != 0)
+        die("pthread_create");
+    pin_to(0);
+    uint64_t t0 = 0;
+    for (unsigned long i = 0; i < shm_rounds; i++) {
+        if (i == warmup)
+            t0 = now_ns();
+        atomic_store_explicit(&shm_ball, 2 * i + 1, memory_order_release);
+        while (atomic_load_explicit(&shm_ball, memory_order_acquire) != 2 * i + 2)
+            ;
+    }
+    uint64_t t1 = now_ns();
+    pthread_join(partner, NULL);
+    result("shm_cross", (double)(t1 - t0) / n, "ns");
+}
+
 static void bench_spawn(unsigned long n)
 {
     char *const child_argv[] = {"hvbench", "noop", NULL};
@@ -379,7 +430,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: %s getppid N | clock N | pipe-same N | pipe-cross N | hackbench G L M\n"
-            "       | sleep N | touch MIB | cpu N | spawn N | noop\n",
+            "       | sleep N | touch MIB | cpu N | spawn N | shm-cross N | noop\n",
             prog);
     exit(2);
 }
@@ -417,6 +468,8 @@ int main(int argc, char **argv)
         bench_cpu(n);
     else if (!strcmp(cmd, "spawn"))
         bench_spawn(n);
+    else if (!strcmp(cmd, "shm-cross"))
+        bench_shm_cross(n);
     else
         usage();
     return 0;

@@ -32,6 +32,9 @@ usage: hvmctl [--as-user <uid>] <command>
                                  <number> [arg...]   any function, up to 6 numeric args
                                numbers are decimal, or hex with 0x
   string [-p] <text...>        Palacios' string invocation: the HRT prints the buffer
+  bench-invoke <n>             n round trips each of an async, a parallel and a sync ADD;
+                               prints HVBENCH: lines invoke_async and invoke_parallel
+                               (microseconds) and invoke_sync (ns) for scripts/hvm-bench.sh
 exit status: 0 ok, 1 the hypervisor answered an error, 2 usage error, 3 no usable HVM";
 
 const OK: u8 = 0;
@@ -44,6 +47,7 @@ enum Command {
     Reset(SubOp, &'static str),
     Call(u64, [u64; 6]),
     LoopNull(u64),
+    BenchInvoke(u64),
     State,
     Invoke { parallel: bool, call: Invocation },
     String { parallel: bool, text: CString },
@@ -131,6 +135,10 @@ fn parse(args: &[String]) -> Result<Command, String> {
             _ => Err(format!("loop-null needs a positive decimal count, got '{n}'")),
         },
         ["state"] => Ok(Command::State),
+        ["bench-invoke", n] => match n.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Command::BenchInvoke(n)),
+            _ => Err(format!("bench-invoke needs a positive decimal count, got '{n}'")),
+        },
         ["invoke", "-p" | "--parallel", rest @ ..] => {
             Ok(Command::Invoke { parallel: true, call: parse_invocation(rest)? })
         }
@@ -143,6 +151,32 @@ fn parse(args: &[String]) -> Result<Command, String> {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds.
+/// Mean round trip of `n` calls of `call`, in nanoseconds (one untimed call first).
+fn round_trip_ns(n: u64, mut call: impl FnMut() -> Result<(), InvokeError>) -> Result<f64, InvokeError> {
+    call()?;
+    let start = monotonic_ns();
+    for _ in 0..n {
+        call()?;
+    }
+    Ok((monotonic_ns() - start) as f64 / n as f64)
+}
+
+/// `hvmctl bench-invoke`: async, parallel and sync ADD round trips, in the form of hvbench's
+/// results ("HVBENCH: <metric> <value> <unit>").
+fn bench_invoke(hvm: &Hvm, n: u64) -> Result<(), InvokeError> {
+    let args = [1, 2, 0, 0, 0, 0];
+    let async_ns = round_trip_ns(n, || hvm.invoke(function::ADD, args).map(drop))?;
+    println!("HVBENCH: invoke_async {:.3} us", async_ns / 1000.0);
+    let parallel_ns = round_trip_ns(n, || hvm.invoke_parallel(function::ADD, args).map(drop))?;
+    println!("HVBENCH: invoke_parallel {:.3} us", parallel_ns / 1000.0);
+    let mut session = hvm.synchronize()?;
+    // Ten times the calls: a sync round trip is much shorter.
+    let sync_ns = round_trip_ns(n * 10, || session.call(function::ADD, args).map(drop))?;
+    session.desynchronize()?;
+    println!("HVBENCH: invoke_sync {sync_ns:.3} ns");
+    Ok(())
+}
+
 fn monotonic_ns() -> u128 {
     let mut ts = libc_timespec();
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime writes only it.
@@ -268,6 +302,10 @@ fn run(hvm: &Hvm, command: Command) -> u8 {
             println!("loop-null: {n} calls in {total} ns, {} ns/call", total / u128::from(n));
             OK
         }
+        Command::BenchInvoke(n) => match bench_invoke(hvm, n) {
+            Ok(()) => OK,
+            Err(e) => invoke_error_exit("bench-invoke", e),
+        },
         Command::State => match hvm.state() {
             Ok(status) => {
                 println!("state: {status}");
