@@ -127,6 +127,7 @@ fuzz: build
 clippy: bootstrap
 	cargo clippy -p hypervisor --target $(TARGET) -- -D warnings
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p hvm-ros-lib --features std --all-targets -- -D warnings
 
 fmt:
 	cargo fmt --all
