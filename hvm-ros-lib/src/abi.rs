@@ -240,6 +240,18 @@ pub enum PageFaultAction {
 pub const HRT_FAIL_VEC: u64 = 0x1d;
 
 /// `struct v3_ros_event`: 80 bytes, Palacios field order, AArch64 names (pc for rip, far for cr2).
+///
+/// Forwarding (palacios-hvm.md §4.5): one event at a time, VM-wide.
+/// 1. The HRT posts it: [`SubOp::PostRosEvent`] (0x10), x2 = the virtual address (at HRT EL1)
+///    of a `RosEvent`; refused with [`HvmError::Busy`] unless no event is pending.
+/// 2. The ROS process, waiting for its call, polls [`SubOp::GetStateAndEvent`] (0xf) with x2 =
+///    its own `RosEvent` buffer and finds the event: a system call (`syscall[0]` = arm64
+///    number, `[1..7]` = x0..x5), a page fault (touch the page: read, or write for
+///    [`PageFaultAction::Write`]) or an HRT exception (report it).
+/// 3. It answers [`SubOp::EventComplete`] (0x1f), x2 = the result (a system call's x0, 0 for
+///    a fault): the event becomes `Done` with `last_ros_event_result` = x2.
+/// 4. The HRT polls 0xf (x2 = its buffer) until the event is `Done`, takes the result and
+///    acknowledges with [`SubOp::AckEventResult`] (0x1e): the event is `None` again.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct RosEvent {
@@ -268,11 +280,14 @@ pub struct PageFaultEvent {
     pub action: u32,
 }
 
+/// `HRT_EXCEPTION`: on AArch64 `vector` is the ESR_EL1 of the exception (or [`HRT_FAIL_VEC`]
+/// for one in the HRT itself), and `far` its FAR_EL1 (new: Palacios had no room for CR2 here).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExceptionEvent {
     pub pc: u64,
     pub vector: u64,
+    pub far: u64,
 }
 
 impl RosEvent {
@@ -324,7 +339,18 @@ pub mod invoke {
         pub const CHECKSUM: u64 = 2;
         /// Spin for `args[0]` microseconds (at most one second).
         pub const SPIN_US: u64 = 3;
+        /// Call a function of the calling process at HRT EL0, in the merged address space
+        /// (after [`super::super::SubOp::Merge`]): `args[0]` = its address, `args[1]` = the top
+        /// of a stack in the process's memory (16-byte aligned), `args[2..6]` = its x0..x3.
+        /// Its x0 at return is the result. Its system calls and page faults are performed by
+        /// the process (events), any other exception fails the call with an HRT exception event.
+        pub const CALL_ROS: u64 = 4;
     }
+
+    /// The return address (x30) a [`function::CALL_ROS`] function starts with: in page 0,
+    /// which Linux never maps, so its `ret` takes an instruction abort that the HRT reads as
+    /// the return.
+    pub const ROS_RETURN_ADDRESS: u64 = 0x8;
 
     /// One call of a built-in function: written by the process, read and answered by the HRT.
     #[repr(C)]
@@ -395,6 +421,13 @@ pub mod invoke {
         pub ros_ttbr0: u64,
         pub ros_tcr: u64,
         pub ros_mair: u64,
+        /// The ASID the process runs with at EL0 (TTBR1_EL1[63:48] at the call; Linux sets
+        /// TCR_EL1.A1): a merge tags the HRT's TTBR0 with it, so the process's by-ASID TLB
+        /// invalidations, replayed for the HRT, hit the HRT's entries.
+        pub ros_asid: u64,
+        /// For [`super::SubOp::MirrorTls`]: the calling thread's TPIDR_EL0 and TPIDRRO_EL0.
+        pub tpidr_el0: u64,
+        pub tpidrro_el0: u64,
     }
 }
 
@@ -444,7 +477,10 @@ mod tests {
         assert_eq!(offset_of!(invoke::Invocation, result), 136);
         assert_eq!(size_of::<invoke::SyncChannel>(), 224);
         assert_eq!(offset_of!(invoke::SyncChannel, invocation), 24);
-        assert_eq!(size_of::<invoke::CommPage>(), 48);
+        assert_eq!(size_of::<invoke::CommPage>(), 72);
+        assert_eq!(offset_of!(invoke::CommPage, ros_asid), 48);
+        assert_eq!(offset_of!(ExceptionEvent, far), 16);
+        assert_eq!(size_of::<RosEvent>(), 80, "the union still fits");
     }
 
     #[test]
