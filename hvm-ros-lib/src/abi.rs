@@ -421,7 +421,7 @@ pub mod invoke {
         pub ros_ttbr0: u64,
         pub ros_tcr: u64,
         pub ros_mair: u64,
-        /// The ASID the process runs with at EL0 (TTBR1_EL1[63:48] at the call; Linux sets
+        /// The ASID the process runs with at EL0 (TTBR1_EL1 bits 63:48 at the call; Linux sets
         /// TCR_EL1.A1): a merge tags the HRT's TTBR0 with it, so the process's by-ASID TLB
         /// invalidations, replayed for the HRT, hit the HRT's entries.
         pub ros_asid: u64,
