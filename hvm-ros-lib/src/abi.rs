@@ -142,7 +142,9 @@ pub const HRT_CONSOLE_MAX: u64 = 256;
 /// - [`hrt_boot::IMAGE_BASE`] maps HRT RAM from its first byte (the image is linked there; its
 ///   `PT_LOAD` segments are placed at `hrt_mem_start + (p_vaddr - IMAGE_BASE)`).
 ///
-/// MAIR_EL1 attribute 0 is Normal write-back, attribute 1 Device-nGnRE. SP_EL1 is the core's
+/// MAIR_EL1 attribute 0 is Normal write-back, attribute 4 Device-nGnRE: the indexes Linux (the
+/// ROS) uses for the same memory types, so a merge can take over the ROS's MAIR_EL1 without
+/// changing the meaning of the HRT's own mappings. SP_EL1 is the core's
 /// stack top ([`hrt_boot::STACK_SIZE`] bytes), x0 the boot info's virtual address
 /// ([`HrtBootInfo`]), x1 the HRT core index (0 for the first HRT core), x2 the vCPU id.
 pub mod hrt_boot {
@@ -158,7 +160,7 @@ pub mod hrt_boot {
     pub const CMDLINE_MAX: usize = 256;
     /// MAIR_EL1 attribute indexes.
     pub const ATTR_NORMAL: u64 = 0;
-    pub const ATTR_DEVICE: u64 = 1;
+    pub const ATTR_DEVICE: u64 = 4;
 }
 
 /// What the hypervisor tells every HRT core at boot (x0 points at it; the AArch64 counterpart of
