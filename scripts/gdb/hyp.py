@@ -26,7 +26,8 @@ import gdb
 MAX_VCPUS = 8
 # Must match hypervisor/src/profile/mod.rs (ExitKind::ALL order).
 EXIT_KINDS = ["wfi", "wfe", "hvc", "smc", "sgi", "id_register", "mmio", "mmio_no_syndrome",
-              "instruction_abort", "undef", "irq", "other", "physical_timer"]
+              "instruction_abort", "undef", "irq", "other", "physical_timer",
+              "tlb_maintenance"]
 LR_STATES = ["invalid", "pending", "active", "pending+active"]
 
 

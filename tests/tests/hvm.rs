@@ -76,7 +76,7 @@ fn ros_view_and_calls(name: &str, smp: &str, hyp_args: &str, ros_cpus: usize, hr
         assert_eq!(x0(hrt_only), HVM_ERROR_WRONG_PARTITION, "sub-op {hrt_only} from a ROS process");
     }
     assert_eq!(x0("20"), HVM_ERROR_BAD_ADDRESS, "an invocation needs its buffer");
-    assert_eq!(x0("30"), HVM_ERROR_NOT_IMPLEMENTED);
+    assert_eq!(x0("40"), HVM_ERROR_NOT_IMPLEMENTED);
     assert_eq!(x0("99"), HVM_ERROR_UNKNOWN_SUB_OP);
 
     // SIGBUS kills devmem (128 + 7); the hypervisor injected an external abort and logged it.

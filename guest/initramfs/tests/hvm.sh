@@ -38,8 +38,8 @@ out=$(hvmctl --as-user 65534 null 2>&1)
 echo "HVTEST: nonroot rc=$? $out"
 
 # HRT-kernel-only answers, an invocation without a buffer, a process-only call not implemented
-# yet (merge), an undefined code.
-for subop in 2f 3f 5f 10 1e 61 20 30 99; do
+# yet (signal handler registration), an undefined code.
+for subop in 2f 3f 5f 10 1e 61 20 40 99; do
     x0=$(hvmctl call "$subop" 2>&1 | sed -n 's/.*x0 = \(-*[0-9]*\) .*/\1/p')
     echo "HVTEST: call $subop x0=$x0"
 done

@@ -47,8 +47,50 @@ pub enum Action {
     MmioWithoutSyndrome { ipa: u64, is_write: bool },
     /// An instruction fetch from `ipa` that stage 2 does not allow.
     InstructionFetchFault { ipa: u64 },
+    /// A TLB maintenance instruction (`TLBI`, trapped by HCR_EL2.TTLB while a hybrid VM's
+    /// HRT runs a merged process) with its operand in register `rt`.
+    TlbMaintenance { op: TlbiOp, rt: u8 },
     /// Inject UNDEFINED into the guest.
     Undefined(UndefReason),
+}
+
+/// The EL1 TLB maintenance operations (`TLBI <op>`, op0 = 1, op1 = 0, CRn = 8) Linux issues;
+/// any other encoding is [`TlbiOp::Other`], performed as the strongest (all of the VM, all CPUs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlbiOp {
+    /// By VA and ASID / by ASID / all / by VA all ASIDs; `last` = last level only;
+    /// `broadcast` = inner shareable (all CPUs).
+    Va { last: bool, broadcast: bool },
+    Asid { broadcast: bool },
+    All { broadcast: bool },
+    VaAllAsids { last: bool, broadcast: bool },
+    Other,
+}
+
+/// CRm of the EL1 TLBI encodings: inner shareable, or this PE only.
+const TLBI_CRM_INNER_SHAREABLE: u8 = 3;
+const TLBI_CRM_LOCAL: u8 = 7;
+/// CRn of the TLB maintenance instructions.
+const TLBI_CRN: u8 = 8;
+
+impl TlbiOp {
+    /// Decodes `SYS #op1, C8, C<crm>, #op2`.
+    pub const fn decode(op1: u8, crm: u8, op2: u8) -> Self {
+        let broadcast = match (op1, crm) {
+            (0, TLBI_CRM_INNER_SHAREABLE) => true,
+            (0, TLBI_CRM_LOCAL) => false,
+            _ => return Self::Other,
+        };
+        match op2 {
+            0 => Self::All { broadcast },
+            1 => Self::Va { last: false, broadcast },
+            2 => Self::Asid { broadcast },
+            3 => Self::VaAllAsids { last: false, broadcast },
+            5 => Self::Va { last: true, broadcast },
+            7 => Self::VaAllAsids { last: true, broadcast },
+            _ => Self::Other,
+        }
+    }
 }
 
 type Route = fn(&ExitInfo, Exit) -> Action;
@@ -111,6 +153,9 @@ fn sysreg(info: &ExitInfo, exit: Exit) -> Action {
             if [SysReg::CNTP_CTL_EL0, SysReg::CNTP_CVAL_EL0, SysReg::CNTP_TVAL_EL0].contains(&access.reg) =>
         {
             Action::PhysicalTimer { reg: access.reg, rt: access.rt, is_read: access.is_read }
+        }
+        Exit::SysReg(access) if access.reg.op0 == 1 && access.reg.crn == TLBI_CRN && !access.is_read => {
+            Action::TlbMaintenance { op: TlbiOp::decode(access.reg.op1, access.reg.crm, access.reg.op2), rt: access.rt }
         }
         Exit::SysReg(access) => Action::Undefined(UndefReason::UnknownSysReg(access.reg)),
         _ => unhandled(info, exit),
@@ -191,6 +236,24 @@ mod tests {
         );
         // The virtual timer's CNTV_CTL_EL0 (3, 3, 14, 3, 1) never traps here: not ours.
         assert!(matches!(route(&info(esr(0x18, sysreg_iss(3, 3, 14, 3, 1, 0, false)))), Action::Undefined(_)));
+    }
+
+    #[test]
+    fn tlb_maintenance_is_decoded_by_operation() {
+        // TLBI VALE1IS, x4; TLBI ASIDE1, x9; TLBI VMALLE1IS; TLBI VAAE1IS, x1.
+        let tlbi = |op1, crm, op2, rt| route(&info(esr(0x18, sysreg_iss(1, op1, 8, crm, op2, rt, false))));
+        assert_eq!(tlbi(0, 3, 5, 4), Action::TlbMaintenance { op: TlbiOp::Va { last: true, broadcast: true }, rt: 4 });
+        assert_eq!(tlbi(0, 7, 2, 9), Action::TlbMaintenance { op: TlbiOp::Asid { broadcast: false }, rt: 9 });
+        assert_eq!(tlbi(0, 3, 0, 31), Action::TlbMaintenance { op: TlbiOp::All { broadcast: true }, rt: 31 });
+        assert_eq!(
+            tlbi(0, 3, 3, 1),
+            Action::TlbMaintenance { op: TlbiOp::VaAllAsids { last: false, broadcast: true }, rt: 1 }
+        );
+        // Range and outer-shareable forms (ARMv8.4) and EL2 ones: the strongest invalidation.
+        assert_eq!(tlbi(0, 2, 1, 0), Action::TlbMaintenance { op: TlbiOp::Other, rt: 0 });
+        assert_eq!(tlbi(4, 3, 0, 0), Action::TlbMaintenance { op: TlbiOp::Other, rt: 0 });
+        // Data cache maintenance (CRn 7) is not TLB maintenance.
+        assert!(matches!(route(&info(esr(0x18, sysreg_iss(1, 3, 7, 11, 1, 0, false)))), Action::Undefined(_)));
     }
 
     #[test]

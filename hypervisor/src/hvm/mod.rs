@@ -6,10 +6,12 @@
 //! ready line). Nothing here touches the guest: a bad call only ever produces an error code.
 
 pub mod boot;
+pub mod events;
 pub mod permissions;
 #[cfg(test)]
 mod tests;
 
+use events::{EventSlot, EVENT_SIZE};
 use hvm_ros_lib::abi::invoke::{Invocation, SyncChannel};
 use hvm_ros_lib::abi::{HvmError, RosEvent, SubOp, TransState, HVM_OK};
 
@@ -55,10 +57,35 @@ pub enum Effect {
         buffer: u64,
         cores: u64,
     },
-    /// Write the current ROS event (none yet: events come with their own issue) to `buffer`.
+    /// Write the event slot (`event`) to the caller's `buffer`.
     WriteEvent {
         buffer: u64,
+        event: [u8; EVENT_SIZE],
     },
+    /// A merge or unmerge finished: the HRT now runs (`Some`: with the address space whose
+    /// TTBR0 base this is) or no longer runs ROS code; ROS TLB maintenance must (not) be
+    /// replayed for the HRT.
+    MergeChanged {
+        merged: Option<u64>,
+    },
+    /// Copy the `size`-byte HRT image at the caller's virtual address `va`, check it and keep it
+    /// for the next HRT boot.
+    InstallImage {
+        va: u64,
+        size: u64,
+    },
+}
+
+/// What a call brings besides its sub-operation: the guest-physical address of its x2 buffer
+/// (for the sub-operations of [`buffer_size`]; `None` when x2 did not translate or is 0), its
+/// arguments x2..x7, the calling process's TTBR0 base (for a merge), and for a posted event the
+/// event read from that buffer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Request {
+    pub buffer: Option<u64>,
+    pub args: [u64; 6],
+    pub ttbr0: u64,
+    pub event: Option<[u8; EVENT_SIZE]>,
 }
 
 /// Bytes of the caller's memory a sub-operation's x2 points at, which the VM translates to a
@@ -67,7 +94,7 @@ pub fn buffer_size(op: SubOp) -> Option<usize> {
     match op {
         SubOp::Invoke | SubOp::ParallelInvoke => Some(core::mem::size_of::<Invocation>()),
         SubOp::SyncSetup | SubOp::SyncTeardown => Some(core::mem::size_of::<SyncChannel>()),
-        SubOp::GetStateAndEvent => Some(core::mem::size_of::<RosEvent>()),
+        SubOp::GetStateAndEvent | SubOp::PostRosEvent => Some(core::mem::size_of::<RosEvent>()),
         _ => None,
     }
 }
@@ -102,6 +129,11 @@ pub struct HvmState {
     awaiting: u64,
     /// The synchronous channel (guest-physical), from SyncSetup to the end of SyncTeardown.
     sync_channel: Option<u64>,
+    /// The merge in flight: `Some(ttbr0)` for a merge with that process, `None` for an unmerge.
+    merging: Option<Option<u64>>,
+    /// The merged process (its TTBR0 base), if any.
+    merged: Option<u64>,
+    events: EventSlot,
 }
 
 impl HvmState {
@@ -114,7 +146,15 @@ impl HvmState {
             hrt: HrtStatus::Booting { started: now, ready_cores: 0 },
             awaiting: 0,
             sync_channel: None,
+            merging: None,
+            merged: None,
+            events: EventSlot::default(),
         }
+    }
+
+    /// The merged process's TTBR0 base, if a merge is in effect.
+    pub fn merged(&self) -> Option<u64> {
+        self.merged
     }
 
     /// Bit mask of every HRT core.
@@ -148,6 +188,12 @@ impl HvmState {
     /// `buffer` is the guest-physical address of the caller's x2 buffer for the sub-operations
     /// that have one ([`buffer_size`]), `None` when x2 did not translate (or is 0).
     pub fn handle(&mut self, caller: Caller, code: u64, buffer: Option<u64>, now: u64) -> Reply {
+        self.handle_request(caller, code, Request { buffer, ..Request::default() }, now)
+    }
+
+    /// [`HvmState::handle`] with everything a call can bring.
+    pub fn handle_request(&mut self, caller: Caller, code: u64, request: Request, now: u64) -> Reply {
+        let buffer = request.buffer;
         let Some(op) = SubOp::from_code(code) else {
             return Reply::error(HvmError::UnknownSubOp);
         };
@@ -165,8 +211,27 @@ impl HvmState {
             SubOp::HrtReady => self.core_ready(caller.hrt_core, now),
             SubOp::GetStateAndEvent => {
                 let state = [self.trans as u64, u64::from(self.hrt_ready()), self.hrt_cores as u64, 0];
-                let effect = buffer.map_or(Effect::None, |buffer| Effect::WriteEvent { buffer });
+                let event = self.events.bytes();
+                let effect = buffer.map_or(Effect::None, |buffer| Effect::WriteEvent { buffer, event });
                 Reply { regs: state, effect }
+            }
+            SubOp::Merge => self.start_merge(Some(request.ttbr0), SubOp::Merge),
+            SubOp::Unmerge => self.start_merge(None, SubOp::Unmerge),
+            SubOp::MergeDone => self.merge_done(caller.hrt_core),
+            SubOp::MirrorTls | SubOp::UnmirrorTls => self.start(op, TransState::TlsSync, 1, Some(0)),
+            SubOp::TlsSyncDone => self.finish_single(TransState::TlsSync, caller.hrt_core),
+            SubOp::PostRosEvent => match (buffer, request.event) {
+                (Some(_), Some(event)) => Self::answer(self.events.post(event)),
+                _ => Reply::error(HvmError::BadAddress),
+            },
+            SubOp::EventComplete => Self::answer(self.events.complete(request.args[0])),
+            SubOp::AckEventResult => Self::answer(self.events.acknowledge()),
+            SubOp::InstallHrtImage => {
+                let [va, size, ..] = request.args;
+                if va == 0 || size == 0 {
+                    return Reply::error(HvmError::InvalidArgument);
+                }
+                Reply::ok(Effect::InstallImage { va, size })
             }
             SubOp::Invoke => self.start(op, TransState::Call, 1, buffer),
             SubOp::ParallelInvoke => self.start(op, TransState::ParCall, self.all_cores(), buffer),
@@ -175,6 +240,42 @@ impl HvmState {
             SubOp::CallDone => self.call_done(caller.hrt_core),
             _ => Reply::error(HvmError::NotImplemented),
         }
+    }
+
+    fn answer(result: Result<(), HvmError>) -> Reply {
+        match result {
+            Ok(()) => Reply::ok(Effect::None),
+            Err(error) => Reply::error(error),
+        }
+    }
+
+    /// Merge (`Some(ttbr0)`) or unmerge (`None`): an upcall to the first HRT core.
+    fn start_merge(&mut self, target: Option<u64>, op: SubOp) -> Reply {
+        let reply = self.start(op, TransState::Merge, 1, Some(0));
+        if reply.regs[0] == HVM_OK {
+            self.merging = Some(target);
+        }
+        reply
+    }
+
+    /// The HRT finished a merge or unmerge.
+    fn merge_done(&mut self, core: usize) -> Reply {
+        let reply = self.finish_single(TransState::Merge, core);
+        if reply.regs[0] != HVM_OK {
+            return reply;
+        }
+        self.merged = self.merging.take().flatten();
+        Reply::ok(Effect::MergeChanged { merged: self.merged })
+    }
+
+    /// The answer of the first HRT core that ends a single-core request in state `state`.
+    fn finish_single(&mut self, state: TransState, core: usize) -> Reply {
+        if self.trans != state || core != 0 || self.awaiting & 1 == 0 {
+            return Reply::error(HvmError::WrongState);
+        }
+        self.awaiting = 0;
+        self.trans = TransState::Idle;
+        Reply::ok(Effect::None)
     }
 
     /// Starts a request to the HRT cores in `cores` from the idle state.

@@ -225,9 +225,89 @@ fn an_hrt_reset_recovers_from_a_request_in_flight_and_refuses_its_late_answer() 
 fn the_state_query_writes_the_event_when_given_a_buffer() {
     let mut hvm = ready(1);
     let reply = call(&mut hvm, ROS_PROCESS, SubOp::GetStateAndEvent, Some(BUFFER));
-    assert_eq!(reply.effect, Effect::WriteEvent { buffer: BUFFER });
+    assert_eq!(reply.effect, Effect::WriteEvent { buffer: BUFFER, event: [0; events::EVENT_SIZE] });
     assert_eq!(reply.regs[..2], [TransState::Idle as u64, 1]);
     assert_eq!(call(&mut hvm, HRT0, SubOp::GetStateAndEvent, None).regs[0], TransState::Idle as u64);
+}
+
+// ---- merge, TLS, events, image install ----
+
+const TTBR0: u64 = 0x4567_8000;
+
+fn request(hvm: &mut HvmState, caller: Caller, op: SubOp, request: Request) -> Reply {
+    hvm.handle_request(caller, op as u64, request, 100)
+}
+
+#[test]
+fn a_merge_and_an_unmerge_go_through_the_first_hrt_core() {
+    let mut hvm = ready(2);
+    let merge = request(&mut hvm, ROS_PROCESS, SubOp::Merge, Request { ttbr0: TTBR0, ..Request::default() });
+    assert_eq!(merge, Reply::ok(Effect::Upcall { op: SubOp::Merge, buffer: 0, cores: 1 }));
+    assert_eq!(state(&mut hvm).0, TransState::Merge as u64);
+    assert_eq!(hvm.merged(), None, "not before the HRT answered");
+    assert_eq!(call(&mut hvm, HRT1, SubOp::MergeDone, None), Reply::error(HvmError::WrongState));
+    assert_eq!(call(&mut hvm, HRT0, SubOp::MergeDone, None), Reply::ok(Effect::MergeChanged { merged: Some(TTBR0) }));
+    assert_eq!((state(&mut hvm).0, hvm.merged()), (TransState::Idle as u64, Some(TTBR0)));
+    assert_eq!(call(&mut hvm, HRT0, SubOp::MergeDone, None), Reply::error(HvmError::WrongState), "twice");
+    assert_eq!(call(&mut hvm, ROS_KERNEL, SubOp::Merge, None), Reply::error(HvmError::WrongLevel));
+    call(&mut hvm, ROS_PROCESS, SubOp::Unmerge, None);
+    assert_eq!(call(&mut hvm, HRT0, SubOp::MergeDone, None), Reply::ok(Effect::MergeChanged { merged: None }));
+    assert_eq!(hvm.merged(), None);
+    // An HRT reset forgets a merge.
+    request(&mut hvm, ROS_PROCESS, SubOp::Merge, Request { ttbr0: TTBR0, ..Request::default() });
+    call(&mut hvm, HRT0, SubOp::MergeDone, None);
+    hvm.hrt_boot_started(500);
+    assert_eq!(hvm.merged(), None);
+}
+
+#[test]
+fn the_tls_mirror_is_a_single_core_request() {
+    let mut hvm = ready(1);
+    for op in [SubOp::MirrorTls, SubOp::UnmirrorTls] {
+        assert!(matches!(call(&mut hvm, ROS_PROCESS, op, None).effect, Effect::Upcall { cores: 1, .. }));
+        assert_eq!(state(&mut hvm).0, TransState::TlsSync as u64);
+        assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::Invoke, Some(BUFFER)), Reply::error(HvmError::WrongState));
+        assert_eq!(call(&mut hvm, HRT0, SubOp::TlsSyncDone, None), Reply::ok(Effect::None));
+        assert_eq!(state(&mut hvm).0, TransState::Idle as u64);
+    }
+    assert_eq!(call(&mut hvm, HRT0, SubOp::TlsSyncDone, None), Reply::error(HvmError::WrongState));
+}
+
+#[test]
+fn events_flow_from_the_hrt_to_the_process_and_back() {
+    let mut hvm = ready(1);
+    let mut syscall = [0u8; events::EVENT_SIZE];
+    syscall[..4].copy_from_slice(&(hvm_ros_lib::abi::RosEventType::Syscall as u32).to_le_bytes());
+    let post = Request { buffer: Some(BUFFER), event: Some(syscall), ..Request::default() };
+    assert_eq!(request(&mut hvm, ROS_PROCESS, SubOp::PostRosEvent, post), Reply::error(HvmError::WrongPartition));
+    assert_eq!(request(&mut hvm, HRT0, SubOp::PostRosEvent, Request { event: None, ..post }), Reply::error(HvmError::BadAddress));
+    assert_eq!(request(&mut hvm, HRT0, SubOp::PostRosEvent, post), Reply::ok(Effect::None));
+    assert_eq!(request(&mut hvm, HRT0, SubOp::PostRosEvent, post), Reply::error(HvmError::Busy));
+    let seen = call(&mut hvm, ROS_PROCESS, SubOp::GetStateAndEvent, Some(BUFFER));
+    assert_eq!(seen.effect, Effect::WriteEvent { buffer: BUFFER, event: syscall });
+    let done = Request { args: [172, 0, 0, 0, 0, 0], ..Request::default() };
+    assert_eq!(request(&mut hvm, HRT0, SubOp::EventComplete, done), Reply::error(HvmError::WrongPartition));
+    assert_eq!(request(&mut hvm, ROS_PROCESS, SubOp::EventComplete, done), Reply::ok(Effect::None));
+    let Effect::WriteEvent { event, .. } = call(&mut hvm, HRT0, SubOp::GetStateAndEvent, Some(BUFFER)).effect else {
+        panic!("the HRT reads the event too");
+    };
+    assert_eq!(event[..4], (hvm_ros_lib::abi::RosEventType::Done as u32).to_le_bytes());
+    assert_eq!(event[8..16], 172u64.to_le_bytes());
+    assert_eq!(call(&mut hvm, ROS_PROCESS, SubOp::AckEventResult, None), Reply::error(HvmError::WrongPartition));
+    assert_eq!(call(&mut hvm, HRT0, SubOp::AckEventResult, None), Reply::ok(Effect::None));
+    assert_eq!(call(&mut hvm, HRT0, SubOp::AckEventResult, None), Reply::error(HvmError::WrongState));
+}
+
+#[test]
+fn an_image_install_is_a_process_request_with_an_address_and_a_size() {
+    let mut hvm = ready(1);
+    let install = Request { args: [0x7000_0000, 0x2_0000, 0, 0, 0, 0], ..Request::default() };
+    let reply = request(&mut hvm, ROS_PROCESS, SubOp::InstallHrtImage, install);
+    assert_eq!(reply, Reply::ok(Effect::InstallImage { va: 0x7000_0000, size: 0x2_0000 }));
+    assert_eq!(request(&mut hvm, ROS_KERNEL, SubOp::InstallHrtImage, install), Reply::error(HvmError::WrongLevel));
+    assert_eq!(request(&mut hvm, HRT0, SubOp::InstallHrtImage, install), Reply::error(HvmError::WrongPartition));
+    let empty = Request { args: [0x7000_0000, 0, 0, 0, 0, 0], ..Request::default() };
+    assert_eq!(request(&mut hvm, ROS_PROCESS, SubOp::InstallHrtImage, empty), Reply::error(HvmError::InvalidArgument));
 }
 
 // ---- HRT image and boot state ----

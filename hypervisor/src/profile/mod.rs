@@ -33,10 +33,12 @@ pub enum ExitKind {
     Irq,
     Other,
     PhysicalTimer,
+    /// A trapped TLB maintenance instruction (replayed for the HRT while a merge is active).
+    TlbMaintenance,
 }
 
 impl ExitKind {
-    pub const ALL: [ExitKind; 13] = [
+    pub const ALL: [ExitKind; 14] = [
         Self::Wfi,
         Self::Wfe,
         Self::Hvc,
@@ -50,6 +52,7 @@ impl ExitKind {
         Self::Irq,
         Self::Other,
         Self::PhysicalTimer,
+        Self::TlbMaintenance,
     ];
 
     /// The word used in the profile text.
@@ -68,6 +71,7 @@ impl ExitKind {
             Self::Irq => "irq",
             Self::Other => "other",
             Self::PhysicalTimer => "physical_timer",
+            Self::TlbMaintenance => "tlb_maintenance",
         }
     }
 }

@@ -30,6 +30,7 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
         Action::SendSgi { .. } => ExitKind::Sgi,
         Action::ReadIdRegister { .. } => ExitKind::IdRegister,
         Action::PhysicalTimer { .. } => ExitKind::PhysicalTimer,
+        Action::TlbMaintenance { .. } => ExitKind::TlbMaintenance,
         Action::Mmio { .. } => ExitKind::Mmio,
         Action::MmioWithoutSyndrome { .. } => ExitKind::MmioNoSyndrome,
         Action::InstructionFetchFault { .. } => ExitKind::InstructionAbort,
@@ -69,6 +70,10 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
                 physical_timer::write(reg, read_gpr(&frame.x, rt));
                 resample_physical_timer(vcpu);
             }
+            step(frame, info.esr);
+        }
+        Action::TlbMaintenance { op, rt } => {
+            hvm::replay_tlb_maintenance(vm(), op, read_gpr(&frame.x, rt));
             step(frame, info.esr);
         }
         Action::Mmio { ipa, access } => handle_mmio_abort(frame, vcpu, ipa, access, &info),

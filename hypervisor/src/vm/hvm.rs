@@ -9,10 +9,11 @@
 use alloc::string::String;
 use alloc::vec;
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hvm_ros_lib::abi::invoke::CommPage;
-use hvm_ros_lib::abi::{HvmError, RosEvent, SubOp, HRT_CONSOLE_MAX};
+use hvm_ros_lib::abi::{HvmError, SubOp, HRT_CONSOLE_MAX};
 use spin::Mutex;
 
 use super::run;
@@ -22,7 +23,10 @@ use crate::arch::aarch64::trap::TrapFrame;
 use crate::console::CONSOLE;
 use crate::guest_map;
 use crate::hvm::boot::{self, BootLayout, GicFrames, HrtImageError};
-use crate::hvm::{buffer_size, check_caller, Caller, Effect, HvmState, Level};
+use crate::arch::aarch64::guest::{self, TranslationRegisters};
+use crate::exit::dispatch::TlbiOp;
+use crate::hvm::events::EVENT_SIZE;
+use crate::hvm::{buffer_size, check_caller, Caller, Effect, HvmState, Level, Request};
 use crate::mm::addr::{GuestVirt, HostPhys, Ipa};
 use crate::mm::guest_memory::GuestMemory;
 use crate::mm::stage2::{GuestStage2, Stage2Error};
@@ -41,6 +45,12 @@ const REPLY_REGS: usize = 4;
 const GUEST_PAGE_SIZE: u64 = 4096;
 /// TTBR0_EL1 without its ASID [63:48] and CnP [0]: the translation table base address.
 const TTBR_BADDR_MASK: u64 = 0x0000_FFFF_FFFF_FFFE;
+/// TTBRn_EL1.ASID: bits [63:48] (Linux takes the ASID from TTBR1_EL1: TCR_EL1.A1 = 1).
+const TTBR_ASID_SHIFT: u32 = 48;
+
+/// Set while the HRT runs a merged ROS process: ROS vCPUs then trap their TLB maintenance,
+/// which the hypervisor performs for the ROS and again for the HRT (DESIGN.md §7).
+static MERGE_ACTIVE: AtomicBool = AtomicBool::new(false);
 
 /// Why the HRT partition could not be built.
 #[derive(Debug)]
@@ -80,6 +90,9 @@ pub struct HrtPartition {
     cmdline: String,
     pub state: Mutex<HvmState>,
     entry: Mutex<Option<HrtEntry>>,
+    /// An image a ROS process installed (0x8): booted instead of the module from the next HRT
+    /// boot on.
+    installed: Mutex<Option<Vec<u8>>>,
     /// The comm page's request sequence number (`CommPage::seq`); restarts with every boot.
     upcall_seq: AtomicU64,
 }
@@ -114,6 +127,7 @@ impl HrtPartition {
             cmdline,
             state: Mutex::new(HvmState::new(cores, cpu::counter_frequency(), cpu::counter())),
             entry: Mutex::new(None),
+            installed: Mutex::new(None),
             upcall_seq: AtomicU64::new(0),
         })
     }
@@ -124,7 +138,8 @@ impl HrtPartition {
 
     /// Writes the image and the boot state into HRT RAM for a boot starting now.
     fn load(&self, now: u64) -> Result<HrtEntry, HrtImageError> {
-        let image = boot::parse_image(self.image)?;
+        let installed = self.installed.lock();
+        let image = boot::parse_image(installed.as_deref().unwrap_or(self.image))?;
         let layout = BootLayout::new(self.ros_ram, self.ram, self.cores, image.span)?;
         let outside = |_| HrtImageError::TooBig { needed: image.span, available: self.ram.size };
         // What the previous boot left in its image and boot state must not leak into this one.
@@ -185,23 +200,34 @@ impl HrtPartition {
     }
 
     /// Writes a request into the comm page: every field, then (after a barrier) the new
-    /// sequence number the HRT looks for. `caller_regs` are the calling process's TTBR0_EL1,
-    /// TCR_EL1 and MAIR_EL1.
-    fn post_request(&self, op: SubOp, buffer: u64, caller_regs: (u64, u64, u64)) {
+    /// sequence number the HRT looks for. `caller` is the calling process's translation regime,
+    /// `tls` its thread's TPIDR_EL0 and TPIDRRO_EL0 (for a TLS mirror).
+    fn post_request(&self, op: SubOp, buffer: u64, caller: TranslationRegisters, tls: (u64, u64)) {
         let Some(entry) = *self.entry.lock() else {
             return;
         };
-        let (ttbr0, tcr, mair) = caller_regs;
         let seq = self.upcall_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let page = CommPage {
             seq,
             op: op as u64,
             arg: buffer,
-            ros_ttbr0: ttbr0 & TTBR_BADDR_MASK,
-            ros_tcr: tcr,
-            ros_mair: mair,
+            ros_ttbr0: caller.ttbr0 & TTBR_BADDR_MASK,
+            ros_tcr: caller.tcr,
+            ros_mair: caller.mair,
+            ros_asid: caller.ttbr1 >> TTBR_ASID_SHIFT,
+            tpidr_el0: tls.0,
+            tpidrro_el0: tls.1,
         };
-        let fields = [page.op, page.arg, page.ros_ttbr0, page.ros_tcr, page.ros_mair];
+        let fields = [
+            page.op,
+            page.arg,
+            page.ros_ttbr0,
+            page.ros_tcr,
+            page.ros_mair,
+            page.ros_asid,
+            page.tpidr_el0,
+            page.tpidrro_el0,
+        ];
         let at = entry.layout.comm_page;
         for (n, value) in fields.iter().enumerate() {
             let offset = core::mem::offset_of!(CommPage, op) + n * 8;
@@ -251,7 +277,16 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
         .filter(|&op| check_caller(op, caller).is_ok())
         .and_then(buffer_size)
         .and_then(|size| caller_buffer(vm, vcpu, level, frame.x[2], size as u64));
-    let reply = hrt.state.lock().handle(caller, frame.x[1], buffer, cpu::counter());
+    let regs = guest::el0_translation_registers();
+    let mut request = Request { buffer, ttbr0: regs.ttbr0 & TTBR_BADDR_MASK, ..Request::default() };
+    request.args.copy_from_slice(&frame.x[2..8]);
+    if op == Some(SubOp::PostRosEvent) {
+        request.event = buffer.and_then(|ipa| {
+            let mut event = [0u8; EVENT_SIZE];
+            caller_memory(vm, vcpu).read(Ipa(ipa), &mut event).ok().map(|()| event)
+        });
+    }
+    let reply = hrt.state.lock().handle_request(caller, frame.x[1], request, cpu::counter());
     frame.x[..REPLY_REGS].copy_from_slice(&reply.regs);
     if reply.regs[0] != hvm_ros_lib::abi::HVM_OK {
         log::debug!("vcpu{vcpu}: hvm sub-op {:#x} from {caller:?} refused ({:#x})", frame.x[1], reply.regs[0]);
@@ -276,17 +311,72 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
             log::info!("(HRT) ready: {cores} core(s), booted in {}.{:03} ms", micros / 1000, micros % 1000);
         }
         Effect::Upcall { op, buffer, cores } => {
-            hrt.post_request(op, buffer, crate::arch::aarch64::guest::el0_translation_registers());
+            let tls = if op == SubOp::MirrorTls { (request.args[0], request.args[1]) } else { (0, 0) };
+            hrt.post_request(op, buffer, regs, tls);
             raise_upcall(vm, hrt, cores);
         }
-        Effect::WriteEvent { buffer } => {
-            // No event is ever pending yet (events come with their own issue).
-            let none = [0u8; core::mem::size_of::<RosEvent>()];
-            if caller_memory(vm, vcpu).write(Ipa(buffer), &none).is_err() {
+        Effect::WriteEvent { buffer, event } => {
+            if caller_memory(vm, vcpu).write(Ipa(buffer), &event).is_err() {
                 frame.x[0] = HvmError::BadAddress.code();
             }
         }
+        Effect::MergeChanged { merged } => {
+            log::info!("hvm: {}", if merged.is_some() { "merged a ROS process into the HRT" } else { "unmerged" });
+            set_merge_active(vm, merged.is_some());
+        }
+        Effect::InstallImage { va, size } => {
+            if let Err(error) = install_image(vm, hrt, va, size) {
+                guest_warn!(vcpu, "vcpu{vcpu}: HRT image install refused: {error:?}");
+                frame.x[0] = error.code();
+            }
+        }
     }
+}
+
+/// Switches the replay of ROS TLB maintenance for the HRT on or off; every pCPU picks it up
+/// at its next guest entry (they are kicked now).
+fn set_merge_active(vm: &Vm, active: bool) {
+    MERGE_ACTIVE.store(active, Ordering::Release);
+    run::kick_all_pcpus(vm);
+}
+
+/// Whether vCPU `vcpu` must trap its TLB maintenance (a ROS vCPU while a merge is active).
+pub fn tlb_trap_wanted(vm: &Vm, vcpu: usize) -> bool {
+    MERGE_ACTIVE.load(Ordering::Acquire) && !vm.is_hrt_vcpu(vcpu)
+}
+
+/// A ROS vCPU's trapped TLB maintenance: performed for the ROS as asked, and while a merge is
+/// active once more, broadcast, for the HRT's VMID, so the HRT never keeps a stale translation
+/// of the merged process (its TTBR0 carries the process's ASID, so by-ASID and by-VA
+/// operations hit exactly its entries).
+pub fn replay_tlb_maintenance(vm: &Vm, op: TlbiOp, value: u64) {
+    guest::tlb_maintenance(vm.stage2.vttbr(), op, value, false);
+    if let Some(hrt) = vm.hrt.as_ref().filter(|_| MERGE_ACTIVE.load(Ordering::Acquire)) {
+        guest::tlb_maintenance(hrt.stage2.vttbr(), op, value, true);
+    }
+}
+
+/// 0x8: copies the `size`-byte image at the calling process's `va` page by page through its
+/// stage-1 translation, checks it as a boot would, and keeps it for the next HRT boot.
+fn install_image(vm: &Vm, hrt: &HrtPartition, va: u64, size: u64) -> Result<(), HvmError> {
+    if size > hrt.ram.size {
+        return Err(HvmError::InvalidArgument);
+    }
+    let mut image = alloc::vec![0u8; size as usize];
+    let mut done = 0u64;
+    while done < size {
+        let at = va.checked_add(done).ok_or(HvmError::BadAddress)?;
+        let chunk = (GUEST_PAGE_SIZE - at % GUEST_PAGE_SIZE).min(size - done);
+        let ipa = guest::translate_guest_va(GuestVirt(at), true, false).ok_or(HvmError::BadAddress)?;
+        let out = &mut image[done as usize..(done + chunk) as usize];
+        vm.memory.read(ipa, out).map_err(|_| HvmError::BadAddress)?;
+        done += chunk;
+    }
+    let parsed = boot::parse_image(&image).map_err(|_| HvmError::InvalidArgument)?;
+    BootLayout::new(hrt.ros_ram, hrt.ram, hrt.cores, parsed.span).map_err(|_| HvmError::InvalidArgument)?;
+    log::info!("hvm: a new HRT image ({size} bytes, entry {:#x}) installed; it boots at the next HRT reset", parsed.entry);
+    *hrt.installed.lock() = Some(image);
+    Ok(())
 }
 
 /// The RAM a caller may name: the ROS's, or for the HRT, the ROS's and its own.
@@ -326,6 +416,8 @@ pub fn reset_hrt(vm: &Vm) {
     let Some(hrt) = &vm.hrt else {
         return;
     };
+    // A reset HRT runs no merged process.
+    MERGE_ACTIVE.store(false, Ordering::Release);
     run::stop_vcpus(vm, hrt.first_vcpu..hrt.first_vcpu + hrt.cores);
     {
         let mut vgic = vm.lock_vgic();

@@ -62,6 +62,17 @@ static VCPU_EPOCH: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VC
 static LOADED_EPOCH: [AtomicU32; MAX_VCPUS] = [const { AtomicU32::new(0) }; MAX_VCPUS];
 /// The VTTBR_EL2 value each pCPU runs its guest with (partitions have their own tables).
 static LOADED_VTTBR: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+/// Whether each pCPU traps its guest's TLB maintenance now (HCR_EL2.TTLB; see
+/// `vm::hvm::tlb_trap_wanted`).
+static TLB_TRAPPED: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
+
+/// Sets HCR_EL2.TTLB on this pCPU as vCPU `vcpu` needs it, if it is not already so.
+fn update_tlb_trap(vm: &Vm, pcpu: usize, vcpu: usize) {
+    let wanted = super::hvm::tlb_trap_wanted(vm, vcpu);
+    if TLB_TRAPPED[pcpu].swap(wanted, Ordering::Relaxed) != wanted {
+        guest::set_tlb_trap(wanted);
+    }
+}
 /// Set on a pCPU whose virtual CPU interface the IRQ path switched off (see
 /// `irq::handle_irq`); the exit path switches it on again before entering the guest.
 static INTERFACE_OFF: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
@@ -478,6 +489,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     if INTERFACE_OFF[pcpu].swap(false, Ordering::Relaxed) {
         pgic::set_virtual_interface(LOADED_LRS[pcpu].lock().overflow());
     }
+    update_tlb_trap(vm, pcpu, current);
     stats::add_vgic(work);
     stats::record_exit(vcpu, exit_kind, exit_start, injected);
 }

@@ -10,6 +10,7 @@ use aarch64_cpu::registers::{
 
 use super::context::{PauthKeys, VcpuContext};
 use super::trap::TrapFrame;
+use crate::exit::dispatch::TlbiOp;
 use crate::hvm::boot::El1Boot;
 use crate::mm::addr::{GuestVirt, Ipa};
 
@@ -173,15 +174,76 @@ pub fn translate_guest_va(va: GuestVirt, from_el0: bool, write: bool) -> Option<
     (par & PAR_FAULT == 0).then_some(Ipa((par & PAR_ADDRESS_MASK) | (va & PAGE_OFFSET_MASK)))
 }
 
-/// The loaded vCPU's TTBR0_EL1, TCR_EL1 and MAIR_EL1 (the translation regime of the process it
-/// runs).
-pub fn el0_translation_registers() -> (u64, u64, u64) {
-    let (ttbr0, tcr, mair): (u64, u64, u64);
+/// The translation regime of the process the loaded vCPU runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TranslationRegisters {
+    pub ttbr0: u64,
+    pub ttbr1: u64,
+    pub tcr: u64,
+    pub mair: u64,
+}
+
+/// The loaded vCPU's TTBR0_EL1, TTBR1_EL1, TCR_EL1 and MAIR_EL1.
+pub fn el0_translation_registers() -> TranslationRegisters {
+    let mut regs = TranslationRegisters::default();
     // SAFETY: reading the guest's EL1 system registers has no side effect.
     unsafe {
-        core::arch::asm!("mrs {}, ttbr0_el1", out(reg) ttbr0);
-        core::arch::asm!("mrs {}, tcr_el1", out(reg) tcr);
-        core::arch::asm!("mrs {}, mair_el1", out(reg) mair);
+        core::arch::asm!("mrs {}, ttbr0_el1", out(reg) regs.ttbr0);
+        core::arch::asm!("mrs {}, ttbr1_el1", out(reg) regs.ttbr1);
+        core::arch::asm!("mrs {}, tcr_el1", out(reg) regs.tcr);
+        core::arch::asm!("mrs {}, mair_el1", out(reg) regs.mair);
     }
-    (ttbr0, tcr, mair)
+    regs
+}
+
+/// Traps (or not) the guest's TLB maintenance instructions to EL2 (HCR_EL2.TTLB).
+pub fn set_tlb_trap(trap: bool) {
+    if trap {
+        HCR_EL2.modify(HCR_EL2::TTLB::SET);
+    } else {
+        HCR_EL2.modify(HCR_EL2::TTLB::CLEAR);
+    }
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
+/// Performs the guest's trapped TLB maintenance `op` (operand `value`) for the VMID of stage-2
+/// table `vttbr`; a local operation is made inner-shareable when `broadcast` is set (another
+/// partition's vCPUs run on other pCPUs). VTTBR_EL2 is restored before returning.
+pub fn tlb_maintenance(vttbr: u64, op: TlbiOp, value: u64, broadcast: bool) {
+    macro_rules! tlbi {
+        ($local:literal, $shared:literal, $is:expr) => {
+            if $is || broadcast {
+                // SAFETY: TLB maintenance for the guest's own VMID (VTTBR_EL2 set by the caller
+                // below) only drops cached translations; it touches no memory.
+                unsafe { core::arch::asm!(concat!("tlbi ", $shared, ", {}"), in(reg) value) }
+            } else {
+                // SAFETY: as above, on this PE only.
+                unsafe { core::arch::asm!(concat!("tlbi ", $local, ", {}"), in(reg) value) }
+            }
+        };
+    }
+    let saved: u64;
+    // SAFETY: at EL2 (non-VHE) VTTBR_EL2 does not affect the hypervisor's own translation; it
+    // is restored below. The barriers order the guest's table writes before the invalidation.
+    unsafe { core::arch::asm!("mrs {}, vttbr_el2", "msr vttbr_el2, {}", "isb", "dsb ishst", out(reg) saved, in(reg) vttbr) };
+    match op {
+        TlbiOp::Va { last: false, broadcast: is } => tlbi!("vae1", "vae1is", is),
+        TlbiOp::Va { last: true, broadcast: is } => tlbi!("vale1", "vale1is", is),
+        TlbiOp::Asid { broadcast: is } => tlbi!("aside1", "aside1is", is),
+        TlbiOp::VaAllAsids { last: false, broadcast: is } => tlbi!("vaae1", "vaae1is", is),
+        TlbiOp::VaAllAsids { last: true, broadcast: is } => tlbi!("vaale1", "vaale1is", is),
+        TlbiOp::All { broadcast: is } => {
+            if is || broadcast {
+                // SAFETY: as in tlbi!.
+                unsafe { core::arch::asm!("tlbi vmalle1is") }
+            } else {
+                // SAFETY: as in tlbi!.
+                unsafe { core::arch::asm!("tlbi vmalle1") }
+            }
+        }
+        // SAFETY: as in tlbi!: the strongest EL1 invalidation, for an encoding we do not model.
+        TlbiOp::Other => unsafe { core::arch::asm!("tlbi vmalle1is") },
+    }
+    // SAFETY: completes the invalidation, then restores the caller's VTTBR_EL2.
+    unsafe { core::arch::asm!("dsb ish", "msr vttbr_el2, {}", "isb", in(reg) saved) };
 }
