@@ -433,6 +433,36 @@ pub mod invoke {
     }
 }
 
+/// Signals from the HRT into a ROS process (0x40 register, 0x41 raise, 0x60 return;
+/// palacios-hvm.md §4.6, §7.7).
+///
+/// A process registers a handler entry point (x2) and the top of a stack (x3, in its memory;
+/// the hypervisor checks it can write a frame there, and refuses the registration otherwise).
+/// A raised signal (x2 = code, non-zero; one pending at a time, Busy otherwise) is delivered
+/// when a ROS vCPU next enters that process at EL0, never lost: the hypervisor writes a
+/// [`signal::SignalFrame`] at `(stack top - size) & !15` and enters the handler with SP = the
+/// frame, x0 = the code, x1 = the frame's address. The handler saves what else it uses
+/// (FP/SIMD) and returns with SignalReturn (0x60) through the doorbell, x2 = the frame's
+/// address: the hypervisor restores x0..x30, SP, PC and the condition flags from it; the
+/// process stays at EL0 with its interrupt masks whatever the (user-writable) frame says.
+pub mod signal {
+    /// The interrupted context, as the hypervisor saves it.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct SignalFrame {
+        pub code: u64,
+        pub x: [u64; 31],
+        pub sp: u64,
+        pub pc: u64,
+        pub pstate: u64,
+        /// Keeps the size a multiple of 16 (the frame is the handler's stack pointer).
+        pub reserved: u64,
+    }
+
+    /// Bytes of a [`SignalFrame`].
+    pub const FRAME_SIZE: usize = core::mem::size_of::<SignalFrame>();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +513,15 @@ mod tests {
         assert_eq!(offset_of!(invoke::CommPage, ros_asid), 48);
         assert_eq!(offset_of!(ExceptionEvent, far), 16);
         assert_eq!(size_of::<RosEvent>(), 80, "the union still fits");
+    }
+
+    #[test]
+    fn the_signal_frame_is_288_bytes_in_its_documented_order() {
+        assert_eq!(signal::FRAME_SIZE, 288);
+        assert_eq!(offset_of!(signal::SignalFrame, x), 8);
+        assert_eq!(offset_of!(signal::SignalFrame, sp), 256);
+        assert_eq!(offset_of!(signal::SignalFrame, pc), 264);
+        assert_eq!(offset_of!(signal::SignalFrame, pstate), 272);
     }
 
     #[test]

@@ -11,7 +11,7 @@ const STEP: Duration = Duration::from_secs(120);
 const HVM_ERROR_UNKNOWN_SUB_OP: i64 = -2;
 const HVM_ERROR_WRONG_PARTITION: i64 = -3;
 const HVM_ERROR_BAD_ADDRESS: i64 = -5;
-const HVM_ERROR_NOT_IMPLEMENTED: i64 = -9;
+const HVM_ERROR_INVALID_ARGUMENT: i64 = -6;
 
 /// A hybrid VM on `smp` pCPUs with `hyp_args` (after `hvm=on`); the guest runs `hvtest`
 /// (empty: the shell) with the HRT's heartbeat on.
@@ -76,7 +76,7 @@ fn ros_view_and_calls(name: &str, smp: &str, hyp_args: &str, ros_cpus: usize, hr
         assert_eq!(x0(hrt_only), HVM_ERROR_WRONG_PARTITION, "sub-op {hrt_only} from a ROS process");
     }
     assert_eq!(x0("20"), HVM_ERROR_BAD_ADDRESS, "an invocation needs its buffer");
-    assert_eq!(x0("40"), HVM_ERROR_NOT_IMPLEMENTED);
+    assert_eq!(x0("41"), HVM_ERROR_INVALID_ARGUMENT, "a signal needs a code");
     assert_eq!(x0("99"), HVM_ERROR_UNKNOWN_SUB_OP);
 
     // SIGBUS kills devmem (128 + 7); the hypervisor injected an external abort and logged it.

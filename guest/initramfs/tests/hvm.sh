@@ -37,9 +37,9 @@ echo "HVTEST: loop-null $(hvmctl loop-null 1000 2>&1)"
 out=$(hvmctl --as-user 65534 null 2>&1)
 echo "HVTEST: nonroot rc=$? $out"
 
-# HRT-kernel-only answers, an invocation without a buffer, a process-only call not implemented
-# yet (signal handler registration), an undefined code.
-for subop in 2f 3f 5f 10 1e 61 20 40 99; do
+# HRT-kernel-only answers, an invocation without a buffer, a signal with code 0, an undefined
+# code.
+for subop in 2f 3f 5f 10 1e 61 20 41 99; do
     x0=$(hvmctl call "$subop" 2>&1 | sed -n 's/.*x0 = \(-*[0-9]*\) .*/\1/p')
     echo "HVTEST: call $subop x0=$x0"
 done

@@ -8,6 +8,7 @@
 pub mod boot;
 pub mod events;
 pub mod permissions;
+pub mod signal;
 #[cfg(test)]
 mod tests;
 
@@ -74,6 +75,12 @@ pub enum Effect {
         va: u64,
         size: u64,
     },
+    /// A signal is pending: ROS vCPUs must look at their next entry into EL0.
+    SignalRaised,
+    /// Resume the calling process from the signal frame at its virtual address `frame`.
+    SignalReturn {
+        frame: u64,
+    },
 }
 
 /// What a call brings besides its sub-operation: the guest-physical address of its x2 buffer
@@ -134,6 +141,7 @@ pub struct HvmState {
     /// The merged process (its TTBR0 base), if any.
     merged: Option<u64>,
     events: EventSlot,
+    signals: signal::Signals,
 }
 
 impl HvmState {
@@ -149,7 +157,13 @@ impl HvmState {
             merging: None,
             merged: None,
             events: EventSlot::default(),
+            signals: signal::Signals::default(),
         }
+    }
+
+    /// The signal state (registration and pending signal).
+    pub fn signals(&mut self) -> &mut signal::Signals {
+        &mut self.signals
     }
 
     /// The merged process's TTBR0 base, if a merge is in effect.
@@ -226,6 +240,14 @@ impl HvmState {
             },
             SubOp::EventComplete => Self::answer(self.events.complete(request.args[0])),
             SubOp::AckEventResult => Self::answer(self.events.acknowledge()),
+            SubOp::SetSignalHandler => {
+                Self::answer(self.signals.register(request.ttbr0, request.args[0], request.args[1]))
+            }
+            SubOp::RaiseSignal => match self.signals.raise(request.args[0]) {
+                Ok(()) => Reply::ok(Effect::SignalRaised),
+                Err(error) => Reply::error(error),
+            },
+            SubOp::SignalReturn => Reply::ok(Effect::SignalReturn { frame: request.args[0] }),
             SubOp::InstallHrtImage => {
                 let [va, size, ..] = request.args;
                 if va == 0 || size == 0 {
@@ -238,7 +260,6 @@ impl HvmState {
             SubOp::SyncSetup => self.start(op, TransState::SyncSetup, 1, buffer),
             SubOp::SyncTeardown => self.sync_teardown(buffer),
             SubOp::CallDone => self.call_done(caller.hrt_core),
-            _ => Reply::error(HvmError::NotImplemented),
         }
     }
 

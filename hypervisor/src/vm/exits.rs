@@ -169,7 +169,10 @@ fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioA
     if hvm::is_doorbell(vm, ipa) && !vm.is_hrt_vcpu(vcpu) {
         // A ROS process's (or the ROS kernel's) 0xf00d call: x0..x7 hold it.
         let load = (!access.is_write).then_some(access.reg);
-        hvm::call(vm, vcpu, frame);
+        if hvm::call(vm, vcpu, frame) {
+            // A signal return: the whole context was replaced, PC included.
+            return;
+        }
         if let Some(reg) = load {
             let status = frame.x[0];
             write_gpr(&mut frame.x, reg, status);
@@ -244,7 +247,8 @@ fn handle_psci_call(frame: &mut TrapFrame, vcpu: usize) -> Resched {
     let function_id = frame.x[0];
     match function_id {
         HVM_HCALL_ID => {
-            hvm::call(vm, vcpu, frame);
+            // From EL1 no call replaces the caller's context (signal returns come from EL0).
+            let _ = hvm::call(vm, vcpu, frame);
             return Resched::No;
         }
         HRT_CONSOLE_ID => {

@@ -26,7 +26,8 @@ use crate::hvm::boot::{self, BootLayout, GicFrames, HrtImageError};
 use crate::arch::aarch64::guest::{self, TranslationRegisters};
 use crate::exit::dispatch::TlbiOp;
 use crate::hvm::events::EVENT_SIZE;
-use crate::hvm::{buffer_size, check_caller, Caller, Effect, HvmState, Level, Request};
+use crate::hvm::{buffer_size, check_caller, signal, Caller, Effect, HvmState, Level, Request};
+use hvm_ros_lib::abi::signal::{SignalFrame, FRAME_SIZE};
 use crate::mm::addr::{GuestVirt, HostPhys, Ipa};
 use crate::mm::guest_memory::GuestMemory;
 use crate::mm::stage2::{GuestStage2, Stage2Error};
@@ -51,6 +52,8 @@ const TTBR_ASID_SHIFT: u32 = 48;
 /// Set while the HRT runs a merged ROS process: ROS vCPUs then trap their TLB maintenance,
 /// which the hypervisor performs for the ROS and again for the HRT (DESIGN.md §7).
 static MERGE_ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Set while a signal waits for its process (`hvm::signal`): the ROS exit path then looks.
+static SIGNAL_PENDING: AtomicBool = AtomicBool::new(false);
 
 /// Why the HRT partition could not be built.
 #[derive(Debug)]
@@ -260,15 +263,16 @@ pub fn caller_level(spsr: u64) -> Option<Level> {
 }
 
 /// A 0xf00d call from vCPU `vcpu` (x0..x7 in `frame`): answers x0..x3 and carries out the
-/// effect.
-pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
+/// effect. Returns true when the call replaced the caller's whole context (a signal return):
+/// then the caller must not be moved past the calling instruction.
+pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) -> bool {
     let Some(hrt) = &vm.hrt else {
         frame.x[0] = HvmError::NotHvm.code();
-        return;
+        return false;
     };
     let Some(level) = caller_level(frame.spsr) else {
         frame.x[0] = HvmError::WrongLevel.code();
-        return;
+        return false;
     };
     let caller = hrt.caller(vcpu, level);
     let op = SubOp::from_code(frame.x[1]);
@@ -285,6 +289,15 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
             let mut event = [0u8; EVENT_SIZE];
             caller_memory(vm, vcpu).read(Ipa(ipa), &mut event).ok().map(|()| event)
         });
+    }
+    // A handler's stack must take a frame now: refused at registration, not lost at delivery.
+    if op == Some(SubOp::SetSignalHandler) && check_caller(SubOp::SetSignalHandler, caller).is_ok() {
+        let handler = signal::Handler { ttbr0: request.ttbr0, entry: request.args[0], stack_top: request.args[1] };
+        let installing = handler.entry != 0 && handler.stack_top != 0;
+        if installing && !handler.frame_address().is_some_and(|at| user_range_writable(at, FRAME_SIZE as u64)) {
+            frame.x[0] = HvmError::BadAddress.code();
+            return false;
+        }
     }
     let reply = hrt.state.lock().handle_request(caller, frame.x[1], request, cpu::counter());
     frame.x[..REPLY_REGS].copy_from_slice(&reply.regs);
@@ -330,7 +343,100 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
                 frame.x[0] = error.code();
             }
         }
+        Effect::SignalRaised => {
+            SIGNAL_PENDING.store(true, Ordering::Release);
+            run::kick_all_pcpus(vm);
+        }
+        Effect::SignalReturn { frame: at } => match read_user(vm, at) {
+            Some(saved) => {
+                restore_signal_frame(frame, &signal::decode(&saved));
+                return true;
+            }
+            None => frame.x[0] = HvmError::BadAddress.code(),
+        },
     }
+    false
+}
+
+/// Whether `len` bytes at the loaded process's `va` are writable by it (every page).
+fn user_range_writable(va: u64, len: u64) -> bool {
+    let Some(end) = va.checked_add(len) else {
+        return false;
+    };
+    let first = va & !(GUEST_PAGE_SIZE - 1);
+    (first..end).step_by(GUEST_PAGE_SIZE as usize).all(|page| {
+        guest::translate_guest_va(GuestVirt(page.max(va)), true, true).is_some()
+    })
+}
+
+/// Copies `bytes` to the loaded process's `va` (ROS RAM, writable at EL0), page by page.
+fn write_user(vm: &Vm, va: u64, bytes: &[u8]) -> Option<()> {
+    let mut done = 0usize;
+    while done < bytes.len() {
+        let at = va.checked_add(done as u64)?;
+        let chunk = ((GUEST_PAGE_SIZE - at % GUEST_PAGE_SIZE) as usize).min(bytes.len() - done);
+        let ipa = guest::translate_guest_va(GuestVirt(at), true, true)?;
+        vm.memory.write(ipa, &bytes[done..done + chunk]).ok()?;
+        done += chunk;
+    }
+    Some(())
+}
+
+/// Reads a signal frame from the loaded process's `va` (readable at EL0), page by page.
+fn read_user(vm: &Vm, va: u64) -> Option<[u8; FRAME_SIZE]> {
+    let mut bytes = [0u8; FRAME_SIZE];
+    let mut done = 0usize;
+    while done < FRAME_SIZE {
+        let at = va.checked_add(done as u64)?;
+        let chunk = ((GUEST_PAGE_SIZE - at % GUEST_PAGE_SIZE) as usize).min(FRAME_SIZE - done);
+        let ipa = guest::translate_guest_va(GuestVirt(at), true, false)?;
+        vm.memory.read(ipa, &mut bytes[done..done + chunk]).ok()?;
+        done += chunk;
+    }
+    Some(bytes)
+}
+
+/// Resumes the process from a signal frame: its registers, stack pointer and PC, and only the
+/// condition flags of its PSTATE (`signal::sanitized_pstate`).
+fn restore_signal_frame(frame: &mut TrapFrame, saved: &SignalFrame) {
+    frame.x.copy_from_slice(&saved.x);
+    frame.elr = saved.pc;
+    frame.spsr = signal::sanitized_pstate(frame.spsr, saved.pstate);
+    guest::set_sp_el0(saved.sp);
+}
+
+/// A ROS vCPU is about to enter the guest: if it enters, at EL0, the process a pending signal
+/// is for, the signal is delivered now (frame written on the registered stack, the handler
+/// entered). If the frame cannot be written the signal stays pending.
+pub fn deliver_signal(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
+    const SPSR_M_MASK: u64 = 0xF;
+    const SPSR_EL0T: u64 = 0;
+    if !SIGNAL_PENDING.load(Ordering::Acquire) || frame.spsr & SPSR_M_MASK != SPSR_EL0T || vm.is_hrt_vcpu(vcpu) {
+        return;
+    }
+    let Some(hrt) = &vm.hrt else {
+        return;
+    };
+    let ttbr0 = guest::el0_translation_registers().ttbr0 & TTBR_BADDR_MASK;
+    let mut state = hrt.state.lock();
+    let Some((code, handler)) = state.signals().take_for(ttbr0) else {
+        return;
+    };
+    let Some(at) = handler.frame_address() else {
+        return;
+    };
+    let saved = SignalFrame { code, x: frame.x, sp: guest::sp_el0(), pc: frame.elr, pstate: frame.spsr, reserved: 0 };
+    if write_user(vm, at, &signal::encode(&saved)).is_none() {
+        state.signals().put_back(code);
+        guest_warn!(vcpu, "vcpu{vcpu}: signal {code:#x}: its frame at {at:#x} cannot be written yet; kept pending");
+        return;
+    }
+    SIGNAL_PENDING.store(state.signals().pending().is_some(), Ordering::Release);
+    drop(state);
+    frame.elr = handler.entry;
+    frame.x[0] = code;
+    frame.x[1] = at;
+    guest::set_sp_el0(at);
 }
 
 /// Switches the replay of ROS TLB maintenance for the HRT on or off; every pCPU picks it up
@@ -416,8 +522,9 @@ pub fn reset_hrt(vm: &Vm) {
     let Some(hrt) = &vm.hrt else {
         return;
     };
-    // A reset HRT runs no merged process.
+    // A reset HRT runs no merged process and has raised no signal (its state starts afresh).
     MERGE_ACTIVE.store(false, Ordering::Release);
+    SIGNAL_PENDING.store(false, Ordering::Release);
     run::stop_vcpus(vm, hrt.first_vcpu..hrt.first_vcpu + hrt.cores);
     {
         let mut vgic = vm.lock_vgic();

@@ -490,6 +490,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         pgic::set_virtual_interface(LOADED_LRS[pcpu].lock().overflow());
     }
     update_tlb_trap(vm, pcpu, current);
+    super::hvm::deliver_signal(vm, current, frame);
     stats::add_vgic(work);
     stats::record_exit(vcpu, exit_kind, exit_start, injected);
 }

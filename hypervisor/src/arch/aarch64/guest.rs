@@ -247,3 +247,17 @@ pub fn tlb_maintenance(vttbr: u64, op: TlbiOp, value: u64, broadcast: bool) {
     // SAFETY: completes the invalidation, then restores the caller's VTTBR_EL2.
     unsafe { core::arch::asm!("dsb ish", "msr vttbr_el2, {}", "isb", in(reg) saved) };
 }
+
+/// The loaded vCPU's EL0 stack pointer.
+pub fn sp_el0() -> u64 {
+    let value: u64;
+    // SAFETY: reading the guest's SP_EL0 (EL2 does not use it) has no side effect.
+    unsafe { core::arch::asm!("mrs {}, sp_el0", out(reg) value) };
+    value
+}
+
+/// Sets the loaded vCPU's EL0 stack pointer.
+pub fn set_sp_el0(value: u64) {
+    // SAFETY: SP_EL0 belongs to the guest; EL2 runs on SP_EL2.
+    unsafe { core::arch::asm!("msr sp_el0, {}", in(reg) value) };
+}
