@@ -3,12 +3,14 @@
 
 pub mod guest_filter;
 pub mod logger;
+pub mod partial_line;
 pub mod pl011;
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use guest_filter::GuestFilter;
+use partial_line::PartialLine;
 pub use logger::LOG_PREFIX;
 use pl011::Pl011;
 
@@ -20,12 +22,16 @@ pub struct Console {
     /// Whether the last byte written ended a line: a hypervisor line that would otherwise
     /// continue a guest's unfinished line starts on a new one, so the prefix stays visible.
     at_line_start: AtomicBool,
+    /// The guest's unfinished line, written again after a hypervisor line that broke it (used
+    /// under the `uart` lock).
+    guest_line: spin::Mutex<PartialLine>,
 }
 
 pub static CONSOLE: Console = Console {
     uart: spin::Mutex::new(None),
     guest_filter: spin::Mutex::new(GuestFilter::new()),
     at_line_start: AtomicBool::new(true),
+    guest_line: spin::Mutex::new(PartialLine::new()),
 };
 
 impl Console {
@@ -38,15 +44,26 @@ impl Console {
         *self.uart.lock() = Some(unsafe { Pl011::new(base) });
     }
 
-    /// Writes text as is (newlines become CR LF), holding the lock for the whole text.
+    /// Writes text as is (newlines become CR LF), holding the lock for the whole text. Text
+    /// that interrupts an unfinished guest line starts on a new line, and the guest's line is
+    /// written again after it.
     pub fn write_text(&self, args: fmt::Arguments<'_>) {
         let guard = self.uart.lock();
         if let Some(uart) = guard.as_ref() {
-            if !self.at_line_start.load(Ordering::Relaxed) {
+            let interrupted = !self.at_line_start.load(Ordering::Relaxed);
+            if interrupted {
                 let _ = UartWriter(uart).write_str("\n");
             }
             let _ = UartWriter(uart).write_fmt(args);
             self.at_line_start.store(true, Ordering::Relaxed);
+            if interrupted {
+                let line = self.guest_line.lock();
+                let redraw = line.redraw();
+                if !redraw.is_empty() {
+                    let _ = UartWriter(uart).write_str(core::str::from_utf8(redraw).unwrap_or(""));
+                    self.at_line_start.store(false, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -55,9 +72,11 @@ impl Console {
     pub fn write_guest_byte(&self, byte: u8) {
         let guard = self.uart.lock();
         if let Some(uart) = guard.as_ref() {
+            let mut line = self.guest_line.lock();
             self.guest_filter.lock().push(byte, |out| {
                 let _ = UartWriter(uart).write_str(core::str::from_utf8(&[out]).unwrap_or("?"));
                 self.at_line_start.store(out == b'\n', Ordering::Relaxed);
+                line.push(out);
             });
         }
     }
