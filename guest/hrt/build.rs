@@ -26,7 +26,7 @@ fn main() {
     // 4 KiB pages: segments need only page alignment (lld's AArch64 default is 64 KiB, which
     // would pad the file for nothing).
     println!("cargo:rustc-link-arg-bins=-zmax-page-size=4096");
-    for file in ["linker.ld", "build.rs", "src/asm/entry.S", "src/asm/vectors.S"] {
+    for file in ["linker.ld", "build.rs", "src/asm/entry.S", "src/asm/vectors.S", "src/asm/el0.S"] {
         println!("cargo:rerun-if-changed={file}");
     }
 }

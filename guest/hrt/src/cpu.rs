@@ -13,7 +13,7 @@ pub const FATAL_FLAG_BIT: u32 = 63;
 const FATAL_FLAG: u64 = 1 << FATAL_FLAG_BIT;
 
 /// `msr daifset` / `daifclr` immediates: D [3], A [2], I [1], F [0].
-const DAIF_ALL: u32 = 0b1111;
+pub const DAIF_ALL: u32 = 0b1111;
 const DAIF_I: u32 = 0b0010;
 const DAIF_A_I: u32 = 0b0110;
 

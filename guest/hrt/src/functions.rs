@@ -8,16 +8,19 @@
 //! | 1 | add | a | b | a + b, wrapping |
 //! | 2 | checksum (Fletcher-64, fletcher.rs) | VA of a buffer | its length (at most 256 MiB) | the checksum |
 //! | 3 | spin | microseconds (at most 1 s) | - | microseconds actually spun |
+//! | 4 | run a function of the merged process at EL0 (el0.rs) | its address | its stack top (core n: 256 KiB lower per n) | its x0 (args[2..6] are its x0..x3) |
 //!
-//! Every function returns within a bounded time (the caps), so a call never holds off a sync
-//! teardown for long. A bad address or argument is an error, never a fault.
+//! Every built-in function returns within a bounded time (the caps), so a call never holds off
+//! a sync teardown for long; a CALL_ROS runs as long as the process's function does. A bad
+//! address or argument is an error, never a fault.
 
 use core::fmt;
 
-use hvm_ros_lib::abi::invoke::function::{ADD, CHECKSUM, PRINT, SPIN_US};
+use hvm_ros_lib::abi::invoke::function::{ADD, CALL_ROS, CHECKSUM, PRINT, SPIN_US};
 use hvm_ros_lib::abi::HvmError;
 
 use crate::console::{println, Printable};
+use crate::el0::{self, RosCallError};
 use crate::rosmem::{self, AddressSpace, RosMemError};
 use crate::timer;
 
@@ -38,6 +41,8 @@ pub enum FnError {
     SpinTooLong { us: u64 },
     /// The process's memory could not be read.
     Memory(RosMemError),
+    /// A [`CALL_ROS`] did not run, or did not return.
+    RosCall(RosCallError),
 }
 
 impl FnError {
@@ -48,8 +53,18 @@ impl FnError {
             // A string without its NUL in reach is a bad length, not a bad address.
             Self::Memory(RosMemError::Unterminated { .. }) => HvmError::InvalidArgument,
             Self::Memory(_) => HvmError::BadAddress,
+            Self::RosCall(error) => return error.status(),
         };
         error as i64
+    }
+
+    /// The result an invocation reports for this failure: a failed [`CALL_ROS`]'s exception
+    /// syndrome (ESR_EL1), else 0.
+    pub fn result(self) -> u64 {
+        match self {
+            Self::RosCall(error) => error.result(),
+            _ => 0,
+        }
     }
 }
 
@@ -66,6 +81,7 @@ impl fmt::Display for FnError {
             Self::TooLong { len } => write!(f, "checksum of {len} bytes, at most {CHECKSUM_MAX_LEN}"),
             Self::SpinTooLong { us } => write!(f, "spin of {us} us, at most {SPIN_MAX_US}"),
             Self::Memory(error) => write!(f, "{error}"),
+            Self::RosCall(error) => write!(f, "{error}"),
         }
     }
 }
@@ -73,6 +89,9 @@ impl fmt::Display for FnError {
 /// What a call runs with: the caller's address space, and this core.
 pub struct Context<'a> {
     pub space: &'a AddressSpace,
+    /// The caller's TTBR0 table base (merge.rs `process_of`): CALL_ROS runs only for the merged
+    /// process.
+    pub process: u64,
     /// This HRT core's index (PRINT names it).
     pub core: usize,
     pub counter_frequency: u64,
@@ -85,6 +104,9 @@ pub fn call(index: u64, args: &[u64; 6], context: &Context) -> Result<u64, FnErr
         ADD => Ok(args[0].wrapping_add(args[1])),
         CHECKSUM => checksum(args[0], args[1], context.space),
         SPIN_US => spin(args[0], context.counter_frequency),
+        CALL_ROS => {
+            el0::call_ros(args, context.process, context.core, context.counter_frequency).map_err(FnError::RosCall)
+        }
         _ => Err(FnError::UnknownFunction(index)),
     }
 }

@@ -8,15 +8,17 @@
 //! a string and a checksum across the boundary only come out right if each page is translated
 //! on its own; a 2 MiB block, a tagged pointer and the refusals (an address outside the RAM, an
 //! unmapped page, a table outside the RAM, a VA beyond the region, a 16 KiB granule, a
-//! checksum too long, an unknown function) are checked too. The hypervisor is not involved.
+//! checksum too long, an unknown function, a CALL_ROS with nothing merged) are checked too. The
+//! hypervisor is not involved.
 
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::sync::atomic::{compiler_fence, AtomicBool, Ordering};
 
-use hvm_ros_lib::abi::invoke::function::{ADD, CHECKSUM, SPIN_US};
+use hvm_ros_lib::abi::invoke::function::{ADD, CALL_ROS, CHECKSUM, SPIN_US};
 
 use crate::boot::BootInfoView;
+use crate::el0::RosCallError;
 use crate::fletcher::Fletcher64;
 use crate::functions::{self, Context, FnError, CHECKSUM_MAX_LEN};
 use crate::guest_ram::GuestRam;
@@ -182,7 +184,8 @@ pub fn run(boot: &BootInfoView) -> Result<SelfTest, SelfTestError> {
 }
 
 fn context<'a>(space: &'a AddressSpace, boot: &BootInfoView) -> Context<'a> {
-    Context { space, core: boot.core(), counter_frequency: boot.counter_frequency() }
+    // No process: CALL_ROS, the only function that looks, is only tested unmerged.
+    Context { space, process: 0, core: boot.core(), counter_frequency: boot.counter_frequency() }
 }
 
 fn args(a: u64, b: u64) -> [u64; 6] {
@@ -259,6 +262,9 @@ fn refusals(context: &Context, ram: GuestRam, root: u64) -> Result<(), SelfTestE
     refused("16 KiB granule", functions::call(CHECKSUM, &args(DATA_VA, 1), &granule_context), expected)?;
     let unknown = u64::MAX;
     refused("unknown function", functions::call(unknown, &args(0, 0), context), FnError::UnknownFunction(0))?;
+    // Nothing is merged at boot: nothing may run (and nothing is touched).
+    let not_merged = FnError::RosCall(RosCallError::NotMerged);
+    refused("CALL_ROS unmerged", functions::call(CALL_ROS, &args(0, 0), context), not_merged)?;
     Ok(())
 }
 
@@ -270,6 +276,7 @@ fn memory(error: RosMemError) -> FnError {
 fn refused(what: &'static str, got: Result<u64, FnError>, expected: FnError) -> Result<(), SelfTestError> {
     let same_kind = |error: &FnError| match (error, &expected) {
         (FnError::Memory(a), FnError::Memory(b)) => core::mem::discriminant(a) == core::mem::discriminant(b),
+        (FnError::RosCall(a), FnError::RosCall(b)) => core::mem::discriminant(a) == core::mem::discriminant(b),
         (a, b) => core::mem::discriminant(a) == core::mem::discriminant(b),
     };
     match got {
@@ -289,7 +296,7 @@ impl fmt::Display for SelfTest {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "add ok, spin {} us ok (took {} us), page walks ok (48/39-bit, pages, block, tag, string, checksum, 8 refusals)",
+            "add ok, spin {} us ok (took {} us), page walks ok (48/39-bit, pages, block, tag, string, checksum, 9 refusals)",
             self.spin_us, self.spun_us
         )
     }

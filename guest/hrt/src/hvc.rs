@@ -33,8 +33,20 @@ fn hvc(args: [u64; 4]) -> Returned {
 }
 
 /// A failed call: the code the hypervisor returned in x0.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallError(pub u64);
+
+impl CallError {
+    /// Whether the hypervisor answered `error`.
+    pub fn is(self, error: HvmError) -> bool {
+        self.0 == error.code()
+    }
+
+    /// The code as an invocation's status (a negative `HvmError` code).
+    pub fn status(self) -> i64 {
+        self.0 as i64
+    }
+}
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -84,12 +96,36 @@ pub fn ready() -> Result<(), CallError> {
     status(hvc([HVM_HCALL_ID, SubOp::HrtReady as u64, 0, 0]).x0)
 }
 
-/// Answers the upcall request this core was handling (`CallDone`, 0x2f): an invocation ran (its
-/// answer is in the block), sync mode is up, or sync mode was left.
-pub fn call_done() -> Result<(), CallError> {
-    // The answer written to ROS memory (status, result, `done`, `completed`) is visible before
-    // the hypervisor acts on the call (and the ROS learns of it from the hypervisor), whatever
-    // barriers the hypervisor's side uses.
+/// Answers the upcall request this core was handling with `answer`: `CallDone` (0x2f: an
+/// invocation ran, its answer is in the block; sync mode is up; sync mode was left),
+/// `MergeDone` (0x3f) or `TlsSyncDone` (0x5f).
+pub fn answer_upcall(answer: SubOp) -> Result<(), CallError> {
+    // The answer written to ROS memory (status, result, `done`, `completed`) and the state the
+    // request changed are visible before the hypervisor acts on the call (and the ROS learns of
+    // it from the hypervisor), whatever barriers the hypervisor's side uses.
     fence(Ordering::SeqCst);
-    status(hvc([HVM_HCALL_ID, SubOp::CallDone as u64, 0, 0]).x0)
+    status(hvc([HVM_HCALL_ID, answer as u64, 0, 0]).x0)
+}
+
+/// Posts the `RosEvent` at `va` (an EL1 virtual address: the hypervisor translates it with
+/// `AT S1E1R` and copies the event). `Busy` while another event is pending.
+pub fn post_ros_event(va: u64) -> Result<(), CallError> {
+    status(hvc([HVM_HCALL_ID, SubOp::PostRosEvent as u64, va, 0]).x0)
+}
+
+/// Copies the pending event into the `RosEvent` buffer at `va` (an EL1 virtual address); the
+/// transaction state (abi.rs `TransState`) or an error.
+pub fn get_state_and_event(va: u64) -> Result<u64, CallError> {
+    let x0 = hvc([HVM_HCALL_ID, SubOp::GetStateAndEvent as u64, va, 0]).x0;
+    // A state is a small non-negative number, an error a negative code.
+    if (x0 as i64) < 0 {
+        Err(CallError(x0))
+    } else {
+        Ok(x0)
+    }
+}
+
+/// Acknowledges the result of the event this core posted: the event slot is free again.
+pub fn ack_event_result() -> Result<(), CallError> {
+    status(hvc([HVM_HCALL_ID, SubOp::AckEventResult as u64, 0, 0]).x0)
 }

@@ -8,9 +8,13 @@
 //! with the virtual timer, makes the null call, tells the hypervisor it is ready (`HrtReady`)
 //! and idles, serving upcalls (upcall.rs): invocations of the built-in functions (functions.rs)
 //! on a ROS process's behalf, reading its memory through its page tables (rosmem.rs), and sync
-//! mode on core 0. Output goes through the hypervisor's HRT console (console.rs).
+//! mode on core 0. A process can merge its address space with the HRT's (merge.rs) and have
+//! its own functions run here at EL0 (el0.rs, asm/el0.S), with its system calls, page faults
+//! and exceptions forwarded to it (events.rs) and its thread registers mirrored (tls.rs).
+//! Output goes through the hypervisor's HRT console (console.rs).
 //!
-//! Core 0 also reads the command-line options (cmdline.rs), self-tests the built-in functions
+//! Core 0 also prints the kernel's version, reads the command-line options (cmdline.rs),
+//! self-tests the built-in functions
 //! and the page walker (functions_self_test.rs) and the hypervisor's permission checks
 //! (hvm_self_test.rs), times null calls if asked (bench.rs), and beats if asked
 //! (heartbeat.rs).
@@ -24,6 +28,8 @@ mod boot;
 mod cmdline;
 mod console;
 mod cpu;
+mod el0;
+mod events;
 mod exceptions;
 mod fletcher;
 mod functions;
@@ -34,8 +40,11 @@ mod heartbeat;
 mod hvc;
 mod hvm_self_test;
 mod invocation;
+mod merge;
 mod rosmem;
+mod shared;
 mod timer;
+mod tls;
 mod translate;
 mod upcall;
 
@@ -49,6 +58,12 @@ use console::{print, println};
 /// one that acts on the command-line options (the one single-core upcalls go to).
 const MAIN_CORE: usize = upcall::FIRST_CORE;
 const NANOS_PER_MICRO: u64 = 1_000;
+
+/// The crate's version, and the flavour of this build (`HRT_FLAVOUR` in the build's
+/// environment, empty if unset): scripts/build-hrt.sh also builds an `alt` image, which a test
+/// installs from the ROS to see the new kernel boot (its version line names it).
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const FLAVOUR: Option<&str> = option_env!("HRT_FLAVOUR");
 
 core::arch::global_asm!(
     include_str!("asm/entry.S"),
@@ -64,6 +79,21 @@ core::arch::global_asm!(
     FATAL_FLAG_BIT = const cpu::FATAL_FLAG_BIT,
     MAX_CORES = const cpu::MAX_CORES,
     FATAL_STACK_SIZE = const exceptions::FATAL_STACK_SIZE,
+    EL0_FRAME = const el0::FRAME_SIZE,
+    EL0_SYNC = const el0::EL0_SYNC,
+    EL0_IRQ = const el0::EL0_IRQ,
+);
+core::arch::global_asm!(
+    include_str!("asm/el0.S"),
+    HANDLER = sym el0::hrt_el0_exception,
+    RESUME = const el0::RESUME,
+    DAIF_ALL = const cpu::DAIF_ALL,
+    FRAME = const el0::FRAME_SIZE,
+    FRAME_X30 = const el0::FRAME_X30,
+    FRAME_SP = const el0::FRAME_SP,
+    FRAME_ELR = const el0::FRAME_ELR,
+    KERNEL_CONTEXT = const el0::KERNEL_CONTEXT,
+    KERNEL_CONTEXT_CALL = const el0::KERNEL_CONTEXT_CALL,
 );
 
 /// Every HRT core, from entry.S: `boot_va`, `core`, `vcpu` are x0, x1, x2 at entry.
@@ -77,6 +107,7 @@ extern "C" fn hrt_main(boot_va: u64, core: u64, vcpu: u64) -> ! {
     let frequency = boot.counter_frequency();
 
     exceptions::set_upcall_intid(boot.upcall_intid());
+    el0::init_core();
     gic::init_cpu_interface();
     let private_intids = [boot.upcall_intid(), gic::PPI_VIRTUAL_TIMER];
     if let Err(error) = gic::init_redistributor(boot.gicr_va(), &private_intids, frequency) {
@@ -126,6 +157,10 @@ extern "C" fn hrt_main(boot_va: u64, core: u64, vcpu: u64) -> ! {
 /// Core 0's part of the boot: prints the command line and the words it ignores, runs the
 /// self-tests, and returns the options.
 fn main_core_checks(boot: &BootInfoView) -> cmdline::Options {
+    match FLAVOUR.filter(|flavour| !flavour.is_empty()) {
+        Some(flavour) => println!("version {VERSION}-{flavour}"),
+        None => println!("version {VERSION}"),
+    }
     if boot.cmdline().is_empty() {
         println!("cmdline: (empty)");
     } else {

@@ -13,12 +13,20 @@
 //! | 0x21 parallel invoke | every HRT core | the same, each core in its own slot | `CallDone` from each |
 //! | 0x28 sync setup | first HRT core | checks the channel at `arg`, answers, then polls it | `CallDone` ("sync mode is up") |
 //! | 0x29 sync teardown | first HRT core | finishes the call in progress, leaves sync mode | `CallDone` ("left sync mode") |
+//! | 0x30 merge | first HRT core | merges the process in the comm page (merge.rs) | `MergeDone` |
+//! | 0x31 unmerge | first HRT core | unmerges | `MergeDone` |
+//! | 0x51 mirror TLS | first HRT core | keeps the thread registers in the comm page (tls.rs) | `TlsSyncDone` |
+//! | 0x53 unmirror TLS | first HRT core | drops them | `TlsSyncDone` |
 //! | anything else | - | prints `core N: upcall: op 0x.. not supported` | none |
 //!
 //! Sync mode is a loop on core 0 rather than an interrupt handler that never returns (the x86
 //! design): the SGI respects PSTATE.I and does not nest, so the teardown is an ordinary upcall
-//! the loop polls for between calls (§7.6 option 2). Every call is bounded (functions.rs), so a
-//! teardown is seen within one call whatever the process does.
+//! the loop polls for between calls (§7.6 option 2). Every built-in call is bounded
+//! (functions.rs), so a teardown is seen within one call whatever the process does; a CALL_ROS
+//! (el0.rs) holds it off until the process's function returns.
+//!
+//! The merge and the mirrored TLS registers are records every core reads (merge.rs, tls.rs):
+//! the first core changes them, the others pick them up before they next run ROS code.
 
 use core::mem::offset_of;
 use core::sync::atomic::{fence, AtomicBool, Ordering};
@@ -34,15 +42,22 @@ use crate::guest_ram::GuestRam;
 use crate::heartbeat::Heartbeat;
 use crate::hvc;
 use crate::invocation::{InvocationBlock, SyncChannelBlock};
+use crate::merge;
 use crate::rosmem::{AddressSpace, PAGE_SIZE};
+use crate::tls::{self, ThreadRegisters};
 
-/// The HRT core the single-core requests (invoke, sync setup and teardown) go to.
+/// The HRT core the single-core requests (invoke, sync setup and teardown, merge and unmerge,
+/// TLS mirror and unmirror) go to.
 pub const FIRST_CORE: usize = 0;
 
 const INVOKE: u64 = SubOp::Invoke as u64;
 const PARALLEL_INVOKE: u64 = SubOp::ParallelInvoke as u64;
 const SYNC_SETUP: u64 = SubOp::SyncSetup as u64;
 const SYNC_TEARDOWN: u64 = SubOp::SyncTeardown as u64;
+const MERGE: u64 = SubOp::Merge as u64;
+const UNMERGE: u64 = SubOp::Unmerge as u64;
+const MIRROR_TLS: u64 = SubOp::MirrorTls as u64;
+const UNMIRROR_TLS: u64 = SubOp::UnmirrorTls as u64;
 
 /// The bytes of an invocation's magic (its first word).
 const MAGIC_BYTES: usize = core::mem::size_of::<u64>();
@@ -65,12 +80,18 @@ struct Request {
     arg: u64,
     ros_ttbr0: u64,
     ros_tcr: u64,
+    ros_mair: u64,
+    ros_asid: u64,
+    tpidr_el0: u64,
+    tpidrro_el0: u64,
 }
 
 /// A sync channel being served, and the address space of the process it belongs to.
 struct SyncSession {
     channel: SyncChannelBlock,
     space: AddressSpace,
+    /// The process's TTBR0 table base (merge.rs `process_of`).
+    process: u64,
     /// The channel lost its magic (see [`SyncChannelBlock::still_valid`]): served no more.
     abandoned: bool,
 }
@@ -160,6 +181,10 @@ impl Server {
             arg: self.comm_word(offset_of!(CommPage, arg)),
             ros_ttbr0: self.comm_word(offset_of!(CommPage, ros_ttbr0)),
             ros_tcr: self.comm_word(offset_of!(CommPage, ros_tcr)),
+            ros_mair: self.comm_word(offset_of!(CommPage, ros_mair)),
+            ros_asid: self.comm_word(offset_of!(CommPage, ros_asid)),
+            tpidr_el0: self.comm_word(offset_of!(CommPage, tpidr_el0)),
+            tpidrro_el0: self.comm_word(offset_of!(CommPage, tpidrro_el0)),
         })
     }
 
@@ -167,7 +192,8 @@ impl Server {
     /// setup that succeeded is returned for the caller to serve.
     fn handle(&mut self, request: Request) -> Option<SyncSession> {
         let core = self.core;
-        let for_first_core = matches!(request.op, INVOKE | SYNC_SETUP | SYNC_TEARDOWN);
+        let for_first_core =
+            matches!(request.op, INVOKE | SYNC_SETUP | SYNC_TEARDOWN | MERGE | UNMERGE | MIRROR_TLS | UNMIRROR_TLS);
         if for_first_core && core != FIRST_CORE {
             println!("core {core}: upcall: op {:#x} is for HRT core {FIRST_CORE} only; ignored", request.op);
             return None;
@@ -175,24 +201,66 @@ impl Server {
         match request.op {
             INVOKE | PARALLEL_INVOKE => {
                 self.invoke(&request);
-                answer(core);
+                answer(core, SubOp::CallDone);
                 None
             }
             SYNC_SETUP => {
                 let sync = self.sync_setup(&request);
-                answer(core);
+                answer(core, SubOp::CallDone);
                 sync
             }
             // Not in sync mode (sync_mode handles its own teardown): after a refused setup the
             // ROS still tears down, and must get its answer.
             SYNC_TEARDOWN => {
-                answer(core);
+                answer(core, SubOp::CallDone);
+                None
+            }
+            MERGE => {
+                self.merge(&request);
+                answer(core, SubOp::MergeDone);
+                None
+            }
+            UNMERGE => {
+                match merge::unmerge() {
+                    Some(was) => println!("core {core}: unmerged process {:#x} (ASID {})", was.base, was.asid),
+                    None => println!("core {core}: unmerge: no process was merged"),
+                }
+                answer(core, SubOp::MergeDone);
+                None
+            }
+            MIRROR_TLS => {
+                tls::mirror(ThreadRegisters { tpidr_el0: request.tpidr_el0, tpidrro_el0: request.tpidrro_el0 });
+                answer(core, SubOp::TlsSyncDone);
+                None
+            }
+            UNMIRROR_TLS => {
+                tls::unmirror();
+                answer(core, SubOp::TlsSyncDone);
                 None
             }
             op => {
                 println!("core {core}: upcall: op {op:#x} not supported");
                 None
             }
+        }
+    }
+
+    /// 0x30: merges the process in the comm page, or says why not (answered either way: a
+    /// refused merge leaves nothing merged, and CALL_ROS then fails with `WrongState`).
+    fn merge(&self, request: &Request) {
+        let core = self.core;
+        let merge_request = merge::Request {
+            ttbr0: request.ros_ttbr0,
+            tcr: request.ros_tcr,
+            mair: request.ros_mair,
+            asid: request.ros_asid,
+        };
+        match merge::merge(&merge_request, self.boot.ros_ram()) {
+            Ok(merged) => println!("core {core}: merged process {:#x} (ASID {})", merged.base, merged.asid),
+            Err(refused) => println!(
+                "core {core}: merge of process {:#x} refused: {refused}; nothing is merged",
+                merge::process_of(request.ros_ttbr0)
+            ),
         }
     }
 
@@ -214,7 +282,7 @@ impl Server {
         }
         match InvocationBlock::at(ram, request.arg) {
             Ok(block) => {
-                self.run_call(&block, &self.space(request));
+                self.run_call(&block, &self.space(request), merge::process_of(request.ros_ttbr0));
                 block.mark_done(self.core);
             }
             Err(error) => println!("core {}: upcall: {error}", self.core),
@@ -239,14 +307,14 @@ impl Server {
     }
 
     /// Runs the call in `block` and writes this core's answer (errors are printed).
-    fn run_call(&self, block: &InvocationBlock, space: &AddressSpace) {
+    fn run_call(&self, block: &InvocationBlock, space: &AddressSpace, process: u64) {
         let function = block.function();
-        let context = Context { space, core: self.core, counter_frequency: self.boot.counter_frequency() };
+        let context = Context { space, process, core: self.core, counter_frequency: self.boot.counter_frequency() };
         let (status, result) = match functions::call(function, &block.args(), &context) {
             Ok(result) => (0, result),
             Err(error) => {
                 println!("core {}: function {function} failed: {error}", self.core);
-                (error.status(), 0)
+                (error.status(), error.result())
             }
         };
         block.write_answer(self.core, status, result);
@@ -256,7 +324,12 @@ impl Server {
     /// the same, but no sync mode).
     fn sync_setup(&self, request: &Request) -> Option<SyncSession> {
         match SyncChannelBlock::at(self.boot.ros_memory(), request.arg) {
-            Ok(channel) => Some(SyncSession { channel, space: self.space(request), abandoned: false }),
+            Ok(channel) => Some(SyncSession {
+                channel,
+                space: self.space(request),
+                process: merge::process_of(request.ros_ttbr0),
+                abandoned: false,
+            }),
             Err(error) => {
                 println!("core {}: sync setup refused: {error}", self.core);
                 None
@@ -286,7 +359,7 @@ impl Server {
         // A call issued before the teardown (by another thread of the process) still gets its
         // answer: the channel is the process's until the teardown is answered.
         self.serve_sync_call(&mut sync);
-        answer(self.core);
+        answer(self.core, SubOp::CallDone);
     }
 
     /// Runs the call pending on the channel, if there is one; whether there was. An invocation
@@ -304,16 +377,17 @@ impl Server {
         let Some(issued) = sync.channel.pending_call() else { return false };
         let block = sync.channel.invocation();
         if block.magic() == INVOCATION_MAGIC {
-            self.run_call(block, &sync.space);
+            self.run_call(block, &sync.space, sync.process);
         }
         sync.channel.complete(issued);
         true
     }
 }
 
-/// Answers the request this core was handling.
-fn answer(core: usize) {
-    if let Err(error) = hvc::call_done() {
-        println!("core {core}: CallDone failed: {error}");
+/// Answers the request this core was handling with `done` (`CallDone`, `MergeDone` or
+/// `TlsSyncDone`).
+fn answer(core: usize, done: SubOp) {
+    if let Err(error) = hvc::answer_upcall(done) {
+        println!("core {core}: {done:?} failed: {error}");
     }
 }

@@ -1,11 +1,15 @@
 // The EL1 exception vector table (VBAR_EL1, set first thing by entry.S): 16 entries of 0x80
 // bytes, 2 KiB aligned. Included by main.rs through global_asm!.
 //
-// * IRQ taken at EL1 on SP_EL1 (the only way the HRT runs): save the caller-saved registers,
+// * IRQ taken at EL1 on SP_EL1 (the way the HRT kernel runs): save the caller-saved registers,
 //   ELR_EL1 and SPSR_EL1, call the Rust handler (exceptions.rs `hrt_irq`), restore, eret.
-// * Everything else is fatal: synchronous exceptions and SErrors (a bug, or a bad access),
-//   FIQs (the HRT enables no Group 0 interrupt) and the SP_EL0 / lower-EL vectors (nothing
-//   runs there yet). fatal_entry reports ESR/ELR/FAR on the console and parks the core.
+// * Synchronous exception or IRQ from AArch64 EL0 (ROS code the HRT runs there, el0.rs): make
+//   room for the whole EL0 frame, save x0 and x1, and go to asm/el0.S with the kind in x0,
+//   which saves the rest and calls el0.rs `hrt_el0_exception`.
+// * Everything else is fatal: synchronous exceptions and SErrors at EL1 (a bug, or a bad
+//   access), FIQs (the HRT enables no Group 0 interrupt), SErrors from EL0, the SP_EL0 vectors
+//   (the kernel never runs on SP_EL0) and AArch32 (EL0 is only ever entered in AArch64).
+//   fatal_entry reports ESR/ELR/FAR on the console and parks the core.
 
 // The IRQ frame: x0-x18, x30, ELR_EL1, SPSR_EL1 (22 registers, a multiple of 16 bytes).
 .equ IRQ_FRAME, 22 * 8
@@ -26,6 +30,15 @@
     b       irq_entry
 .endm
 
+// from_el0 KIND: an exception from EL0, for el0.rs (KIND: its EL0_SYNC or EL0_IRQ).
+.macro from_el0 kind
+.balign 0x80
+    sub     sp, sp, #{EL0_FRAME}
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\kind
+    b       hrt_el0_exception_entry
+.endm
+
 .section .text.vectors, "ax"
 .balign 0x800
 .global hrt_vectors
@@ -41,8 +54,8 @@ hrt_vectors:
     fatal 6
     fatal 7
     // Lower EL, AArch64.
-    fatal 8
-    fatal 9
+    from_el0 {EL0_SYNC}
+    from_el0 {EL0_IRQ}
     fatal 10
     fatal 11
     // Lower EL, AArch32.
