@@ -58,8 +58,10 @@ build_c() {
         return
     fi
     say "building build/guest/bin/$name from ${c#"$root"/}"
-    "$CROSS_CC" "${CFLAGS[@]}" -o "$bin.tmp" "$c" "$@"
-    mv -f "$bin.tmp" "$bin"
+    # A dot name of this run's own: never shipped (mkinitramfs.sh skips dot files), never
+    # taken by a concurrent build.
+    "$CROSS_CC" "${CFLAGS[@]}" -o "$out/.$name.tmp.$$" "$c" "$@"
+    mv -f "$out/.$name.tmp.$$" "$bin"
     printf '%s\n' "$hash" >"$stamp"
 }
 
@@ -100,8 +102,8 @@ if [ "${#rust_progs[@]}" -gt 0 ]; then
             continue
         fi
         say "installing build/guest/bin/$name from hvm-ros-lib/src/bin/$name.rs"
-        cp -f "$built" "$out/$name.tmp"
-        mv -f "$out/$name.tmp" "$out/$name"
+        cp -f "$built" "$out/.$name.tmp.$$"
+        mv -f "$out/.$name.tmp.$$" "$out/$name"
     done
 fi
 

@@ -9,7 +9,8 @@
 # library without making the crate a staticlib for its other users (the hypervisor and the HRT
 # use it no_std), in target/hvm-ros-lib/ so it never waits for the workspace's target/ lock.
 # cargo decides what to rebuild; a file is copied only when it changed (so scripts that hash
-# their inputs, e.g. build-guest-progs.sh, see no change). The header is compiled once with the
+# their inputs, e.g. build-guest-progs.sh, see no change), through a temporary name of this
+# run's own (two builds at once never take each other's half-written file). The header is compiled once with the
 # cross compiler (its static assertions check the structure layouts).
 #   CROSS_CC [aarch64-linux-gnu-gcc], CROSS_STRIP [aarch64-linux-gnu-strip] (Debian's
 #   gcc-aarch64-linux-gnu, see scripts/bootstrap.sh)
@@ -46,11 +47,11 @@ built=$target_dir/$RUST_TARGET/release/libhvm_ros_lib.a
 # The standard library inside carries debug info; programs linked with it need none.
 stripped=$target_dir/libhvm_ros.a
 if command -v "$CROSS_STRIP" >/dev/null; then
-    "$CROSS_STRIP" --strip-debug -o "$stripped.tmp" "$built"
+    "$CROSS_STRIP" --strip-debug -o "$stripped.tmp.$$" "$built"
 else
-    cp -f "$built" "$stripped.tmp"
+    cp -f "$built" "$stripped.tmp.$$"
 fi
-mv -f "$stripped.tmp" "$stripped"
+mv -f "$stripped.tmp.$$" "$stripped"
 
 # install_changed <from> <to> <name shown>
 install_changed() {
@@ -58,8 +59,8 @@ install_changed() {
         say "up to date: $3"
     else
         say "installing $3"
-        cp -f "$1" "$2.tmp"
-        mv -f "$2.tmp" "$2"
+        cp -f "$1" "$2.tmp.$$"
+        mv -f "$2.tmp.$$" "$2"
     fi
 }
 install_changed "$stripped" "$out/libhvm_ros.a" "build/hvm-ros-lib/libhvm_ros.a"

@@ -7,6 +7,8 @@
 #   /bin/<prog>              every file of build/guest/bin/ (scripts/build-guest-progs.sh:
 #                            the guest's own programs, e.g. hvbench; dot files are skipped)
 #   /lib/modules/            build/guest/modules/*.ko, load-order, modules.dep
+#   /lib/hrt/hrt.elf         build/hrt.elf and build/hrt-alt.elf (scripts/build-hrt.sh), when
+#   /lib/hrt/hrt-alt.elf     they exist: HRT images a ROS process installs (hvm-test-rs install)
 #   /tests/                  guest/initramfs/tests/* (if present)
 #   /dev/console             character device 5,1 (written without mknod, so no root needed)
 # Rebuilt only when an input's content (or this script) changed; the archive is reproducible
@@ -15,6 +17,11 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 g=$root/build/guest
+# The HRT images shipped in /lib/hrt/ (those that exist).
+hrt_images=()
+for f in "$root/build/hrt.elf" "$root/build/hrt-alt.elf"; do
+    [ -f "$f" ] && hrt_images+=("$f")
+done
 src=$root/guest/initramfs
 out=$g/initramfs.cpio.gz
 stamp=$g/.initramfs-stamp
@@ -35,6 +42,7 @@ while IFS= read -r f; do inputs+=("$f"); done < <(
     find "$g/modules" -type f | LC_ALL=C sort
     [ -d "$g/bin" ] && find "$g/bin" -type f ! -name '.*' | LC_ALL=C sort
     [ -d "$src/tests" ] && find "$src/tests" -type f | LC_ALL=C sort
+    [ "${#hrt_images[@]}" -eq 0 ] || printf '%s\n' "${hrt_images[@]}"
 )
 # Hash names (relative) and contents, so added, removed and edited files all count.
 hash=$(for f in "${inputs[@]}"; do
@@ -46,9 +54,11 @@ if [ -f "$out" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then
 fi
 
 say "building build/guest/initramfs.cpio.gz"
-stage=$g/initramfs-root
-rm -rf "$stage"
-mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,root,mnt,etc,lib/modules,tests}
+# A staging directory and archive name of this run's own: two builds at once never mix files.
+stage=$g/initramfs-root.$$
+trap 'rm -rf "$stage" "$out.tmp.$$"' EXIT
+rm -rf "$g/initramfs-root" "$stage"
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,root,mnt,etc,lib/modules,lib/hrt,tests}
 chmod 1777 "$stage/tmp"
 chmod 0700 "$stage/root"
 install -m 0755 "$src/init" "$stage/init"
@@ -66,6 +76,9 @@ for f in "$g"/modules/*; do
     esac
 done
 cp "$g/kernel-version" "$stage/etc/kernel-version" 2>/dev/null || true
+for f in ${hrt_images[@]+"${hrt_images[@]}"}; do
+    install -m 0644 "$f" "$stage/lib/hrt/"
+done
 if [ -d "$src/tests" ]; then
     (cd "$src/tests" && find . -type f) | while IFS= read -r f; do
         mode=0644; case $f in *.sh) mode=0755 ;; esac
@@ -83,7 +96,7 @@ newc_node() {
     head -c $(( (4 - (110 + namesize) % 4) % 4 )) /dev/zero
 }
 
-tmp=$out.tmp
+tmp=$out.tmp.$$
 {
     (cd "$stage" && find . -mindepth 1 | sed 's|^\./||' | LC_ALL=C sort \
         | cpio -o -H newc -R 0:0 --reproducible --quiet)
@@ -96,4 +109,4 @@ mv -f "$tmp" "$out"
 printf '%s\n' "$hash" >"$stamp"
 nfiles=$(find "$stage" -mindepth 1 | wc -l)
 say "done: build/guest/initramfs.cpio.gz ($(stat -c %s "$out") bytes, $((nfiles + 1)) entries," \
-    "modules: $(tr '\n' ' ' <"$g/modules/load-order")programs: $(cd "$stage/bin" && find . -type f ! -name busybox | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' ')tests: $(cd "$stage/tests" && find . -type f | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' '))"
+    "modules: $(tr '\n' ' ' <"$g/modules/load-order")programs: $(cd "$stage/bin" && find . -type f ! -name busybox | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' ')tests: $(cd "$stage/tests" && find . -type f | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' ')HRT images: $(cd "$stage/lib/hrt" && find . -type f | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' '))"

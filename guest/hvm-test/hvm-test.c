@@ -6,13 +6,16 @@
  *  - timing with the generic timer's virtual counter (CNTVCT_EL0 at CNTFRQ_EL0 Hz) instead of
  *    rdtsc and a hard-coded 2.1 GHz: "cycles" are counter ticks, and every "Took" line also
  *    gives nanoseconds per iteration;
- *  - the hypervisor does not implement merges, unmerges and signals yet: a step it answers
- *    "not implemented" (errno ENOSYS) prints "not yet" and the test goes on; the invoke steps
- *    must work, and any other failure fails the test;
+ *  - every step must work (merges and unmerges included); a failure prints the library's
+ *    reason and fails the test; the signal handler registration may be refused ("going on");
+ *  - the timed merge loop merges num_merges times (Palacios' repeated merges) and the test
+ *    unmerges once at the end, as Palacios' does;
+ *  - simple async also runs a function of this process in the HRT while merged
+ *    (hvm_ros_call_ros, the CALL_ROS function), which must return its result;
  *  - no division by zero when a count is 0.
  *
  * usage: hvm-test simple|time sync|async [num_merges num_calls]
- * Exit status 0 when every step worked (or was "not yet"), non-zero otherwise.
+ * Exit status 0 when every step worked, non-zero otherwise.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -52,16 +55,12 @@ static void report(unsigned long long start, unsigned long long end, uint64_t it
            ticks, per_iter, seconds_per_iter, seconds_per_iter * 1e9, (unsigned long long)counter_frequency());
 }
 
-/* A merge or unmerge step failed: "not yet" when the hypervisor does not implement it (go on),
- * a failure otherwise. Returns 0 to go on, -1 to fail. */
+/* A merge or unmerge step failed: says why. Returns -1 (the test fails). */
 static int merge_step_failed(const char *what)
 {
-    if (errno == ENOSYS) {
-        printf("%s: not yet (the hypervisor does not implement it: %s), going on\n", what,
-               hvm_ros_strerror(hvm_ros_last_error()));
-        return 0;
-    }
-    printf("failed to %s: %s\n", what, hvm_ros_strerror(hvm_ros_last_error()));
+    int saved = errno;
+    printf("failed to %s: %s (errno %d: %s)\n", what, hvm_ros_strerror(hvm_ros_last_error()), saved,
+           strerror(saved));
     return -1;
 }
 
@@ -75,9 +74,7 @@ int simple_test_sync()
 
     printf("Merge\n");
     if (v3_hvm_ros_merge_address_spaces()) {
-        if (merge_step_failed("merge address spaces")) {
-            return -1;
-        }
+        return merge_step_failed("merge address spaces");
     }
 
     printf("Synchronize\n");
@@ -101,9 +98,7 @@ int simple_test_sync()
 
     printf("Unmerge\n");
     if (v3_hvm_ros_unmerge_address_spaces()) {
-        if (merge_step_failed("unmerge address spaces")) {
-            return -1;
-        }
+        return merge_step_failed("unmerge address spaces");
     }
 
     printf("Done.\n");
@@ -111,7 +106,7 @@ int simple_test_sync()
     return 0;
 }
 
-/* Palacios' merge timing loop; returns 1 when merges are not implemented yet (skipped). */
+/* Palacios' merge timing loop: 0, or -1 when a merge failed. */
 static int time_merges(uint64_t num_merge)
 {
     unsigned long long start, end, i;
@@ -120,7 +115,7 @@ static int time_merges(uint64_t num_merge)
     rdtscll(start);
     for (i = 0; i < num_merge; i++) {
         if (v3_hvm_ros_merge_address_spaces()) {
-            return merge_step_failed("merge address spaces") ? -1 : 1;
+            return merge_step_failed("merge address spaces");
         }
     }
     rdtscll(end);
@@ -132,14 +127,12 @@ int timing_test_sync(uint64_t num_merge, uint64_t num_call)
 {
     char buf[4096];
     unsigned long long start, end, i;
-    int merged;
 
     memset(buf, 1, 4096);
     memset(buf, 0, 4096);
     strcpy(buf, "hello world\n");
 
-    merged = time_merges(num_merge);
-    if (merged < 0) {
+    if (time_merges(num_merge)) {
         return -1;
     }
 
@@ -167,17 +160,22 @@ int timing_test_sync(uint64_t num_merge, uint64_t num_call)
         return -1;
     }
 
-    if (merged == 0 && v3_hvm_ros_unmerge_address_spaces()) {
-        if (merge_step_failed("unmerge address spaces")) {
-            return -1;
-        }
+    if (v3_hvm_ros_unmerge_address_spaces()) {
+        return merge_step_failed("unmerge address spaces");
     }
 
     return 0;
 }
 
+/* Run in the HRT, at EL0, by hvm_ros_call_ros. */
+static uint64_t add4(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+{
+    return a + b + c + d;
+}
+
 int simple_test_async()
 {
+    uint64_t result = 0;
     char buf[4096];
 
     memset(buf, 1, 4096);
@@ -187,9 +185,7 @@ int simple_test_async()
     printf("Merge\n");
 
     if (v3_hvm_ros_merge_address_spaces()) {
-        if (merge_step_failed("merge address spaces")) {
-            return -1;
-        }
+        return merge_step_failed("merge address spaces");
     }
 
     printf("Invoke\n");
@@ -199,12 +195,19 @@ int simple_test_async()
         return -1;
     }
 
+    printf("Call ROS function\n");
+
+    if (hvm_ros_call_ros((const void *)add4, NULL, 1, 20, 300, 4000, &result) || result != 4321) {
+        printf("failed to run a ROS function in the HRT: %s (result %lu)\n", hvm_ros_strerror(hvm_ros_last_error()),
+               result);
+        return -1;
+    }
+    printf("ROS function in the HRT returned %lu\n", result);
+
     printf("Unmerge\n");
 
     if (v3_hvm_ros_unmerge_address_spaces()) {
-        if (merge_step_failed("unmerge address spaces")) {
-            return -1;
-        }
+        return merge_step_failed("unmerge address spaces");
     }
 
     printf("Done.\n");
@@ -216,14 +219,12 @@ int timing_test_async(uint64_t num_merge, uint64_t num_call)
 {
     char buf[4096];
     unsigned long long start, end, i;
-    int merged;
 
     memset(buf, 1, 4096);
     memset(buf, 0, 4096);
     strcpy(buf, "hello world\n");
 
-    merged = time_merges(num_merge);
-    if (merged < 0) {
+    if (time_merges(num_merge)) {
         return -1;
     }
 
@@ -238,10 +239,8 @@ int timing_test_async(uint64_t num_merge, uint64_t num_call)
     rdtscll(end);
     report(start, end, num_call);
 
-    if (merged == 0 && v3_hvm_ros_unmerge_address_spaces()) {
-        if (merge_step_failed("unmerge address spaces")) {
-            return -1;
-        }
+    if (v3_hvm_ros_unmerge_address_spaces()) {
+        return merge_step_failed("unmerge address spaces");
     }
 
     return 0;

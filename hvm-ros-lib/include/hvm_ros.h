@@ -20,9 +20,13 @@
  *    one page, which the HRT prints (what Palacios' test program passes);
  *  - synchronous mode needs no merge; v3_hvm_ros_invoke_hrt_sync(buf, ...) runs buf if it is a
  *    struct hvm_invocation, and otherwise makes a call the HRT only completes;
- *  - mirror_gdt/unmirror_gdt mirror the TLS registers (TPIDR_EL0, TPIDRRO_EL0) on AArch64.
- * Merge, unmerge, signals, the TLS mirror and image installation make their calls, which this
- * hypervisor answers "not implemented" (-1, errno ENOSYS) for now.
+ *  - mirror_gdt/unmirror_gdt mirror the TLS registers (TPIDR_EL0, TPIDRRO_EL0) on AArch64;
+ *  - every wait services the ROS events the HRT forwards (system calls, page faults) while the
+ *    library has a transaction of its own in flight; an HRT exception fails the call it happened
+ *    in (hvm_ros_call_ros: HVM_ROS_ERR_EXCEPTION) instead of ending the process, and a page
+ *    fault the process cannot resolve is answered -errno instead of a SIGSEGV.
+ * After a merge, hvm_ros_call_ros() runs a function of this process in the HRT (at HRT EL0, in
+ * the merged address space); hvm_ros_install_and_boot() installs and boots another HRT image.
  */
 #ifndef HVM_ROS_H
 #define HVM_ROS_H
@@ -66,6 +70,7 @@ enum hvm_error {
 #define HVM_ROS_ERR_ARGUMENT (-104)
 #define HVM_ROS_ERR_LOST (-105)
 #define HVM_ROS_ERR_SYNC_SESSION (-106)
+#define HVM_ROS_ERR_EXCEPTION (-107)
 
 /* The VM-wide transaction state (Palacios' trans_state). */
 enum hvm_trans_state {
@@ -91,6 +96,13 @@ enum hvm_trans_state {
 #define HVM_FN_ADD 1      /* args[0] + args[1] (wrapping) */
 #define HVM_FN_CHECKSUM 2 /* Fletcher-64 of args[1] bytes at args[0] (hvm_ros_fletcher64) */
 #define HVM_FN_SPIN_US 3  /* spin args[0] microseconds (at most 1 s) */
+/* Run a function of this process at HRT EL0 in the merged address space: args[0] = its address,
+ * args[1] = a stack top (16-byte aligned), args[2..5] = its x0..x3; result = its x0. Status -1:
+ * it took an exception, result = the ESR. (hvm_ros_call_ros does all this.) */
+#define HVM_FN_CALL_ROS 4
+/* The return address (x30) a CALL_ROS function starts with (page 0: the HRT reads its
+ * instruction abort as the return). */
+#define HVM_ROS_RETURN_ADDRESS 0x8
 
 /* One call of an HRT function; the HRT fills in done, status and result. */
 struct hvm_invocation {
@@ -123,9 +135,10 @@ struct v3_ros_event {
         struct { /* ROS_SYSCALL: args[0] = aarch64 syscall number (x8), args[1..6] = x0..x5 */
             uint64_t args[8];
         } syscall;
-        struct { /* HRT_EXCEPTION */
+        struct { /* HRT_EXCEPTION: vector = ESR_EL1 (HRT_FAIL_VEC: in the HRT itself) */
             uint64_t pc;
             uint64_t vector;
+            uint64_t far;
         } excp;
         struct { /* HRT_THREAD_EXIT */
             uint64_t nktid;
@@ -135,6 +148,7 @@ struct v3_ros_event {
 HVM_ROS_STATIC_ASSERT(sizeof(struct v3_ros_event) == 80, "struct v3_ros_event is 80 bytes");
 HVM_ROS_STATIC_ASSERT(offsetof(struct v3_ros_event, last_ros_event_result) == 8, "result at 8");
 HVM_ROS_STATIC_ASSERT(offsetof(struct v3_ros_event, page_fault) == 16, "payload at 16");
+HVM_ROS_STATIC_ASSERT(offsetof(struct v3_ros_event, excp.far) == 32, "exception FAR at 32");
 
 /* ---- Palacios' API (v3_hvm_ros_user.h) --------------------------------------------------- */
 
@@ -148,28 +162,28 @@ int v3_hvm_ros_user_deinit(void);
 int v3_hvm_ros_user_set_log(FILE *log);
 
 /* A function the hypervisor invokes to signal this process (an interrupt handler, on the given
- * stack, which is zeroed and locked). The FP/SIMD registers are saved around it. Not
- * implemented by the hypervisor yet (-1, ENOSYS). */
+ * stack, which is zeroed and locked). The FP/SIMD registers are saved around it. */
 int v3_hvm_ros_register_signal(void (*handler)(uint64_t), void *stack, uint64_t stack_size);
 int v3_hvm_ros_unregister_signal(void);
 
-/* Replace the HRT image used from the next HRT reset on (does not boot it). Not implemented
- * by the hypervisor yet (-1, ENOSYS). */
+/* Replace the HRT image used from the next HRT reset on (does not boot it: reset the HRT, or
+ * use hvm_ros_install_and_boot). The hypervisor checks it: a bad image is refused (-1, EINVAL
+ * or EFAULT). */
 int v3_hvm_ros_install_hrt_image(void *image, uint64_t size);
 
 /* Reset the HRT, the ROS or both; the component reboots at once (no waiting). */
 typedef enum { RESET_HRT, RESET_ROS, RESET_BOTH } reset_type;
 int v3_hvm_ros_reset(reset_type what);
 
-/* Merge this process's address space into the HRT, and undo it. Not implemented by the
- * hypervisor yet (-1, ENOSYS). */
+/* Merge this process's address space into the HRT (the calling thread's translation root),
+ * and undo it; both wait until the HRT is done. */
 int v3_hvm_ros_merge_address_spaces(void);
 int v3_hvm_ros_unmerge_address_spaces(void);
 
 /* Palacios mirrored the GDT and FS base (the x86 TLS pointer) into the HRT; on AArch64 these
  * mirror the TLS registers: fsbase is TPIDR_EL0 (0: this thread's), with this thread's
- * TPIDRRO_EL0, for cpu. unmiror is Palacios' header's spelling. Not implemented by the
- * hypervisor yet (-1, ENOSYS). */
+ * TPIDRRO_EL0 (cpu is ignored). The process's code the HRT runs then sees those thread-locals.
+ * unmiror is Palacios' header's spelling. */
 int v3_hvm_ros_mirror_gdt(uint64_t fsbase, uint64_t cpu);
 int v3_hvm_ros_unmirror_gdt(void);
 int v3_hvm_ros_unmiror_gdt(void);
@@ -193,7 +207,8 @@ int v3_hvm_ros_invoke_hrt_sync(void *p, int handle_ros_events);
 int v3_hvm_ros_desynchronize(void);
 
 /* Handle events occurring within the HRT that need to be handled within the ROS (page faults,
- * system calls, exceptions: an HRT exception ends the process). */
+ * system calls, exceptions: an HRT exception is recorded, see hvm_ros_last_exception, and
+ * answered -1 with HVM_ROS_ERR_EXCEPTION). The library's waits do this themselves. */
 int v3_hvm_handle_ros_event(struct v3_ros_event *event);
 int v3_hvm_handle_ros_event_nohcall(struct v3_ros_event *event);
 
@@ -217,6 +232,29 @@ int hvm_ros_invoke_parallel(uint64_t function, const uint64_t *args, uint64_t *r
                             uint32_t *cores);
 /* The same through the synchronous channel (after v3_hvm_ros_synchronize). */
 int hvm_ros_sync_invoke(uint64_t function, const uint64_t *args, uint64_t *result);
+/* After a merge: run fn(a0, a1, a2, a3), a function of this process, in the HRT (at HRT EL0)
+ * on the stack whose top is stack_top (16-byte aligned, unused meanwhile; NULL: a 256 KiB stack
+ * of the library); *result = its return value. Its system calls and page faults are serviced
+ * meanwhile. -1 when refused or failed; if it took an exception (hvm_ros_last_error() ==
+ * HVM_ROS_ERR_EXCEPTION), *result = its syndrome (ESR) and hvm_ros_last_exception() tells
+ * more (the call is over; the next one works). */
+int hvm_ros_call_ros(const void *fn, void *stack_top, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3,
+                     uint64_t *result);
+/* The exception behind this thread's last HVM_ROS_ERR_EXCEPTION: ESR_EL1 (EC = bits 31:26),
+ * pc and fault address (0 when unknown); -1 when there is none. Pointers may be NULL. */
+int hvm_ros_last_exception(uint64_t *esr, uint64_t *pc, uint64_t *far);
+/* The ROS events the library serviced so far. */
+struct hvm_ros_event_counts {
+    uint64_t page_faults;            /* made good */
+    uint64_t unresolved_page_faults; /* answered -errno: not mapped with that access */
+    uint64_t syscalls;
+    uint64_t exceptions;
+    uint64_t thread_exits;
+};
+HVM_ROS_STATIC_ASSERT(sizeof(struct hvm_ros_event_counts) == 40, "struct hvm_ros_event_counts is 40 bytes");
+int hvm_ros_event_counts(struct hvm_ros_event_counts *counts);
+/* Install an HRT image, reset the HRT and wait at most timeout_ms until the new HRT is ready. */
+int hvm_ros_install_and_boot(const void *image, uint64_t size, uint64_t timeout_ms);
 /* How long waits last (default 10000 ms). */
 void hvm_ros_set_timeout_ms(uint64_t timeout_ms);
 /* This thread's last failure: an enum hvm_error, an HVM_ROS_ERR_* code, or 0. */

@@ -21,9 +21,14 @@
 //!   `struct hvm_invocation`, and otherwise (Palacios' test passes a string) makes a call the
 //!   HRT only completes; its `handle_ros_events` really polls for events (Palacios' test of it
 //!   was dead code, palacios-hvm.md §8 item 11);
-//! - `mirror_gdt` / `unmirror_gdt` mirror the TLS registers (TPIDR_EL0, TPIDRRO_EL0) on AArch64;
-//! - an HRT exception event completes the event with -1 (Palacios passed an uninitialised
-//!   value, §8 item 12) before the process exits.
+//! - `mirror_gdt` / `unmirror_gdt` mirror the TLS registers (TPIDR_EL0, TPIDRRO_EL0) on AArch64
+//!   (`cpu` is ignored: the HRT runs the process's code with them on any core);
+//! - every wait services the ROS events the HRT forwards (Palacios' merge wait did not), but only
+//!   while the library has a transaction of its own in flight;
+//! - an HRT exception event is completed with 0 (Palacios passed an uninitialised value, §8 item
+//!   12) and fails the call it happened in (a `CALL_ROS`, [`hvm_ros_call_ros`]) instead of ending
+//!   the process; a page fault the process cannot resolve (address not mapped with that access)
+//!   is completed with -errno instead of killing the process with SIGSEGV.
 
 use std::prelude::rust_2021::*;
 
@@ -32,13 +37,13 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::fmt;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::abi::invoke::Invocation;
 use crate::abi::{HvmError, RosEvent, RosEventType, SubOp, TransState};
 use crate::checksum::fletcher64_slice;
-use crate::ros::events::{self, Handled};
-use crate::ros::invoke::current_tls;
+use crate::ros::events::{self, Handled, RosException};
+use crate::ros::merged::current_tls;
 use crate::ros::pinned::{check_string_buffer, page_size, PinnedPage};
 use crate::ros::{Hvm, HvmOpenError, HvmStatus, InvokeError, SyncSession};
 use crate::status::{self, invoke_sub_op, starts_with_invocation_magic, CallError};
@@ -59,6 +64,8 @@ pub mod lib_error {
     pub const LOST: i64 = -105;
     /// No synchronous session (or one is already open, for `v3_hvm_ros_synchronize`).
     pub const SYNC_SESSION: i64 = -106;
+    /// A function of the process run in the HRT took an exception ([`super::hvm_ros_last_exception`]).
+    pub const EXCEPTION: i64 = -107;
 }
 
 /// `reset_type` (Palacios' enum order).
@@ -88,6 +95,8 @@ static PENDING: Mutex<Option<Pending>> = Mutex::new(None);
 
 thread_local! {
     static LAST_ERROR: Cell<i64> = const { Cell::new(0) };
+    /// The exception behind this thread's last `HVM_ROS_ERR_EXCEPTION` failure.
+    static LAST_EXCEPTION: Cell<Option<RosException>> = const { Cell::new(None) };
 }
 
 struct Pending {
@@ -155,6 +164,8 @@ pub fn codes_for(e: &InvokeError) -> (i64, c_int) {
         InvokeError::Pin(io) => (lib_error::PIN, io.raw_os_error().unwrap_or(libc::ENOMEM)),
         InvokeError::String(_) => (lib_error::ARGUMENT, libc::EINVAL),
         InvokeError::SessionClosed => (lib_error::SYNC_SESSION, libc::EINVAL),
+        InvokeError::Exception { .. } => (lib_error::EXCEPTION, libc::EIO),
+        InvokeError::Io(io) => (HvmError::Failed.code() as i64, io.raw_os_error().unwrap_or(libc::EIO)),
     }
 }
 
@@ -167,6 +178,9 @@ fn fail(code: i64, errno: c_int, args: fmt::Arguments<'_>) -> c_int {
 }
 
 fn fail_invoke(what: &str, e: &InvokeError) -> c_int {
+    if let Some(exception) = e.exception() {
+        LAST_EXCEPTION.with(|last| last.set(Some(exception)));
+    }
     let (code, errno) = codes_for(e);
     fail(code, errno, format_args!("{what}: {e}"))
 }
@@ -208,59 +222,23 @@ fn open_errno(e: &HvmOpenError) -> c_int {
     }
 }
 
-/// Handles a ROS event found while waiting (Palacios' `v3_hvm_handle_ros_event`).
-fn service_event(hvm: &Hvm, event: &RosEvent) {
-    if event.event_type == RosEventType::None as u32 || event.event_type == RosEventType::Done as u32 {
-        return;
-    }
+/// Handles a ROS event (Palacios' `v3_hvm_handle_ros_event`): does the work, counts it and
+/// completes it; an exception is recorded (and logged). Returns the handling.
+fn service_event(hvm: &Hvm, event: &RosEvent) -> Result<Handled, HvmError> {
     // SAFETY: the event comes from the hypervisor on behalf of the HRT running this process's
     // code (which can touch its memory and make its system calls anyway).
-    match unsafe { hvm.handle_ros_event(event) } {
-        Ok(Handled::HrtException { pc, vector }) => hrt_exception_exit(pc, vector),
-        Ok(_) => {}
-        Err(e) => log(format_args!("completing ROS event {}: {e}", event.event_type)),
+    let handled = unsafe { hvm.handle_ros_event(event) }?;
+    if let Handled::HrtException(e) = handled {
+        LAST_EXCEPTION.with(|last| last.set(Some(e)));
+        log(format_args!("HRT exception in ROS code: {e}"));
     }
+    Ok(handled)
 }
 
-fn hrt_exception_exit(pc: u64, vector: u64) -> ! {
-    if vector == crate::abi::HRT_FAIL_VEC {
-        log(format_args!("HRT execution failed due to exception in HRT (pc {pc:#x})"));
-    } else {
-        log(format_args!("HRT execution failed due to exception in ROS code (pc {pc:#x}, vector {vector:#x})"));
-    }
-    std::process::exit(libc::EXIT_FAILURE)
-}
-
-/// Polls 0xf until `done`, servicing ROS events if `service` (Palacios' `wait_for_completion`;
-/// without events, its `wait_for_merge_completion`).
-fn wait(
-    hvm: &Hvm,
-    what: &'static str,
-    service: bool,
-    done: impl Fn(HvmStatus) -> bool,
-) -> Result<HvmStatus, InvokeError> {
-    let limit = timeout();
-    let start = Instant::now();
-    loop {
-        let status = if service {
-            let seen = hvm.state_and_event()?;
-            if !done(seen.status) {
-                service_event(hvm, &seen.event);
-            }
-            seen.status
-        } else {
-            hvm.state()?
-        };
-        if done(status) {
-            fence(Ordering::Acquire);
-            return Ok(status);
-        }
-        let waited = start.elapsed();
-        if waited >= limit {
-            return Err(InvokeError::Timeout { what, waited, last: Some(status) });
-        }
-        std::hint::spin_loop();
-    }
+/// Polls 0xf until `done`, servicing the ROS events of the library's transaction meanwhile
+/// (Palacios' `wait_for_completion`).
+fn wait(hvm: &Hvm, what: &'static str, done: impl Fn(HvmStatus) -> bool) -> Result<HvmStatus, InvokeError> {
+    hvm.wait_until(what, timeout(), done)
 }
 
 fn idle(s: HvmStatus) -> bool {
@@ -389,8 +367,7 @@ pub unsafe extern "C" fn v3_hvm_ros_user_set_log(log: *mut libc::FILE) -> c_int 
 }
 
 /// Registers `handler` to be called with the code when the HRT signals this process, on the
-/// `stack_size` bytes at `stack` (zeroed and locked first). Not implemented by the hypervisor
-/// yet: returns -1 with ENOSYS.
+/// `stack_size` bytes at `stack` (zeroed and locked first).
 ///
 /// # Safety
 ///
@@ -426,7 +403,7 @@ pub extern "C" fn v3_hvm_ros_unregister_signal() -> c_int {
 }
 
 /// Gives the hypervisor a new HRT image (`size` bytes at `image`), booted by the next HRT
-/// reset. Not implemented by the hypervisor yet: returns -1 with ENOSYS.
+/// reset (it is not booted now). A bad image is refused (-1: EINVAL or EFAULT).
 ///
 /// # Safety
 ///
@@ -437,6 +414,7 @@ pub unsafe extern "C" fn v3_hvm_ros_install_hrt_image(image: *mut c_void, size: 
         Ok(hvm) => hvm,
         Err(rc) => return rc,
     };
+    reap(hvm);
     if image.is_null() || size == 0 {
         return fail(lib_error::ARGUMENT, libc::EINVAL, format_args!("install HRT image: no image"));
     }
@@ -467,8 +445,8 @@ pub extern "C" fn v3_hvm_ros_reset(what: c_int) -> c_int {
     }
 }
 
-/// A transaction without a buffer: the call, then a wait until Idle.
-fn transaction(what: &'static str, op: SubOp, args: [u64; 6], service: bool) -> c_int {
+/// A transaction without a buffer: the call, then a wait until Idle (servicing events).
+fn transaction(what: &'static str, op: SubOp, args: [u64; 6]) -> c_int {
     let hvm = match hvm(what) {
         Ok(hvm) => hvm,
         Err(rc) => return rc,
@@ -477,28 +455,28 @@ fn transaction(what: &'static str, op: SubOp, args: [u64; 6], service: bool) -> 
     if let Err(e) = hvm.call(op, args) {
         return fail_hvm(what, e);
     }
-    match wait(hvm, "the end of the transaction", service, idle) {
+    match wait(hvm, "the end of the transaction", idle) {
         Ok(_) => succeed(),
         Err(e) => fail_invoke(what, &e),
     }
 }
 
-/// Merges this process's address space into the HRT and waits until it is done. Not
-/// implemented by the hypervisor yet: returns -1 with ENOSYS.
+/// Merges this process's address space into the HRT (the hypervisor takes the calling thread's
+/// translation root) and waits until the HRT took it.
 #[no_mangle]
 pub extern "C" fn v3_hvm_ros_merge_address_spaces() -> c_int {
-    transaction("merge address spaces", SubOp::Merge, [0; 6], false)
+    transaction("merge address spaces", SubOp::Merge, [0; 6])
 }
 
-/// Undoes the merge. Not implemented by the hypervisor yet: returns -1 with ENOSYS.
+/// Undoes the merge and waits until the HRT dropped the address space.
 #[no_mangle]
 pub extern "C" fn v3_hvm_ros_unmerge_address_spaces() -> c_int {
-    transaction("unmerge address spaces", SubOp::Unmerge, [0; 6], true)
+    transaction("unmerge address spaces", SubOp::Unmerge, [0; 6])
 }
 
 /// Palacios' GDT and FS-base mirror, on AArch64 the TLS mirror: `fsbase` is the TLS pointer
 /// (TPIDR_EL0, what `arch_prctl(ARCH_GET_FS)` gave on x86; 0 means this thread's), with this
-/// thread's TPIDRRO_EL0, for `cpu`. Not implemented by the hypervisor yet: -1 with ENOSYS.
+/// thread's TPIDRRO_EL0; `cpu` is ignored.
 #[no_mangle]
 pub extern "C" fn v3_hvm_ros_mirror_gdt(fsbase: u64, cpu: u64) -> c_int {
     let (tpidr, tpidrro) = current_tls();
@@ -517,17 +495,19 @@ pub extern "C" fn v3_hvm_ros_unmiror_gdt() -> c_int {
     v3_hvm_ros_unmirror_tls()
 }
 
-/// Mirrors TLS registers into the HRT (0x51: x2 = TPIDR_EL0, x3 = TPIDRRO_EL0, x4 = cpu) and
-/// waits until it is done. Not implemented by the hypervisor yet: -1 with ENOSYS.
+/// Mirrors TLS registers into the HRT (0x51: x2 = TPIDR_EL0, x3 = TPIDRRO_EL0) and waits until
+/// the HRT took them: the process's code the HRT runs then sees these thread-locals. `cpu` is
+/// ignored (Palacios' argument).
 #[no_mangle]
 pub extern "C" fn v3_hvm_ros_mirror_tls(tpidr_el0: u64, tpidrro_el0: u64, cpu: u64) -> c_int {
-    transaction("mirror TLS", SubOp::MirrorTls, [tpidr_el0, tpidrro_el0, cpu, 0, 0, 0], true)
+    let _ = cpu;
+    transaction("mirror TLS", SubOp::MirrorTls, [tpidr_el0, tpidrro_el0, 0, 0, 0, 0])
 }
 
 /// Drops the mirrored TLS registers (0x53).
 #[no_mangle]
 pub extern "C" fn v3_hvm_ros_unmirror_tls() -> c_int {
-    transaction("unmirror TLS", SubOp::UnmirrorTls, [0; 6], true)
+    transaction("unmirror TLS", SubOp::UnmirrorTls, [0; 6])
 }
 
 /// Invokes the HRT with `buf` on its first core (or on every core if `par`) and waits until
@@ -569,7 +549,7 @@ pub unsafe extern "C" fn v3_hvm_ros_invoke_hrt_async(buf: *mut c_void, par: c_in
     if let Err(e) = hvm.call(invoke_sub_op(par != 0), [page.va(), 0, 0, 0, 0, 0]) {
         return fail_hvm(&std::format!("error in request to launch {what}"), e);
     }
-    if let Err(e) = wait(hvm, "the end of the call", true, idle) {
+    if let Err(e) = wait(hvm, "the end of the call", idle) {
         // The HRT may still write the page: keep it for good.
         if let Some(page) = slot.take() {
             page.leak();
@@ -683,8 +663,8 @@ pub unsafe extern "C" fn v3_hvm_ros_invoke_hrt_sync(buf: *mut c_void, handle_ros
     let hvm = HVM.get();
     let mut service = || {
         if let Some(hvm) = hvm {
-            if let Ok(seen) = hvm.state_and_event() {
-                service_event(hvm, &seen.event);
+            if let Err(e) = hvm.poll() {
+                log(format_args!("sync invoke: polling for ROS events: {e}"));
             }
         }
     };
@@ -713,8 +693,9 @@ pub extern "C" fn v3_hvm_ros_desynchronize() -> c_int {
     }
 }
 
-/// Does the work of a ROS event (touch the page, make the system call) and completes it with
-/// `EventComplete`; an HRT exception ends the process, as in Palacios.
+/// Does the work of a ROS event (make the page present, make the system call) and completes it
+/// with `EventComplete`. An HRT exception is completed with 0, recorded
+/// ([`hvm_ros_last_exception`]) and answered -1 (Palacios ended the process).
 ///
 /// # Safety
 ///
@@ -731,12 +712,18 @@ pub unsafe extern "C" fn v3_hvm_handle_ros_event(event: *mut RosEvent) -> c_int 
     };
     // SAFETY: the caller's event.
     let event = unsafe { event.read_unaligned() };
-    service_event(hvm, &event);
-    succeed()
+    match service_event(hvm, &event) {
+        Ok(Handled::HrtException(e)) => {
+            fail(lib_error::EXCEPTION, libc::EIO, format_args!("HRT execution failed: exception in ROS code: {e}"))
+        }
+        Ok(_) => succeed(),
+        Err(e) => fail_hvm("completing the ROS event", e),
+    }
 }
 
 /// [`v3_hvm_handle_ros_event`] without a hypercall: the result goes to
-/// `event->last_ros_event_result` and the event becomes `ROS_NONE`.
+/// `event->last_ros_event_result` and the event becomes `ROS_NONE` (for an HRT exception too,
+/// which is recorded and answered -1).
 ///
 /// # Safety
 ///
@@ -749,14 +736,20 @@ pub unsafe extern "C" fn v3_hvm_handle_ros_event_nohcall(event: *mut RosEvent) -
     // SAFETY: the caller's event; the work is vouched for by the caller.
     let mut e = unsafe { event.read_unaligned() };
     // SAFETY: as above.
-    match unsafe { events::perform(&e) } {
-        Handled::Nothing => return succeed(),
-        Handled::Done { result } => e.last_ros_event_result = result,
-        Handled::HrtException { pc, vector } => hrt_exception_exit(pc, vector),
-    }
+    let handled = unsafe { events::perform(&e) };
+    let Some(result) = handled.result() else { return succeed() };
+    e.last_ros_event_result = result;
     e.event_type = RosEventType::None as u32;
     // SAFETY: the caller's event.
     unsafe { event.write_unaligned(e) };
+    if let Handled::HrtException(exception) = handled {
+        LAST_EXCEPTION.with(|last| last.set(Some(exception)));
+        return fail(
+            lib_error::EXCEPTION,
+            libc::EIO,
+            format_args!("HRT execution failed: exception in ROS code: {exception}"),
+        );
+    }
     succeed()
 }
 
@@ -813,7 +806,7 @@ pub extern "C" fn hvm_ros_wait_idle() -> c_int {
         Ok(hvm) => hvm,
         Err(rc) => return rc,
     };
-    match wait(hvm, "the Idle state", true, idle) {
+    match wait(hvm, "the Idle state", idle) {
         Ok(_) => {
             reap(hvm);
             succeed()
@@ -923,6 +916,145 @@ pub unsafe extern "C" fn hvm_ros_sync_invoke(function: u64, args: *const u64, re
     }
 }
 
+/// Calls `fn(a0, a1, a2, a3)`, a function of this process, in the HRT (`CALL_ROS`: at HRT EL0,
+/// in the merged address space: merge first) on the stack whose top is `stack_top` (16-byte
+/// aligned, memory of this process nothing else uses meanwhile; NULL: a 256 KiB stack of the
+/// library) and stores its x0 at `*result`. Its system calls and page faults are serviced while
+/// the library waits. -1 when the call is refused or fails; when the function took an exception
+/// (`hvm_ros_last_error()` is `HVM_ROS_ERR_EXCEPTION`), `*result` is its syndrome (ESR) and
+/// [`hvm_ros_last_exception`] tells more.
+///
+/// # Safety
+///
+/// `fn` is a function of this process taking four 64-bit integers and returning one, safe to
+/// run concurrently with the process's threads (as a signal handler of the calling thread
+/// would, whose TLS it sees if mirrored); `stack_top` as said; `result` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn hvm_ros_call_ros(
+    fn_: *const c_void,
+    stack_top: *mut c_void,
+    a0: u64,
+    a1: u64,
+    a2: u64,
+    a3: u64,
+    result: *mut u64,
+) -> c_int {
+    let hvm = match hvm("call ROS function") {
+        Ok(hvm) => hvm,
+        Err(rc) => return rc,
+    };
+    if fn_.is_null() {
+        return fail(lib_error::ARGUMENT, libc::EINVAL, format_args!("call ROS function: no function"));
+    }
+    if !(stack_top as u64).is_multiple_of(16) {
+        return fail(
+            lib_error::ARGUMENT,
+            libc::EINVAL,
+            format_args!("call ROS function: stack top not 16-byte aligned"),
+        );
+    }
+    reap(hvm);
+    let args = [a0, a1, a2, a3];
+    let outcome = if stack_top.is_null() {
+        // SAFETY: passed on from our caller.
+        unsafe { hvm.call_ros_at(fn_ as u64, args) }
+    } else {
+        // SAFETY: passed on from our caller.
+        unsafe { hvm.call_ros_on_stack(fn_ as u64, stack_top as u64, args) }
+    };
+    let value = match &outcome {
+        Ok(value) => Some(*value),
+        Err(e) => e.exception().map(|exception| exception.esr),
+    };
+    if let (Some(value), false) = (value, result.is_null()) {
+        // SAFETY: the caller's pointer, checked for NULL.
+        unsafe { *result = value };
+    }
+    match outcome {
+        Ok(_) => succeed(),
+        Err(e) => fail_invoke("call ROS function", &e),
+    }
+}
+
+/// The exception behind this thread's last `HVM_ROS_ERR_EXCEPTION` failure: its syndrome
+/// (ESR_EL1; `HRT_FAIL_VEC` for one in the HRT itself), pc and fault address (0 when the HRT
+/// did not say). 0, or -1 when there is none. Any pointer may be NULL.
+///
+/// # Safety
+///
+/// Each pointer is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn hvm_ros_last_exception(esr: *mut u64, pc: *mut u64, far: *mut u64) -> c_int {
+    let Some(e) = LAST_EXCEPTION.with(Cell::get) else { return -1 };
+    // SAFETY: the caller's pointers, checked for NULL.
+    unsafe {
+        for (out, value) in [(esr, e.esr), (pc, e.pc.unwrap_or(0)), (far, e.far.unwrap_or(0))] {
+            if !out.is_null() {
+                *out = value;
+            }
+        }
+    }
+    0
+}
+
+/// The ROS events the library serviced so far (`struct hvm_ros_event_counts`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventCountsC {
+    pub page_faults: u64,
+    pub unresolved_page_faults: u64,
+    pub syscalls: u64,
+    pub exceptions: u64,
+    pub thread_exits: u64,
+}
+
+/// Stores the numbers of ROS events the library serviced so far at `*counts`.
+///
+/// # Safety
+///
+/// `counts` is NULL or a writable `struct hvm_ros_event_counts`.
+#[no_mangle]
+pub unsafe extern "C" fn hvm_ros_event_counts(counts: *mut EventCountsC) -> c_int {
+    if counts.is_null() {
+        return fail(lib_error::ARGUMENT, libc::EINVAL, format_args!("event counts: no buffer"));
+    }
+    let c = HVM.get().map(Hvm::event_counts).unwrap_or_default();
+    let out = EventCountsC {
+        page_faults: c.page_faults,
+        unresolved_page_faults: c.unresolved_page_faults,
+        syscalls: c.syscalls,
+        exceptions: c.exceptions,
+        thread_exits: c.thread_exits,
+    };
+    // SAFETY: the caller's buffer, checked for NULL.
+    unsafe { counts.write_unaligned(out) };
+    succeed()
+}
+
+/// Installs the HRT image (`size` bytes at `image`), resets the HRT and waits at most
+/// `timeout_ms` until the new HRT is ready.
+///
+/// # Safety
+///
+/// `image` is `size` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hvm_ros_install_and_boot(image: *const c_void, size: u64, timeout_ms: u64) -> c_int {
+    let hvm = match hvm("install and boot HRT image") {
+        Ok(hvm) => hvm,
+        Err(rc) => return rc,
+    };
+    if image.is_null() || size == 0 {
+        return fail(lib_error::ARGUMENT, libc::EINVAL, format_args!("install and boot HRT image: no image"));
+    }
+    reap(hvm);
+    // SAFETY: the caller's bytes.
+    let image = unsafe { std::slice::from_raw_parts(image.cast::<u8>(), size as usize) };
+    match hvm.install_and_boot(image, Duration::from_millis(timeout_ms)) {
+        Ok(_) => succeed(),
+        Err(e) => fail_invoke("install and boot HRT image", &e),
+    }
+}
+
 /// How long the library waits for a transaction to end (default 10 000 ms).
 #[no_mangle]
 pub extern "C" fn hvm_ros_set_timeout_ms(timeout_ms: u64) {
@@ -963,7 +1095,7 @@ pub fn error_string(code: i64) -> &'static CStr {
             HvmError::InvalidArgument => c"invalid argument",
             HvmError::NotHvm => c"the VM has no HVM configured",
             HvmError::Busy => c"busy (something is already pending)",
-            HvmError::NotImplemented => c"not implemented by this hypervisor yet",
+            HvmError::NotImplemented => c"not implemented by this hypervisor",
             HvmError::WrongLevel => c"sub-operation not allowed from the caller's exception level",
             _ => c"hypervisor error",
         };
@@ -976,6 +1108,7 @@ pub fn error_string(code: i64) -> &'static CStr {
         lib_error::ARGUMENT => c"bad argument",
         lib_error::LOST => c"the transaction ended unexpectedly (HRT reset?)",
         lib_error::SYNC_SESSION => c"no synchronous session (or one is already open)",
+        lib_error::EXCEPTION => c"the process's code took an exception in the HRT (hvm_ros_last_exception)",
         _ => c"unknown error",
     }
 }

@@ -7,8 +7,10 @@
 //! - `ros` (feature `std`, Linux only) is the API of a ROS (Linux guest) process: it finds the
 //!   doorbell page in `/proc/device-tree`, maps it from `/dev/mem` and makes 0xf00d calls
 //!   through it (`ros::Hvm`): state queries, invocations of the HRT's functions (asynchronous,
-//!   parallel, synchronous through a shared channel), resets. The `hvmctl` tool and the
-//!   `hvm-test-rs` program (same feature) drive it from a shell.
+//!   parallel, synchronous through a shared channel), resets, merging the process's address
+//!   space and running its own functions in the HRT (`CALL_ROS`, with their system calls and
+//!   page faults serviced by the process), the TLS mirror, signals, and installing HRT images.
+//!   The `hvmctl` tool and the `hvm-test-rs` program (same feature) drive it from a shell.
 //! - `capi` (feature `std`, Linux only) is the same API for C programs, with every function of
 //!   Palacios' `v3_hvm_ros_user.h` (header `include/hvm_ros.h`; `scripts/build-hvm-ros-lib.sh`
 //!   builds `libhvm_ros.a`).

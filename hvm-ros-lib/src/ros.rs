@@ -34,10 +34,30 @@
 //! session.desynchronize()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Running the process's own code in the HRT ([`merged`]): merge the address space, then
+//! `CALL_ROS` a function of this process; it runs at HRT EL0 while the library services its
+//! system calls and page faults ([`events`]), and an exception in it fails the call with the
+//! exception's syndrome.
+//!
+//! ```no_run
+//! extern "C" fn add(a: u64, b: u64, _: u64, _: u64) -> u64 {
+//!     a + b
+//! }
+//! let hvm = hvm_ros_lib::ros::Hvm::open()?;
+//! hvm.merge()?;
+//! hvm.mirror_tls()?;
+//! // SAFETY: `add` touches nothing but its arguments.
+//! assert_eq!(unsafe { hvm.call_ros(add, [2, 3, 0, 0]) }?, 5);
+//! hvm.unmirror_tls()?;
+//! hvm.unmerge()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod counter;
 pub mod events;
 pub mod invoke;
+pub mod merged;
 pub mod pinned;
 pub mod signal;
 pub mod sync;
@@ -50,7 +70,9 @@ pub(crate) mod sim;
 type TestBackend = std::sync::Arc<dyn Fn([u64; 8]) -> [u64; 4] + Send + Sync>;
 
 pub use crate::status::{CallError, HvmStatus};
+pub use events::{EventCounts, RosException};
 pub use invoke::{InvokeError, StateAndEvent};
+pub use merged::{RosFn, RosStack};
 pub use pinned::{PinnedInvocation, PinnedPage, PinnedString};
 pub use sync::SyncSession;
 
@@ -369,6 +391,11 @@ pub struct Hvm {
     scratch: Mutex<Option<PinnedInvocation>>,
     /// [`Hvm::timeout`] in nanoseconds.
     timeout_ns: AtomicU64,
+    /// The ROS events this handle serviced, and whether it has a transaction in flight.
+    events: events::EventState,
+    /// The stack of [`Hvm::call_ros`], made on first use (one per HRT core for the parallel
+    /// variant).
+    ros_stacks: Mutex<Option<RosStack>>,
     #[cfg(all(test, not(target_arch = "aarch64")))]
     backend: Option<TestBackend>,
 }
@@ -405,6 +432,8 @@ impl Hvm {
             doorbell,
             scratch: Mutex::new(None),
             timeout_ns: AtomicU64::new(Self::DEFAULT_TIMEOUT.as_nanos() as u64),
+            events: events::EventState::default(),
+            ros_stacks: Mutex::new(None),
             #[cfg(all(test, not(target_arch = "aarch64")))]
             backend: None,
         })
@@ -424,6 +453,8 @@ impl Hvm {
             doorbell: Doorbell { node: PathBuf::from("/test"), addr: 0, size: 8 },
             scratch: Mutex::new(None),
             timeout_ns: AtomicU64::new(Self::DEFAULT_TIMEOUT.as_nanos() as u64),
+            events: events::EventState::default(),
+            ros_stacks: Mutex::new(None),
             backend: Some(backend),
         }
     }
@@ -487,9 +518,16 @@ impl Hvm {
         self.ring([HVM_HCALL_ID, code, a2, a3, a4, a5, a6, a7])
     }
 
-    /// One 0xf00d call; `Ok(x0..x3)` when it succeeded (see [`reply_result`]).
+    /// One 0xf00d call; `Ok(x0..x3)` when it succeeded (see [`reply_result`]). A sub-operation
+    /// that starts a transaction (an invocation, a sync setup, a merge, a TLS mirror...) marks
+    /// this handle as having one in flight when accepted: until a wait sees the state Idle
+    /// again, the waits service the ROS events the HRT forwards ([`Hvm::poll`]).
     pub fn call(&self, sub_op: SubOp, args: [u64; 6]) -> Result<[u64; 4], HvmError> {
-        reply_result(sub_op as u64, self.call_raw(sub_op as u64, args))
+        let reply = reply_result(sub_op as u64, self.call_raw(sub_op as u64, args));
+        if reply.is_ok() && events::starts_transaction(sub_op) {
+            self.events.set_in_flight(true);
+        }
+        reply
     }
 
     /// The null call (0x0): a round trip through the hypervisor, answering the HRT's uptime.

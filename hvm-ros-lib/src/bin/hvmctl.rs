@@ -22,6 +22,10 @@ usage: hvmctl [--as-user <uid>] <command>
                                prints x0..x3
   loop-null <n>                n null calls; prints the time per call
   state                        the transaction state and whether the HRT is ready
+  merge | unmerge              merge hvmctl's own address space into the HRT (0x30), or undo
+                               whatever merge is in force (0x31); prints the round trip. The
+                               merge outlives hvmctl (its tables are freed when it exits):
+                               unmerge before the HRT runs anything in it
   invoke [-p] <function> [arg...]
                                call an HRT function on the first HRT core (-p: on every
                                HRT core) and print its result(s); function and args:
@@ -49,6 +53,7 @@ enum Command {
     LoopNull(u64),
     BenchInvoke(u64),
     State,
+    Merge { unmerge: bool },
     Invoke { parallel: bool, call: Invocation },
     String { parallel: bool, text: CString },
 }
@@ -135,6 +140,8 @@ fn parse(args: &[String]) -> Result<Command, String> {
             _ => Err(format!("loop-null needs a positive decimal count, got '{n}'")),
         },
         ["state"] => Ok(Command::State),
+        ["merge"] => Ok(Command::Merge { unmerge: false }),
+        ["unmerge"] => Ok(Command::Merge { unmerge: true }),
         ["bench-invoke", n] => match n.parse::<u64>() {
             Ok(n) if n > 0 => Ok(Command::BenchInvoke(n)),
             _ => Err(format!("bench-invoke needs a positive decimal count, got '{n}'")),
@@ -313,6 +320,19 @@ fn run(hvm: &Hvm, command: Command) -> u8 {
             }
             Err(e) => error_exit("state", e),
         },
+        Command::Merge { unmerge } => {
+            let name = if unmerge { "unmerge" } else { "merge" };
+            let start = monotonic_ns();
+            let result = if unmerge { hvm.unmerge() } else { hvm.merge() };
+            let took = monotonic_ns() - start;
+            match result {
+                Ok(()) => {
+                    println!("{name}: ok ({} us round trip)", took / 1000);
+                    OK
+                }
+                Err(e) => invoke_error_exit(name, e),
+            }
+        }
         Command::Invoke { parallel, call } => run_invocation(hvm, parallel, call),
         Command::String { parallel, text } => match hvm.invoke_string_on(&text, parallel) {
             Ok(()) => {
@@ -384,6 +404,8 @@ mod tests {
         assert!(matches!(parse_words("call 0x20 1 0X2 ff 0 0 7"), Ok(Command::Call(0x20, [1, 2, 0xff, 0, 0, 7]))));
         assert!(matches!(parse_words("loop-null 1000"), Ok(Command::LoopNull(1000))));
         assert!(matches!(parse_words("state"), Ok(Command::State)));
+        assert!(matches!(parse_words("merge"), Ok(Command::Merge { unmerge: false })));
+        assert!(matches!(parse_words("unmerge"), Ok(Command::Merge { unmerge: true })));
         assert!(matches!(
             parse_words("invoke add 2 0x10"),
             Ok(Command::Invoke {
@@ -430,6 +452,8 @@ mod tests {
             "loop-null -1",
             "loop-null 0x10",
             "state 1",
+            "merge now",
+            "unmerge 1",
             "invoke",
             "invoke add 1",
             "invoke add 1 2 3",

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::abi::invoke::{function, INVOCATION_MAGIC, MAX_HRT_CORES, SYNC_MAGIC};
-use crate::abi::{PageFaultAction, PageFaultEvent, RosEventPayload, HRT_FAIL_VEC, HVM_HCALL_ID};
+use crate::abi::{ExceptionEvent, PageFaultAction, PageFaultEvent, RosEventPayload, HRT_FAIL_VEC, HVM_HCALL_ID};
 use std::collections::BTreeSet;
 use std::string::String;
 
@@ -136,6 +136,8 @@ fn the_header_constants_match_the_abi() {
         ("HVM_FN_ADD", function::ADD.into()),
         ("HVM_FN_CHECKSUM", function::CHECKSUM.into()),
         ("HVM_FN_SPIN_US", function::SPIN_US.into()),
+        ("HVM_FN_CALL_ROS", function::CALL_ROS.into()),
+        ("HVM_ROS_RETURN_ADDRESS", crate::abi::invoke::ROS_RETURN_ADDRESS.into()),
         ("HRT_FAIL_VEC", HRT_FAIL_VEC.into()),
         ("HVM_OK", 0),
         ("HVM_ERR_FAILED", HvmError::Failed as i128),
@@ -155,6 +157,7 @@ fn the_header_constants_match_the_abi() {
         ("HVM_ROS_ERR_ARGUMENT", lib_error::ARGUMENT.into()),
         ("HVM_ROS_ERR_LOST", lib_error::LOST.into()),
         ("HVM_ROS_ERR_SYNC_SESSION", lib_error::SYNC_SESSION.into()),
+        ("HVM_ROS_ERR_EXCEPTION", lib_error::EXCEPTION.into()),
         ("ROS_NONE", RosEventType::None as i128),
         ("ROS_PAGE_FAULT", RosEventType::PageFault as i128),
         ("ROS_SYSCALL", RosEventType::Syscall as i128),
@@ -202,13 +205,15 @@ fn errors_map_to_errno_and_strings() {
         assert_ne!(error_string(e.code() as i64), c"hypervisor error", "{e:?}");
         assert_ne!(error_string(e.code() as i64), c"unknown error", "{e:?}");
     }
-    for code in -106..=-100 {
+    for code in -107..=-100 {
         assert_ne!(error_string(code), c"unknown error", "{code}");
     }
     assert_eq!(error_string(0), c"success");
     assert_eq!(error_string(-99), c"unknown error");
     // SAFETY: the returned pointer is a static C string.
-    assert_eq!(unsafe { CStr::from_ptr(hvm_ros_strerror(-9)) }, c"not implemented by this hypervisor yet");
+    assert_eq!(unsafe { CStr::from_ptr(hvm_ros_strerror(-9)) }, c"not implemented by this hypervisor");
+    let exception = RosException { esr: 0x0200_0000, pc: None, far: None };
+    assert_eq!(codes_for(&InvokeError::Exception { core: 0, exception }), (lib_error::EXCEPTION, libc::EIO));
 }
 
 #[test]
@@ -349,12 +354,58 @@ fn the_palacios_api_drives_a_simulated_hvm() {
     assert_eq!(v3_hvm_ros_desynchronize(), 0);
     assert_eq!(sim.trans(), TransState::Idle);
 
-    // Not implemented by the hypervisor yet: -1 with ENOSYS.
-    assert_eq!(v3_hvm_ros_merge_address_spaces(), -1);
-    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ENOSYS));
-    assert_eq!(hvm_ros_last_error(), HvmError::NotImplemented as i64);
-    assert_eq!(v3_hvm_ros_mirror_gdt(0, 0), -1);
-    assert_eq!(v3_hvm_ros_unmiror_gdt(), -1);
+    // Merged: a function of this process in the HRT, its events serviced, its exception
+    // reported; the TLS mirror.
+    assert_eq!(v3_hvm_ros_merge_address_spaces(), 0);
+    assert!(sim.merged());
+    assert_eq!(v3_hvm_ros_mirror_gdt(0, 3), 0);
+    assert_eq!(sim.tls().map(|(tpidr, _)| tpidr), Some(crate::ros::merged::current_tls().0));
+    extern "C" fn triple(a: u64, _: u64, _: u64, _: u64) -> u64 {
+        3 * a
+    }
+    let mut counts = EventCountsC::default();
+    // SAFETY: a buffer of ours.
+    assert_eq!(unsafe { hvm_ros_event_counts(&mut counts) }, 0);
+    let before = counts;
+    sim.script(vec![crate::ros::sim::Scripted::Syscall([libc::SYS_getpid as u64, 0, 0, 0, 0, 0, 0])]);
+    let f = triple as extern "C" fn(u64, u64, u64, u64) -> u64;
+    let mut stack = vec![0u128; 1024];
+    // SAFETY: triple is a plain function; the stack is ours; valid pointers.
+    unsafe {
+        assert_eq!(hvm_ros_call_ros(f as *const c_void, std::ptr::null_mut(), 14, 0, 0, 0, &mut result), 0);
+        assert_eq!(result, 42);
+        let top = stack.as_mut_ptr_range().end.cast::<c_void>();
+        assert_eq!(hvm_ros_call_ros(f as *const c_void, top, 5, 0, 0, 0, &mut result), 0);
+        assert_eq!(result, 15);
+        assert_eq!(hvm_ros_event_counts(&mut counts), 0);
+        assert_eq!(counts.syscalls, before.syscalls + 1);
+        assert_eq!(hvm_ros_last_exception(std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut()), -1);
+        sim.script(vec![crate::ros::sim::Scripted::Exception { pc: 0x1234, esr: 0x0200_0000, far: 0 }]);
+        assert_eq!(hvm_ros_call_ros(f as *const c_void, std::ptr::null_mut(), 1, 0, 0, 0, &mut result), -1);
+        assert_eq!(hvm_ros_last_error(), lib_error::EXCEPTION);
+        assert_eq!(result, 0x0200_0000, "the syndrome");
+        let (mut esr, mut pc, mut far) = (0, 0, 1);
+        assert_eq!(hvm_ros_last_exception(&mut esr, &mut pc, &mut far), 0);
+        assert_eq!((esr, pc, far), (0x0200_0000, 0x1234, 0));
+        assert_eq!(hvm_ros_call_ros(f as *const c_void, top.cast::<u8>().sub(8).cast(), 1, 0, 0, 0, &mut result), -1);
+        assert_eq!(hvm_ros_last_error(), lib_error::ARGUMENT, "a misaligned stack");
+        assert_eq!(hvm_ros_call_ros(f as *const c_void, std::ptr::null_mut(), 1, 0, 0, 0, &mut result), 0);
+        assert_eq!(result, 3, "the next call works");
+    }
+    assert_eq!(v3_hvm_ros_unmiror_gdt(), 0);
+    assert_eq!(sim.tls(), None);
+    assert_eq!(v3_hvm_ros_unmerge_address_spaces(), 0);
+    assert!(!sim.merged());
+    // SAFETY: not an image: refused.
+    assert_eq!(unsafe { v3_hvm_ros_install_hrt_image(b"junk".as_ptr() as *mut c_void, 4) }, -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::EINVAL));
+    let mut image = vec![0u8; 4096];
+    image[..4].copy_from_slice(b"\x7fELF");
+    // SAFETY: our bytes.
+    assert_eq!(unsafe { hvm_ros_install_and_boot(image.as_ptr().cast(), 4096, 5000) }, 0);
+    assert_eq!(sim.image.lock().unwrap().as_deref(), Some(&image[..]));
+
+    // Not implemented by this (simulated) hypervisor: -1 with ENOSYS.
     let mut stack = vec![0u8; 8192];
     // SAFETY: a stack of ours.
     assert_eq!(unsafe { v3_hvm_ros_register_signal(None, stack.as_mut_ptr().cast(), 8192) }, -1);
@@ -388,6 +439,8 @@ fn the_palacios_api_drives_a_simulated_hvm() {
 #[test]
 fn events_are_handled_without_a_hypercall() {
     let _serial = serial();
+    // SAFETY: NULL turns the log off.
+    unsafe { v3_hvm_ros_user_set_log(std::ptr::null_mut()) };
     let mut byte = 0x33u8;
     let pf = PageFaultEvent { pc: 0, far: &mut byte as *mut u8 as u64, action: PageFaultAction::Write as u32 };
     let mut event = RosEvent::none();
@@ -406,6 +459,18 @@ fn events_are_handled_without_a_hypercall() {
     assert_eq!(unsafe { v3_hvm_handle_ros_event_nohcall(&mut event) }, 0);
     // SAFETY: getppid has no effect.
     assert_eq!(event.last_ros_event_result, unsafe { libc::getppid() } as u64);
+
+    // An exception: recorded, answered 0, and the call says -1.
+    event.event_type = RosEventType::HrtException as u32;
+    event.payload = RosEventPayload { exception: ExceptionEvent { pc: 0x10, vector: 0x9200_0046, far: 0x20 } };
+    // SAFETY: no memory, no system call.
+    assert_eq!(unsafe { v3_hvm_handle_ros_event_nohcall(&mut event) }, -1);
+    assert_eq!((event.event_type, event.last_ros_event_result), (RosEventType::None as u32, 0));
+    assert_eq!(hvm_ros_last_error(), lib_error::EXCEPTION);
+    let mut far = 0;
+    // SAFETY: valid pointers.
+    assert_eq!(unsafe { hvm_ros_last_exception(std::ptr::null_mut(), std::ptr::null_mut(), &mut far) }, 0);
+    assert_eq!(far, 0x20);
 }
 
 #[test]

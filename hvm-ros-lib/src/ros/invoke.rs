@@ -1,6 +1,7 @@
 //! Invoking the HRT from a ROS process (palacios-hvm.md §4.3): the state query (0xf),
-//! asynchronous calls on the first or on every HRT core (0x20 / 0x21), and the other
-//! transactions that end when the state is back to Idle (merge, TLS mirror).
+//! asynchronous calls on the first or on every HRT core (0x20 / 0x21), and the waits of every
+//! transaction (it ends when the state is back to Idle), which service the ROS events the HRT
+//! forwards meanwhile ([`Hvm::poll`]).
 //!
 //! One transaction is in flight VM-wide at a time: the hypervisor refuses a call with
 //! [`HvmError::WrongState`] unless the state is Idle and the HRT ready. After the hypervisor
@@ -17,6 +18,7 @@ use std::sync::atomic::{fence, Ordering};
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
+use super::events::RosException;
 use super::pinned::{page_size, PinnedInvocation, PinnedString, StringBufferError, PAYLOAD_OFFSET};
 use super::Hvm;
 use crate::abi::invoke::function;
@@ -43,6 +45,11 @@ pub enum InvokeError {
     String(StringBufferError),
     /// A sync call on a session that is over or broken (an earlier call timed out).
     SessionClosed,
+    /// A function of this process that the HRT ran ([`Hvm::call_ros`]) took an exception (on
+    /// HRT core `core`): the call failed, the HRT goes on.
+    Exception { core: usize, exception: RosException },
+    /// A file (an HRT image) could not be read.
+    Io(io::Error),
 }
 
 impl fmt::Display for InvokeError {
@@ -58,6 +65,10 @@ impl fmt::Display for InvokeError {
             Self::Pin(e) => write!(f, "cannot pin a buffer: {e}"),
             Self::String(e) => write!(f, "{e}"),
             Self::SessionClosed => write!(f, "the synchronous session is closed"),
+            Self::Exception { core, exception } => {
+                write!(f, "the function took an exception in the HRT (HRT core {core}): {exception}")
+            }
+            Self::Io(e) => write!(f, "{e}"),
         }
     }
 }
@@ -66,7 +77,7 @@ impl std::error::Error for InvokeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Hvm(e) => Some(e),
-            Self::Pin(e) => Some(e),
+            Self::Pin(e) | Self::Io(e) => Some(e),
             _ => None,
         }
     }
@@ -111,6 +122,14 @@ impl InvokeError {
     pub fn is_not_implemented(&self) -> bool {
         matches!(self, Self::Hvm(HvmError::NotImplemented))
     }
+
+    /// The exception a function run in the HRT took, if that is why the call failed.
+    pub fn exception(&self) -> Option<RosException> {
+        match self {
+            Self::Exception { exception, .. } => Some(*exception),
+            _ => None,
+        }
+    }
 }
 
 /// A [`RosEvent`] that cannot cross a page boundary (the hypervisor writes it in one piece).
@@ -152,7 +171,8 @@ impl Hvm {
         Ok(StateAndEvent { status: HvmStatus::from_regs(regs)?, event })
     }
 
-    /// Polls the state (0xf) until `done` says so, for at most `timeout`.
+    /// Polls the state (0xf) until `done` says so, for at most `timeout`, servicing the ROS
+    /// events of a transaction of ours meanwhile ([`Hvm::poll`]).
     pub fn wait_until(
         &self,
         what: &'static str,
@@ -161,7 +181,7 @@ impl Hvm {
     ) -> Result<HvmStatus, InvokeError> {
         let start = Instant::now();
         loop {
-            let status = self.state()?;
+            let status = self.poll()?;
             if done(status) {
                 // The HRT's writes to our buffers happened before its CallDone, which the
                 // hypervisor ordered before the answer we just read.
@@ -238,7 +258,7 @@ impl Hvm {
 
     /// Runs `prepare` on the reusable invocation buffer, starts it, waits for it and returns its
     /// completion record.
-    fn run_scratch(
+    pub(crate) fn run_scratch(
         &self,
         parallel: bool,
         prepare: impl FnOnce(&mut PinnedInvocation),
@@ -311,51 +331,6 @@ impl Hvm {
         self.invoke_string_on(s, false)
     }
 
-    /// A transaction without a buffer: `sub_op` with `args`, then wait until Idle.
-    fn transaction(&self, sub_op: SubOp, args: [u64; 6]) -> Result<(), InvokeError> {
-        self.call(sub_op, args)?;
-        self.wait_idle(self.timeout())?;
-        Ok(())
-    }
-
-    /// Merges this process's address space into the HRT (0x30; the hypervisor takes the
-    /// caller's TTBR0_EL1) and waits until it is done.
-    pub fn merge(&self) -> Result<(), InvokeError> {
-        self.transaction(SubOp::Merge, [0; 6])
-    }
-
-    /// Undoes [`Hvm::merge`] (0x31).
-    pub fn unmerge(&self) -> Result<(), InvokeError> {
-        self.transaction(SubOp::Unmerge, [0; 6])
-    }
-
-    /// Mirrors this thread's TLS registers into the HRT (0x51, the AArch64 replacement of the
-    /// GDT/FS-base mirror): x2 = TPIDR_EL0, x3 = TPIDRRO_EL0, x4 = the CPU (Palacios' `cpu`).
-    pub fn mirror_tls(&self, tpidr_el0: u64, tpidrro_el0: u64, cpu: u64) -> Result<(), InvokeError> {
-        self.transaction(SubOp::MirrorTls, [tpidr_el0, tpidrro_el0, cpu, 0, 0, 0])
-    }
-
-    /// Drops the mirrored TLS registers (0x53).
-    pub fn unmirror_tls(&self) -> Result<(), InvokeError> {
-        self.transaction(SubOp::UnmirrorTls, [0; 6])
-    }
-
-    /// Gives the hypervisor a new HRT image (0x8: x2 = its address, x3 = its size), used from
-    /// the next HRT reset on. The image is read (so present) and locked during the call.
-    pub fn install_hrt_image(&self, image: &[u8]) -> Result<(), InvokeError> {
-        // Touch every page, as Palacios does, then lock them for the duration of the call.
-        let sum = image.iter().step_by(page_size()).fold(0u8, |acc, &b| acc.wrapping_add(b));
-        std::hint::black_box(sum);
-        // SAFETY: mlock/munlock only change the residency of memory we may read.
-        let locked = !image.is_empty() && unsafe { libc::mlock(image.as_ptr().cast(), image.len()) } == 0;
-        let result = self.call(SubOp::InstallHrtImage, [image.as_ptr() as u64, image.len() as u64, 0, 0, 0, 0]);
-        if locked {
-            // SAFETY: as above.
-            unsafe { libc::munlock(image.as_ptr().cast(), image.len()) };
-        }
-        result.map(drop).map_err(InvokeError::from)
-    }
-
     /// Raises signal `code` (non-zero) to the process that registered a handler (0x41).
     pub fn raise_signal(&self, code: u64) -> Result<(), HvmError> {
         self.call(SubOp::RaiseSignal, [code, 0, 0, 0, 0, 0]).map(drop)
@@ -364,24 +339,6 @@ impl Hvm {
     /// Completes the pending ROS event with `result` (0x1f).
     pub fn event_complete(&self, result: u64) -> Result<(), HvmError> {
         self.call(SubOp::EventComplete, [result, 0, 0, 0, 0, 0]).map(drop)
-    }
-}
-
-/// This thread's TLS registers: TPIDR_EL0 and TPIDRRO_EL0 (0 off aarch64).
-pub fn current_tls() -> (u64, u64) {
-    #[cfg(target_arch = "aarch64")]
-    {
-        let (tpidr, tpidrro): (u64, u64);
-        // SAFETY: both registers are readable at EL0; no memory, no stack.
-        unsafe {
-            core::arch::asm!("mrs {}, tpidr_el0", "mrs {}, tpidrro_el0", out(reg) tpidr, out(reg) tpidrro,
-                options(nomem, nostack));
-        }
-        (tpidr, tpidrro)
-    }
-    #[cfg(not(target_arch = "aarch64"))]
-    {
-        (0, 0)
     }
 }
 
@@ -404,6 +361,14 @@ mod tests {
             Some(HvmError::BadAddress)
         );
         assert_eq!(InvokeError::SessionClosed.hvm_error(), None);
+        let exception = RosException { esr: 0x0200_0000, pc: Some(0x40_1000), far: Some(0) };
+        let e = InvokeError::Exception { core: 0, exception };
+        assert_eq!(e.exception(), Some(exception));
+        assert_eq!(
+            e.to_string(),
+            "the function took an exception in the HRT (HRT core 0): EC 0x0 (unknown reason (e.g. an \
+             undefined instruction)), ESR 0x2000000 at pc 0x401000"
+        );
     }
 
     #[test]

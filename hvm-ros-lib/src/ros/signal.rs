@@ -4,11 +4,10 @@
 //!
 //! `SetSignalHandler` (0x40) registers an entry point and a stack top for the calling process
 //! (0, 0 removes them). The entry point this library registers is the stub
-//! `__v3_hvm_ros_signal_handler_stub` (Palacios' name), which expects, **as proposed here until
-//! the hypervisor implements signals** (it answers `NotImplemented` for now):
+//! `__v3_hvm_ros_signal_handler_stub` (Palacios' name), which expects (`crate::abi::signal`):
 //! - on entry, at EL0: PC = the stub, SP = the frame EL2 wrote with the interrupted context
-//!   (16-byte aligned, below the registered stack top), x0 = the signal code; every other
-//!   register may hold anything;
+//!   (`abi::signal::SignalFrame`, 16-byte aligned, below the registered stack top), x0 = the
+//!   signal code; every other register may hold anything;
 //! - the stub saves the FP/SIMD state (q0-q31, FPCR, FPSR) below the frame, calls the handler
 //!   with the code (if one is set), restores the FP/SIMD state and makes `SignalReturn` (0x60)
 //!   through the doorbell with x2 = the frame address (SP at entry): EL2 reloads the interrupted

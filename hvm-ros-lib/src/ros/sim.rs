@@ -11,9 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::merged::RosFn;
 use super::{Hvm, TestBackend};
 use crate::abi::invoke::{function, Invocation, SyncChannel, INVOCATION_MAGIC, MAX_HRT_CORES, SYNC_MAGIC};
-use crate::abi::{HvmError, RosEvent, SubOp, TransState, HVM_HCALL_ID, HVM_OK};
+use crate::abi::{
+    ExceptionEvent, HvmError, PageFaultEvent, RosEvent, RosEventPayload, RosEventType, SubOp, TransState, HVM_HCALL_ID,
+    HVM_OK,
+};
 use crate::checksum::fletcher64_slice;
 
 /// How the simulated HRT behaves.
@@ -27,11 +31,29 @@ pub(crate) enum Behaviour {
     ResetDuringCall,
 }
 
+/// An event the simulated HRT forwards before it runs a `CALL_ROS` function.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scripted {
+    /// A system call: number (the host's) and x0..x5.
+    Syscall([u64; 7]),
+    /// A page fault at `far`, read (0), write (1) or exec (2).
+    PageFault { far: u64, action: u32 },
+    /// An exception: the call then fails with status -1 and the ESR as its result, without
+    /// running the function.
+    Exception { pc: u64, esr: u64, far: u64 },
+}
+
 pub(crate) struct Sim {
     cores: usize,
     inner: Mutex<State>,
     /// What the HRT printed (PRINT and string invocations).
     pub(crate) printed: Mutex<Vec<String>>,
+    /// The events the next `CALL_ROS` forwards first.
+    script: Mutex<Vec<Scripted>>,
+    /// The results the process completed the forwarded events with, in order.
+    pub(crate) event_results: Mutex<Vec<u64>>,
+    /// The last image installed (0x8).
+    pub(crate) image: Mutex<Option<Vec<u8>>>,
 }
 
 struct State {
@@ -40,6 +62,13 @@ struct State {
     behaviour: Behaviour,
     channel: Option<u64>,
     stop_sync: Arc<AtomicBool>,
+    /// The event slot (one event at a time, VM-wide).
+    event: RosEvent,
+    merged: bool,
+    /// The mirrored TPIDR_EL0 and TPIDRRO_EL0.
+    tls: Option<(u64, u64)>,
+    /// When the current HRT boot started.
+    boot: std::time::Instant,
 }
 
 fn error(e: HvmError) -> [u64; 4] {
@@ -61,9 +90,84 @@ impl Sim {
                 behaviour: Behaviour::Normal,
                 channel: None,
                 stop_sync: Arc::new(AtomicBool::new(false)),
+                event: RosEvent::none(),
+                merged: false,
+                tls: None,
+                boot: std::time::Instant::now(),
             }),
             printed: Mutex::new(Vec::new()),
+            script: Mutex::new(Vec::new()),
+            event_results: Mutex::new(Vec::new()),
+            image: Mutex::new(None),
         })
+    }
+
+    /// The events the next `CALL_ROS` forwards before it runs its function.
+    pub(crate) fn script(&self, events: Vec<Scripted>) {
+        *self.script.lock().unwrap() = events;
+    }
+
+    pub(crate) fn merged(&self) -> bool {
+        self.inner.lock().unwrap().merged
+    }
+
+    pub(crate) fn tls(&self) -> Option<(u64, u64)> {
+        self.inner.lock().unwrap().tls
+    }
+
+    /// Forwards `event` as the HRT does (0x10), waits until the process completed it, takes
+    /// the result and acknowledges (0x1e).
+    fn forward(&self, event: RosEvent) -> u64 {
+        {
+            let mut s = self.inner.lock().unwrap();
+            assert_eq!(s.event.event_type, RosEventType::None as u32, "one event at a time");
+            s.event = event;
+        }
+        loop {
+            {
+                let mut s = self.inner.lock().unwrap();
+                if s.event.event_type == RosEventType::Done as u32 {
+                    let result = s.event.last_ros_event_result;
+                    s.event = RosEvent::none();
+                    self.event_results.lock().unwrap().push(result);
+                    return result;
+                }
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+
+    /// The HRT's `CALL_ROS`: the scripted events, then the function (called here: on the host
+    /// the process's address space is ours).
+    fn call_ros(&self, args: [u64; 6]) -> Result<u64, (i64, u64)> {
+        if !self.merged() {
+            return Err((HvmError::WrongState.code() as i64, 0));
+        }
+        let script = std::mem::take(&mut *self.script.lock().unwrap());
+        for scripted in script {
+            let mut event = RosEvent::none();
+            match scripted {
+                Scripted::Syscall([nr, a0, a1, a2, a3, a4, a5]) => {
+                    event.event_type = RosEventType::Syscall as u32;
+                    event.payload = RosEventPayload { syscall: [nr, a0, a1, a2, a3, a4, a5, 0] };
+                }
+                Scripted::PageFault { far, action } => {
+                    event.event_type = RosEventType::PageFault as u32;
+                    event.payload = RosEventPayload { page_fault: PageFaultEvent { pc: args[0], far, action } };
+                }
+                Scripted::Exception { pc, esr, far } => {
+                    event.event_type = RosEventType::HrtException as u32;
+                    event.payload = RosEventPayload { exception: ExceptionEvent { pc, vector: esr, far } };
+                    self.forward(event);
+                    return Err((-1, esr));
+                }
+            }
+            self.forward(event);
+        }
+        // SAFETY: the test passes a RosFn of this (host) process.
+        let f: RosFn = unsafe { std::mem::transmute::<usize, RosFn>(args[0] as usize) };
+        assert_eq!(args[1] % 16, 0, "the stack top is 16-byte aligned");
+        Ok(f(args[2], args[3], args[4], args[5]))
     }
 
     /// An `Hvm` whose calls this simulation answers.
@@ -89,6 +193,10 @@ impl Sim {
         s.ready = true;
         s.channel = None;
         s.behaviour = Behaviour::Normal;
+        s.merged = false;
+        s.tls = None;
+        s.event = RosEvent::none();
+        s.boot = std::time::Instant::now();
     }
 
     pub(crate) fn trans(&self) -> TransState {
@@ -101,14 +209,59 @@ impl Sim {
         let Some(op) = SubOp::from_code(code) else { return error(HvmError::UnknownSubOp) };
         let mut s = self.inner.lock().unwrap();
         match op {
-            SubOp::Null => [HVM_OK, 0, 0, 0],
+            SubOp::Null => [HVM_OK, s.boot.elapsed().as_nanos() as u64, 0, 0],
             SubOp::GetStateAndEvent => {
                 if a2 != 0 {
                     assert!(in_one_page(a2, 80), "event buffer crosses a page");
                     // SAFETY: the process's event buffer (checked to be in one page).
-                    unsafe { (a2 as *mut RosEvent).write_volatile(RosEvent::none()) };
+                    unsafe { (a2 as *mut RosEvent).write_volatile(s.event) };
                 }
                 [s.trans as u64, u64::from(s.ready), 0, 0]
+            }
+            SubOp::EventComplete => {
+                let pending = [RosEventType::PageFault, RosEventType::Syscall, RosEventType::HrtException]
+                    .iter()
+                    .any(|&t| s.event.event_type == t as u32);
+                if !pending {
+                    return error(HvmError::WrongState);
+                }
+                s.event.event_type = RosEventType::Done as u32;
+                s.event.last_ros_event_result = a2;
+                [HVM_OK, 0, 0, 0]
+            }
+            SubOp::Merge | SubOp::Unmerge | SubOp::MirrorTls | SubOp::UnmirrorTls => {
+                if s.trans != TransState::Idle || !s.ready {
+                    return error(HvmError::WrongState);
+                }
+                let tls = matches!(op, SubOp::MirrorTls | SubOp::UnmirrorTls);
+                s.trans = if tls { TransState::TlsSync } else { TransState::Merge };
+                let sim = Arc::clone(self);
+                let a3 = regs[3];
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(2));
+                    let mut s = sim.inner.lock().unwrap();
+                    match op {
+                        SubOp::Merge => s.merged = true,
+                        SubOp::Unmerge => s.merged = false,
+                        SubOp::MirrorTls => s.tls = Some((a2, a3)),
+                        _ => s.tls = None,
+                    }
+                    s.trans = TransState::Idle;
+                });
+                [HVM_OK, 0, 0, 0]
+            }
+            SubOp::InstallHrtImage => {
+                let len = regs[3] as usize;
+                if a2 == 0 || len == 0 {
+                    return error(HvmError::BadAddress);
+                }
+                // SAFETY: the process's image (tests only).
+                let image = unsafe { std::slice::from_raw_parts(a2 as *const u8, len) };
+                if len < 64 || !image.starts_with(b"\x7fELF") {
+                    return error(HvmError::InvalidArgument);
+                }
+                *self.image.lock().unwrap() = Some(image.to_vec());
+                [HVM_OK, 0, 0, 0]
             }
             SubOp::Invoke | SubOp::ParallelInvoke => {
                 if s.trans != TransState::Idle || !s.ready {
@@ -157,8 +310,15 @@ impl Sim {
         }
     }
 
-    /// The HRT's function table.
-    fn run(&self, function: u64, args: [u64; 6]) -> Result<u64, HvmError> {
+    /// The HRT's function table: a result, or a status and result.
+    fn run(&self, function: u64, args: [u64; 6]) -> Result<u64, (i64, u64)> {
+        if function == function::CALL_ROS {
+            return self.call_ros(args);
+        }
+        self.builtin(function, args).map_err(|e| (e.code() as i64, 0))
+    }
+
+    fn builtin(&self, function: u64, args: [u64; 6]) -> Result<u64, HvmError> {
         match function {
             function::PRINT => {
                 // SAFETY: the process passes a NUL-terminated string (tests only).
@@ -202,7 +362,7 @@ impl Sim {
             for core in 0..cores.min(MAX_HRT_CORES) {
                 let (status, result) = match self.run(call.function, call.args) {
                     Ok(result) => (0, result),
-                    Err(e) => (e.code() as i64, 0),
+                    Err(failure) => failure,
                 };
                 call.status[core] = status;
                 call.result[core] = result;
@@ -254,7 +414,7 @@ impl Sim {
             if call.magic == INVOCATION_MAGIC {
                 let (status, result) = match self.run(call.function, call.args) {
                     Ok(result) => (0, result),
-                    Err(e) => (e.code() as i64, 0),
+                    Err(failure) => failure,
                 };
                 call.status[0] = status;
                 call.result[0] = result;
@@ -381,20 +541,147 @@ mod tests {
         // Dropping a session tears it down too.
         drop(hvm.synchronize().unwrap());
         assert_eq!(sim.trans(), TransState::Idle);
-        assert!(matches!(hvm.merge(), Err(e) if e.is_not_implemented()));
     }
 
     #[test]
     fn a_hung_sync_call_breaks_the_session() {
         let sim = Sim::new(1);
         let hvm = sim.hvm();
-        hvm.set_timeout(Duration::from_millis(30));
         sim.set_behaviour(Behaviour::Hang);
         let mut session = hvm.synchronize().unwrap();
+        session.set_timeout(Duration::from_millis(30));
         assert!(matches!(session.call_noop(), Err(InvokeError::Timeout { .. })));
         assert!(matches!(session.call_noop(), Err(InvokeError::SessionClosed)));
         // The teardown still works (the simulated HRT takes the nested teardown).
         session.desynchronize().unwrap();
         assert_eq!(sim.trans(), TransState::Idle);
+    }
+
+    extern "C" fn add4(a: u64, b: u64, c: u64, d: u64) -> u64 {
+        a + b + c + d
+    }
+
+    #[test]
+    fn merge_call_ros_with_forwarded_events_and_unmerge() {
+        use crate::abi::invoke::MAX_HRT_CORES;
+        use crate::ros::events::EventCounts;
+        let sim = Sim::new(2);
+        let hvm = sim.hvm();
+        // Not merged: the HRT refuses the call.
+        // SAFETY: add4 is a plain function.
+        let e = unsafe { hvm.call_ros(add4, [1, 2, 3, 4]) }.unwrap_err();
+        assert!(matches!(e, InvokeError::Call(CallError::Failed { status: -4, .. })), "{e:?}");
+        hvm.merge().unwrap();
+        assert!(sim.merged());
+        assert!(!hvm.transaction_in_flight(), "the wait saw Idle");
+        // SAFETY: as above.
+        assert_eq!(unsafe { hvm.call_ros(add4, [1, 2, 3, 4]) }.unwrap(), 10);
+
+        // Events first: a system call, a write fault on a page nobody touched.
+        let page = crate::ros::pinned::page_size();
+        // SAFETY: a fresh private mapping, checked.
+        let untouched = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(untouched, libc::MAP_FAILED);
+        sim.script(vec![
+            Scripted::Syscall([libc::SYS_getpid as u64, 0, 0, 0, 0, 0, 0]),
+            Scripted::Syscall([libc::SYS_close as u64, u64::MAX, 0, 0, 0, 0, 0]),
+            Scripted::PageFault { far: untouched as u64 + 17, action: 1 },
+        ]);
+        let before = hvm.event_counts();
+        // SAFETY: as above.
+        assert_eq!(unsafe { hvm.call_ros(add4, [5, 0, 0, 0]) }.unwrap(), 5);
+        let counts = hvm.event_counts().since(&before);
+        assert_eq!(counts, EventCounts { page_faults: 1, syscalls: 2, ..EventCounts::default() });
+        let results = sim.event_results.lock().unwrap().clone();
+        assert_eq!(results, [std::process::id() as u64, -i64::from(libc::EBADF) as u64, 0]);
+        let mut resident = [0u8];
+        // SAFETY: our mapping, one page.
+        assert_eq!(unsafe { libc::mincore(untouched, page, resident.as_mut_ptr()) }, 0);
+        assert_eq!(resident[0] & 1, 1, "the faulting page is present now");
+        // SAFETY: our mapping.
+        unsafe { libc::munmap(untouched, page) };
+
+        // An exception: the call fails with its syndrome, pc and FAR; the next call works.
+        sim.script(vec![Scripted::Exception { pc: 0x40_1234, esr: 0x0200_0000, far: 0 }]);
+        // SAFETY: as above.
+        let e = unsafe { hvm.call_ros(add4, [1, 1, 0, 0]) }.unwrap_err();
+        let exception = e.exception().expect("an exception");
+        assert_eq!((exception.ec(), exception.pc, exception.far), (0, Some(0x40_1234), Some(0)));
+        assert!(e.to_string().contains("EC 0x0"), "{e}");
+        assert_eq!(hvm.event_counts().exceptions, 1);
+        assert_eq!(sim.event_results.lock().unwrap().last(), Some(&0), "acknowledged with 0");
+        // SAFETY: as above.
+        assert_eq!(unsafe { hvm.call_ros(add4, [1, 1, 0, 0]) }.unwrap(), 2);
+
+        // Every HRT core.
+        // SAFETY: as above.
+        assert_eq!(unsafe { hvm.call_ros_parallel(add4, [1, 2, 0, 0]) }.unwrap(), vec![3, 3]);
+        let stack = hvm.ros_stacks.lock().unwrap().as_ref().map(|s| s.size());
+        assert_eq!(stack, Some(super::super::merged::CALL_ROS_STACK_SIZE * MAX_HRT_CORES));
+
+        hvm.mirror_tls_values(0x1234, 0x5678).unwrap();
+        assert_eq!(sim.tls(), Some((0x1234, 0x5678)));
+        hvm.unmirror_tls().unwrap();
+        assert_eq!(sim.tls(), None);
+        hvm.unmerge().unwrap();
+        assert!(!sim.merged());
+        assert_eq!(sim.trans(), TransState::Idle);
+    }
+
+    #[test]
+    fn transactions_are_refused_unless_idle_and_ready() {
+        let sim = Sim::new(1);
+        let hvm = sim.hvm();
+        sim.set_ready(false);
+        assert!(matches!(hvm.merge(), Err(InvokeError::Hvm(HvmError::WrongState))));
+        assert!(matches!(hvm.mirror_tls(), Err(InvokeError::Hvm(HvmError::WrongState))));
+        sim.set_ready(true);
+        let _session = hvm.synchronize().unwrap();
+        assert!(matches!(hvm.unmerge(), Err(InvokeError::Hvm(HvmError::WrongState))));
+    }
+
+    #[test]
+    fn only_the_handle_with_the_transaction_services_its_events() {
+        let sim = Sim::new(1);
+        let (mine, other) = (sim.hvm(), sim.hvm());
+        mine.merge().unwrap();
+        sim.script(vec![Scripted::Syscall([libc::SYS_getpid as u64, 0, 0, 0, 0, 0, 0])]);
+        let f: RosFn = add4;
+        let mut inv = PinnedInvocation::new(function::CALL_ROS, [f as usize as u64, 0, 7, 0, 0, 0]).unwrap();
+        mine.invoke_async(&mut inv).unwrap();
+        // The other handle polls, and leaves the event alone.
+        for _ in 0..50 {
+            other.poll().unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(other.event_counts().total(), 0);
+        assert!(sim.event_results.lock().unwrap().is_empty());
+        let done = mine.finish(&mut inv, Duration::from_secs(5)).unwrap();
+        assert_eq!((done.status[0], done.result[0]), (0, 7));
+        assert_eq!(mine.event_counts().syscalls, 1);
+    }
+
+    #[test]
+    fn an_image_is_installed_and_booted() {
+        let sim = Sim::new(1);
+        let hvm = sim.hvm();
+        assert!(matches!(hvm.install_hrt_image(b"not an ELF"), Err(InvokeError::Hvm(HvmError::InvalidArgument))));
+        let mut image = vec![0u8; 8192];
+        image[..4].copy_from_slice(b"\x7fELF");
+        hvm.merge().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let status = hvm.install_and_boot(&image, Duration::from_secs(5)).unwrap();
+        assert!(status.accepts_calls());
+        assert_eq!(sim.image.lock().unwrap().as_deref(), Some(&image[..]));
+        assert!(!sim.merged(), "a reset ends the merge");
     }
 }

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Merged address spaces on a hybrid VM: a ROS process's own functions run in the HRT
+# (hvm-test-rs merged: forwarded system calls and page faults, TLB coherence, TLS, exceptions),
+# Palacios' test program in its four modes with real merges and unmerges, hvmctl's merge and
+# unmerge, and HRT images installed from the ROS (hvm-test-rs install: an alternative image
+# booted, bad images refused, the default image back).
+#   HVTEST: step <name> rc=<rc>        after each step (its output before)
+# The steps' own lines come from hvm-test-rs ("check <name>: ok|FAILED ..."), hvm-test and
+# hvmctl.
+step() {
+    name=$1
+    shift
+    "$@"
+    echo "HVTEST: step $name rc=$?"
+}
+
+# Polls until the HRT is ready (at most 60 s); says whether it became ready.
+wait_ready() {
+    i=0
+    while [ $i -lt 300 ]; do
+        hvmctl state 2>/dev/null | grep -q "HRT ready" && return 0
+        sleep 0.2
+        i=$((i + 1))
+    done
+    return 1
+}
+
+step ready-at-boot wait_ready
+step merged hvm-test-rs merged
+step simple-async hvm-test simple async
+step simple-sync hvm-test simple sync
+step time-async hvm-test time async 10 100
+step time-sync hvm-test time sync 10 10000
+step hvmctl-merge hvmctl merge
+step hvmctl-unmerge hvmctl unmerge
+step install hvm-test-rs install
+step after-install hvmctl invoke add 40 2
