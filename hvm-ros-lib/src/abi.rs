@@ -349,6 +349,11 @@ pub mod invoke {
         pub const CALL_ROS: u64 = 4;
     }
 
+    /// A parallel [`function::CALL_ROS`] gives every HRT core the same stack argument: HRT
+    /// core n runs on `args[1] - n * CALL_ROS_STACK_STRIDE` (the caller provides that many
+    /// bytes per HRT core below the top).
+    pub const CALL_ROS_STACK_STRIDE: u64 = 256 << 10;
+
     /// The return address (x30) a [`function::CALL_ROS`] function starts with: in page 0,
     /// which Linux never maps, so its `ret` takes an instruction abort that the HRT reads as
     /// the return.

@@ -49,7 +49,7 @@ const END: u64 = 1;
 /// (0x21, the same arguments for all) do not share a stack. A single-core call runs on core 0,
 /// on `args[1]` itself. The process reserves that much per core: hvm-ros-lib's
 /// `ros::merged::CALL_ROS_STACK_SIZE` (the ABI does not name it yet).
-pub const CORE_STACK_STRIDE: u64 = 256 << 10;
+pub const CORE_STACK_STRIDE: u64 = hvm_ros_lib::abi::invoke::CALL_ROS_STACK_STRIDE;
 
 /// How many times in a row the same address may fault again, each fault forwarded and
 /// answered, before the fault counts as one the process cannot resolve.

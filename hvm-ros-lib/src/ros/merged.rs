@@ -39,7 +39,7 @@ use crate::status::{self, CallError, HvmStatus};
 pub type RosFn = extern "C" fn(u64, u64, u64, u64) -> u64;
 
 /// The stack each HRT core gets for a `CALL_ROS` function of [`Hvm::call_ros`].
-pub const CALL_ROS_STACK_SIZE: usize = 256 << 10;
+pub const CALL_ROS_STACK_SIZE: usize = crate::abi::invoke::CALL_ROS_STACK_STRIDE as usize;
 
 /// A stack for functions the HRT runs: a private anonymous mapping, every page written (so
 /// present: the function does not fault on it), with an inaccessible guard page below (an
@@ -233,11 +233,10 @@ impl Hvm {
     /// Runs `f(args)` on every HRT core at once (0x21 with `CALL_ROS`); returns HRT core n's
     /// result at index n, or the first failure.
     ///
-    /// The invocation has one stack argument for every core. The library passes the top of an
-    /// area of [`CALL_ROS_STACK_SIZE`] bytes per possible HRT core, ready for an HRT that puts
-    /// core n at `top - n * CALL_ROS_STACK_SIZE`; but the ABI does not say so yet, and today's
-    /// HRT starts every core at the same top. Until it does, only a function that needs no
-    /// stack (a leaf that spills nothing) may run on several cores.
+    /// The invocation has one stack argument for every core: the library passes the top of an
+    /// area of [`CALL_ROS_STACK_SIZE`] bytes per possible HRT core, and HRT core n runs at
+    /// `top - n * CALL_ROS_STACK_SIZE` (`abi::invoke::CALL_ROS_STACK_STRIDE`), so every core
+    /// has a stack of its own.
     ///
     /// # Safety
     ///
