@@ -347,6 +347,10 @@ pub mod invoke {
         /// Its x0 at return is the result. Its system calls and page faults are performed by
         /// the process (events), any other exception fails the call with an HRT exception event.
         pub const CALL_ROS: u64 = 4;
+        /// Raise signal `args[1]` (non-zero) into the calling process `args[0]` times, each
+        /// once the previous one was delivered (one signal is pending at a time); the result
+        /// is the number raised. For tests of signal delivery (`abi::signal`).
+        pub const RAISE_SIGNALS: u64 = 5;
     }
 
     /// A parallel [`function::CALL_ROS`] gives every HRT core the same stack argument: HRT

@@ -16,7 +16,7 @@
 
 use core::fmt;
 
-use hvm_ros_lib::abi::invoke::function::{ADD, CALL_ROS, CHECKSUM, PRINT, SPIN_US};
+use hvm_ros_lib::abi::invoke::function::{ADD, CALL_ROS, CHECKSUM, PRINT, RAISE_SIGNALS, SPIN_US};
 use hvm_ros_lib::abi::HvmError;
 
 use crate::console::{println, Printable};
@@ -43,13 +43,20 @@ pub enum FnError {
     Memory(RosMemError),
     /// A [`CALL_ROS`] did not run, or did not return.
     RosCall(RosCallError),
+    /// A [`RAISE_SIGNALS`] more than [`RAISE_SIGNALS_MAX`] times, or with code 0.
+    BadSignals { count: u64, code: u64 },
+    /// The hypervisor refused a signal (no handler registered, ...) after `raised` of them.
+    Signal { raised: u64, error: crate::hvc::CallError },
 }
 
 impl FnError {
     /// The status an invocation reports for this failure (abi.rs `Invocation::status`).
     pub fn status(self) -> i64 {
         let error = match self {
-            Self::UnknownFunction(_) | Self::TooLong { .. } | Self::SpinTooLong { .. } => HvmError::InvalidArgument,
+            Self::UnknownFunction(_) | Self::TooLong { .. } | Self::SpinTooLong { .. } | Self::BadSignals { .. } => {
+                HvmError::InvalidArgument
+            }
+            Self::Signal { error, .. } => return error.status(),
             // A string without its NUL in reach is a bad length, not a bad address.
             Self::Memory(RosMemError::Unterminated { .. }) => HvmError::InvalidArgument,
             Self::Memory(_) => HvmError::BadAddress,
@@ -82,8 +89,33 @@ impl fmt::Display for FnError {
             Self::SpinTooLong { us } => write!(f, "spin of {us} us, at most {SPIN_MAX_US}"),
             Self::Memory(error) => write!(f, "{error}"),
             Self::RosCall(error) => write!(f, "{error}"),
+            Self::BadSignals { count, code } => {
+                write!(f, "{count} signals with code {code:#x}: at most {RAISE_SIGNALS_MAX}, code not 0")
+            }
+            Self::Signal { raised, error } => write!(f, "signal refused after {raised} raised: {error}"),
         }
     }
+}
+
+/// Most signals one [`RAISE_SIGNALS`] raises.
+pub const RAISE_SIGNALS_MAX: u64 = 100_000;
+
+/// Raises `code` `count` times: each time the previous one is still pending (Busy) the core
+/// spins and asks again, so every signal is delivered before the next is raised.
+fn raise_signals(count: u64, code: u64) -> Result<u64, FnError> {
+    if count > RAISE_SIGNALS_MAX || code == 0 {
+        return Err(FnError::BadSignals { count, code });
+    }
+    for raised in 0..count {
+        loop {
+            match crate::hvc::raise_signal(code) {
+                Ok(()) => break,
+                Err(error) if error.is(HvmError::Busy) => core::hint::spin_loop(),
+                Err(error) => return Err(FnError::Signal { raised, error }),
+            }
+        }
+    }
+    Ok(count)
 }
 
 /// What a call runs with: the caller's address space, and this core.
@@ -104,6 +136,7 @@ pub fn call(index: u64, args: &[u64; 6], context: &Context) -> Result<u64, FnErr
         ADD => Ok(args[0].wrapping_add(args[1])),
         CHECKSUM => checksum(args[0], args[1], context.space),
         SPIN_US => spin(args[0], context.counter_frequency),
+        RAISE_SIGNALS => raise_signals(args[0], args[1]),
         CALL_ROS => {
             el0::call_ros(args, context.process, context.core, context.counter_frequency).map_err(FnError::RosCall)
         }

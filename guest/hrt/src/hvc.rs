@@ -91,6 +91,11 @@ pub fn hvm_call(code: u64) -> Result<(), CallError> {
     status(hvc([HVM_HCALL_ID, code, 0, 0]).x0)
 }
 
+/// Raises signal `code` into the process that registered a handler (0x41).
+pub fn raise_signal(code: u64) -> Result<(), CallError> {
+    status(hvc([HVM_HCALL_ID, SubOp::RaiseSignal as u64, code, 0]).x0)
+}
+
 /// Tells the hypervisor this core finished booting and takes upcalls (once per core).
 pub fn ready() -> Result<(), CallError> {
     status(hvc([HVM_HCALL_ID, SubOp::HrtReady as u64, 0, 0]).x0)

@@ -33,6 +33,9 @@ impl Handler {
 pub struct Signals {
     handler: Option<Handler>,
     pending: Option<u64>,
+    /// A delivered signal's handler runs (until its signal return): the next signal waits,
+    /// because its frame would go where this one's is.
+    in_handler: bool,
 }
 
 impl Signals {
@@ -56,6 +59,7 @@ impl Signals {
                 Some(handler) if handler.ttbr0 != ttbr0 => Err(HvmError::WrongPartition),
                 _ => {
                     self.handler = None;
+                    self.in_handler = false;
                     Ok(())
                 }
             },
@@ -87,15 +91,26 @@ impl Signals {
 
     /// The pending signal and its handler, taken for delivery into process `ttbr0` (which a
     /// ROS vCPU is about to enter at EL0); `None` for another process or nothing pending.
+    /// Not while a handler runs: the signal waits for its return.
     pub fn take_for(&mut self, ttbr0: u64) -> Option<(u64, Handler)> {
+        if self.in_handler {
+            return None;
+        }
         let handler = self.handler.filter(|h| h.ttbr0 == ttbr0)?;
         let code = self.pending.take()?;
+        self.in_handler = true;
         Some((code, handler))
     }
 
     /// Puts back a signal whose delivery failed (its frame could not be written): never lost.
     pub fn put_back(&mut self, code: u64) {
+        self.in_handler = false;
         self.pending.get_or_insert(code);
+    }
+
+    /// The handler returned (0x60): the next signal may be delivered.
+    pub fn handler_returned(&mut self) {
+        self.in_handler = false;
     }
 }
 
@@ -165,6 +180,11 @@ mod tests {
         assert_eq!(signals.take_for(PROCESS), None, "delivered once");
         signals.put_back(code);
         assert_eq!(signals.take_for(PROCESS).map(|(c, _)| c), Some(5), "a failed delivery comes again");
+        // While the handler runs, the next signal waits: its frame would overwrite this one's.
+        signals.raise(6).unwrap();
+        assert_eq!(signals.take_for(PROCESS), None, "not nested");
+        signals.handler_returned();
+        assert_eq!(signals.take_for(PROCESS).map(|(c, _)| c), Some(6));
     }
 
     #[test]

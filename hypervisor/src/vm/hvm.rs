@@ -350,6 +350,10 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) -> bool {
         Effect::SignalReturn { frame: at } => match read_user(vm, at) {
             Some(saved) => {
                 restore_signal_frame(frame, &signal::decode(&saved));
+                let mut state = hrt.state.lock();
+                state.signals().handler_returned();
+                // A signal raised while the handler ran is delivered now.
+                SIGNAL_PENDING.store(state.signals().pending().is_some(), Ordering::Release);
                 return true;
             }
             None => frame.x[0] = HvmError::BadAddress.code(),
