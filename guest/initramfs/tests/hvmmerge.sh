@@ -2,7 +2,8 @@
 # Merged address spaces on a hybrid VM: a ROS process's own functions run in the HRT
 # (hvm-test-rs merged: forwarded system calls and page faults, TLB coherence, TLS, exceptions),
 # Palacios' test program in its four modes with real merges and unmerges, hvmctl's merge and
-# unmerge, and HRT images installed from the ROS (hvm-test-rs install: an alternative image
+# unmerge, 1000 signals from the HRT (hvm-signal-test), and HRT images installed from the ROS
+# (hvm-test-rs install: an alternative image
 # booted, bad images refused, the default image back).
 #   HVTEST: step <name> rc=<rc>        after each step (its output before)
 # The steps' own lines come from hvm-test-rs ("check <name>: ok|FAILED ..."), hvm-test and
@@ -35,3 +36,4 @@ step hvmctl-merge hvmctl merge
 step hvmctl-unmerge hvmctl unmerge
 step install hvm-test-rs install
 step after-install hvmctl invoke add 40 2
+step signals hvm-signal-test 1000
