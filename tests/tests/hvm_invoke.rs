@@ -24,12 +24,19 @@ fn hybrid_vm(name: &str, smp: &str, hyp_args: &str, hrt_args: &str, hvtest: &str
         .start()
 }
 
-/// The output of step `name` (the lines since the previous step) and its exit status.
+/// The output of step `name` (the lines since the previous step) and its exit status. A
+/// marker line an HRT line broke is written again whole by the console: the first whole one
+/// counts.
 fn step(output: &str, name: &str) -> (String, i32) {
     let marker = format!("HVTEST: step {name} rc=");
-    let end = output.find(&marker).unwrap_or_else(|| panic!("no step {name}:\n{output}"));
+    let (end, rc) = output
+        .match_indices(&marker)
+        .find_map(|(at, _)| {
+            let rest = output[at + marker.len()..].lines().next().unwrap_or("").trim();
+            rest.parse::<i32>().ok().map(|rc| (at, rc))
+        })
+        .unwrap_or_else(|| panic!("no step {name}:\n{output}"));
     let start = output[..end].rfind("HVTEST: ").map_or(0, |i| i + output[i..].find('\n').unwrap_or(0));
-    let rc = output[end + marker.len()..].lines().next().unwrap_or("").trim().parse().expect("rc");
     (output[start..end].to_string(), rc)
 }
 
