@@ -8,7 +8,10 @@
 #   - an async invocation round trip (hvmctl bench-invoke) next to a pipe ping-pong between two
 #     ROS CPUs (hvbench pipe-cross), a sync invocation round trip next to a shared-memory
 #     ping-pong between two ROS threads on different CPUs (hvbench shm-cross), and a parallel
-#     invocation on every HRT core.
+#     invocation on every HRT core;
+#   - merged (hvm-merge-bench): a merge round trip, a page fault of ROS code in the HRT
+#     forwarded to its process next to a native first touch, a system call forwarded next to
+#     the native one.
 # RUNS boots (default 3); prints each run and the medians; writes build/bench/hvm-bench.txt
 # (the table) and build/bench/hvm-bench.csv, in the suite format scripts/bench-plot.py draws
 # (header metric,config,unit,plain,hypervisor,runs; here "plain" is the Linux operation the
@@ -26,7 +29,7 @@ die() { printf '[hvm-bench] error: %s\n' "$*" >&2; exit 1; }
 
 [ -f "$root/build/hrt.elf" ] || die "build/hrt.elf not found: run 'make build'"
 # The same guest work as scripts/guest-bench.sh (nokaslr: no KPTI; see docs/design-notes.md).
-CMD='hvbench getppid 20000 && hvbench spawn 200 && hvmctl loop-null 20000 && hvbench pipe-cross 500 && hvbench shm-cross 20000 && hvmctl bench-invoke 300'
+CMD='hvbench getppid 20000 && hvbench spawn 200 && hvmctl loop-null 20000 && hvbench pipe-cross 500 && hvbench shm-cross 20000 && hvmctl bench-invoke 300 && hvm-merge-bench 20'
 results=()
 for run in $(seq 1 "$RUNS"); do
     say "run $run of $RUNS: booting the hybrid VM"
@@ -43,19 +46,27 @@ for run in $(seq 1 "$RUNS"); do
     inv_async=$(sed -n 's/.*HVBENCH: invoke_async \([0-9.]*\) us.*/\1/p' <<<"$log")
     inv_par=$(sed -n 's/.*HVBENCH: invoke_parallel \([0-9.]*\) us.*/\1/p' <<<"$log")
     inv_sync=$(sed -n 's/.*HVBENCH: invoke_sync \([0-9.]*\) ns.*/\1/p' <<<"$log")
-    for value in "$hrt_boot" "$el1_null" "$el0_null" "$getppid" "$spawn" "$pipe" "$shm" "$inv_async" "$inv_par" "$inv_sync"; do
+    merge_rt=$(sed -n 's/.*HVBENCH: merge_rt \([0-9.]*\) us.*/\1/p' <<<"$log")
+    fault_fwd=$(sed -n 's/.*HVBENCH: fault_forward \([0-9.]*\) us.*/\1/p' <<<"$log")
+    first_touch=$(sed -n 's/.*HVBENCH: first_touch \([0-9.]*\) us.*/\1/p' <<<"$log")
+    sys_fwd=$(sed -n 's/.*HVBENCH: syscall_forward \([0-9.]*\) us.*/\1/p' <<<"$log")
+    sys_native=$(sed -n 's/.*HVBENCH: syscall \([0-9.]*\) us.*/\1/p' <<<"$log")
+    for value in "$hrt_boot" "$el1_null" "$el0_null" "$getppid" "$spawn" "$pipe" "$shm" "$inv_async" "$inv_par" "$inv_sync" \
+                 "$merge_rt" "$fault_fwd" "$first_touch" "$sys_fwd" "$sys_native"; do
         [ -n "$value" ] || { printf '%s\n' "$log" | tail -20; die "run $run: a result line is missing"; }
     done
     say "run $run: HRT boot $hrt_boot ms, process start $spawn us, null EL0 $el0_null ns, null EL1 $el1_null ns, getppid $getppid ns"
     say "run $run: invoke async $inv_async us (pipe cross $pipe us), sync $inv_sync ns (shm cross $shm ns), parallel $inv_par us"
-    results+=("$hrt_boot $spawn $el0_null $el1_null $getppid $pipe $shm $inv_async $inv_par $inv_sync")
+    say "run $run: merge $merge_rt us, fault forwarded $fault_fwd us (first touch $first_touch us), syscall forwarded $sys_fwd us (native $sys_native us)"
+    results+=("$hrt_boot $spawn $el0_null $el1_null $getppid $pipe $shm $inv_async $inv_par $inv_sync $merge_rt $fault_fwd $first_touch $sys_fwd $sys_native")
 done
 
 printf '%s\n' "${results[@]}" | CSV="$out/hvm-bench.csv" python3 -c '
 import csv, os, statistics, sys
 rows = [list(map(float, line.split())) for line in sys.stdin if line.strip()]
 med = [statistics.median(column) for column in zip(*rows)]
-hrt_boot_ms, spawn_us, el0_ns, el1_ns, getppid_ns, pipe_us, shm_ns, async_us, par_us, sync_ns = med
+(hrt_boot_ms, spawn_us, el0_ns, el1_ns, getppid_ns, pipe_us, shm_ns, async_us, par_us, sync_ns,
+ merge_us, fault_us, touch_us, sysfwd_us, sys_us) = med
 print(f"Hybrid VM costs, median of {len(rows)} boot(s) (3 ROS + 1 HRT vCPUs on 4 pCPUs, QEMU TCG)")
 print()
 print("| operation | median | compared with | median | ratio |")
@@ -66,6 +77,9 @@ print(f"| null hypercall, HRT kernel (EL1, hvc) | {el1_ns:.0f} ns | getppid syst
 print(f"| async invocation round trip (ADD) | {async_us:.1f} us | pipe ping-pong across 2 ROS CPUs | {pipe_us:.1f} us | x{async_us / pipe_us:.2f} |")
 print(f"| sync invocation round trip (ADD) | {sync_ns:.0f} ns | shared-memory ping-pong, 2 ROS threads | {shm_ns:.0f} ns | x{sync_ns / shm_ns:.2f} |")
 print(f"| parallel invocation, every HRT core | {par_us:.1f} us | async invocation, first HRT core | {async_us:.1f} us | x{par_us / async_us:.2f} |")
+print(f"| merge round trip | {merge_us:.1f} us | async invocation, first HRT core | {async_us:.1f} us | x{merge_us / async_us:.2f} |")
+print(f"| page fault of ROS code in the HRT, forwarded | {fault_us:.1f} us | first touch of a page in the ROS | {touch_us:.1f} us | x{fault_us / touch_us:.2f} |")
+print(f"| system call of ROS code in the HRT, forwarded | {sysfwd_us:.1f} us | getppid in the ROS | {sys_us:.2f} us | x{sysfwd_us / sys_us:.2f} |")
 config = "3ros+1hrt"
 with open(os.environ["CSV"], "w", newline="") as handle:
     out = csv.writer(handle)
@@ -76,5 +90,8 @@ with open(os.environ["CSV"], "w", newline="") as handle:
     out.writerow(["invoke_async vs pipe_cross", config, "us", f"{pipe_us:.3f}", f"{async_us:.3f}", len(rows)])
     out.writerow(["invoke_sync vs shm_cross", config, "ns", f"{shm_ns:.3f}", f"{sync_ns:.3f}", len(rows)])
     out.writerow(["invoke_parallel vs invoke_async", config, "us", f"{async_us:.3f}", f"{par_us:.3f}", len(rows)])
+    out.writerow(["merge_rt vs invoke_async", config, "us", f"{async_us:.3f}", f"{merge_us:.3f}", len(rows)])
+    out.writerow(["fault_forward vs first_touch", config, "us", f"{touch_us:.3f}", f"{fault_us:.3f}", len(rows)])
+    out.writerow(["syscall_forward vs syscall", config, "us", f"{sys_us:.3f}", f"{sysfwd_us:.3f}", len(rows)])
 ' | tee "$out/hvm-bench.txt"
 say "wrote build/bench/hvm-bench.txt and build/bench/hvm-bench.csv"
