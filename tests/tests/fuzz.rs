@@ -7,13 +7,11 @@
 //! `FUZZ: done seed=<s> ok`, every check passed, QEMU exited by the fuzzer's SYSTEM_OFF, and
 //! the hypervisor printed no panic, no error and no warning other than a guest fault report.
 //!
-//! Not yet part of `make test` (`#[ignore]`; run with `cargo test -p integration-tests --test fuzz
-//! -- --ignored`): the fuzzer found hypervisor bugs that are not fixed yet (seed 3 on one vCPU:
-//! the virtual timer pending but never taken after the random phase; seed 4 on one vCPU: a hang
-//! after about 16,000 operations under host load, passing when run alone). They join the suite
-//! once fixed.
+//! Seed 3 on one vCPU found the guest's timer dying once the guest configured its PPI as
+//! edge-triggered (the physical interrupt stayed active for good); hardware-linked PPIs now keep
+//! their level configuration (gic::regs), and seeds 1-16 pass on one vCPU.
 //!
-//! Three seeds on one vCPU (1, 2, 4), and seeds 1-3 on four vCPUs time-sliced on two pCPUs. The
+//! Four seeds on one vCPU (1-4), and seeds 1-3 on four vCPUs time-sliced on two pCPUs. The
 //! tests build build/fuzz.bin themselves (scripts/build-fuzz.sh, once per test run). A failure
 //! names the command that reproduces it (scripts/fuzz.sh with the same seed and knobs).
 
@@ -113,24 +111,25 @@ fn fuzz(name: &str, seed: u64, pcpus: u32, vcpus: u32) {
 /// hang, error or unexplained warning, and still serves PSCI, its timer, SGIs, the UART and the
 /// disk afterwards, with its memory intact.
 #[test]
-#[ignore = "open fuzzer findings: see the module docs"]
 fn fuzz_one_vcpu_seed_1() {
     fuzz("fuzz_one_vcpu_seed_1", 1, 1, 1);
 }
 
 /// Proves: the same for seed 2.
 #[test]
-#[ignore = "open fuzzer findings: see the module docs"]
 fn fuzz_one_vcpu_seed_2() {
     fuzz("fuzz_one_vcpu_seed_2", 2, 1, 1);
 }
 
-/// Proves: the same for seed 4. (Seed 3 on one vCPU is an open finding: after its random
-/// phase the virtual timer shows pending, enabled and group 1 in the redistributor but is never
-/// taken; reproduce with `SEED=3 ITER=20000 scripts/fuzz.sh`. It stays out of `make test` until
-/// fixed; see docs/design-notes.md.)
+/// Proves: the same for seed 3, which once made the guest's timer PPI edge-triggered and so
+/// stopped its timer for good.
 #[test]
-#[ignore = "open fuzzer findings: see the module docs"]
+fn fuzz_one_vcpu_seed_3() {
+    fuzz("fuzz_one_vcpu_seed_3", 3, 1, 1);
+}
+
+/// Proves: the same for seed 4.
+#[test]
 fn fuzz_one_vcpu_seed_4() {
     fuzz("fuzz_one_vcpu_seed_4", 4, 1, 1);
 }
@@ -138,21 +137,18 @@ fn fuzz_one_vcpu_seed_4() {
 /// Proves: four vCPUs time-sliced on two pCPUs, each running its own 20,000 operations of seed
 /// 1 at once, leave the hypervisor serving the guest, and CPU_ON still starts a vCPU.
 #[test]
-#[ignore = "open fuzzer findings: see the module docs"]
 fn fuzz_four_vcpus_on_two_pcpus_seed_1() {
     fuzz("fuzz_four_vcpus_on_two_pcpus_seed_1", 1, 2, 4);
 }
 
 /// Proves: the same for seed 2.
 #[test]
-#[ignore = "open fuzzer findings: see the module docs"]
 fn fuzz_four_vcpus_on_two_pcpus_seed_2() {
     fuzz("fuzz_four_vcpus_on_two_pcpus_seed_2", 2, 2, 4);
 }
 
 /// Proves: the same for seed 3.
 #[test]
-#[ignore = "open fuzzer findings: see the module docs"]
 fn fuzz_four_vcpus_on_two_pcpus_seed_3() {
     fuzz("fuzz_four_vcpus_on_two_pcpus_seed_3", 3, 2, 4);
 }

@@ -209,8 +209,12 @@ fn field_write(reg: ArrayReg, irq: &mut IrqState, intid: u32, field: u64) -> boo
             }
         }
         ArrayReg::Priority => irq.priority = field as u8,
-        // SGIs are always edge-triggered.
-        ArrayReg::Config if !irq::is_sgi(intid) => {
+        // SGIs are always edge-triggered. A hardware-linked interrupt (the guest's timers) keeps
+        // its level configuration: its source is a level line, and the physical interrupt stays
+        // active until the guest deactivates the virtual one, which an edge that was never
+        // taken would never do (found by guest/fuzz, seed 3). Whether a PPI's configuration is
+        // programmable is IMPLEMENTATION DEFINED (GICv3, GICR_ICFGR1).
+        ArrayReg::Config if !irq::is_sgi(intid) && irq.hw_pintid.is_none() => {
             let trigger = if field & ICFGR_EDGE != 0 { Trigger::Edge } else { Trigger::Level };
             return replace(&mut irq.trigger, trigger);
         }
@@ -256,9 +260,14 @@ mod tests {
         let mut sgi = IrqState::reset(3);
         assert!(!field_write(ArrayReg::Config, &mut sgi, 3, 0));
         assert_eq!(sgi.trigger, Trigger::Edge);
-        let mut ppi = IrqState::reset(27);
-        assert!(field_write(ArrayReg::Config, &mut ppi, 27, ICFGR_EDGE));
+        let mut ppi = IrqState::reset(23);
+        assert!(field_write(ArrayReg::Config, &mut ppi, 23, ICFGR_EDGE));
         assert_eq!(ppi.trigger, Trigger::Edge);
+        // The guest's timer, hardware-linked, stays level.
+        let mut timer = IrqState::reset(27);
+        timer.hw_pintid = Some(27);
+        assert!(!field_write(ArrayReg::Config, &mut timer, 27, ICFGR_EDGE));
+        assert_eq!(timer.trigger, Trigger::Level);
     }
 
     #[test]
