@@ -324,6 +324,13 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) -> bool {
             log::info!("(HRT) ready: {cores} core(s), booted in {}.{:03} ms", micros / 1000, micros % 1000);
         }
         Effect::Upcall { op, buffer, cores } => {
+            if op == SubOp::Merge {
+                // Every ROS TLBI must be replayed before the HRT can cache the process's tables.
+                set_merge_active(vm, true);
+                if !run::wait_for_tlb_traps(vm) {
+                    log::warn!("hvm: merge: a ROS pCPU did not trap its TLB maintenance in time");
+                }
+            }
             let tls = if op == SubOp::MirrorTls { (request.args[0], request.args[1]) } else { (0, 0) };
             hrt.post_request(op, buffer, regs, tls);
             raise_upcall(vm, hrt, cores);
@@ -335,7 +342,10 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) -> bool {
         }
         Effect::MergeChanged { merged } => {
             log::info!("hvm: {}", if merged.is_some() { "merged a ROS process into the HRT" } else { "unmerged" });
-            set_merge_active(vm, merged.is_some());
+            // Trapping started with the merge request (above); it ends with an unmerge.
+            if merged.is_none() {
+                set_merge_active(vm, false);
+            }
         }
         Effect::InstallImage { va, size } => {
             if let Err(error) = install_image(vm, hrt, va, size) {
@@ -446,13 +456,13 @@ pub fn deliver_signal(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
 /// Switches the replay of ROS TLB maintenance for the HRT on or off; every pCPU picks it up
 /// at its next guest entry (they are kicked now).
 fn set_merge_active(vm: &Vm, active: bool) {
-    MERGE_ACTIVE.store(active, Ordering::Release);
+    MERGE_ACTIVE.store(active, Ordering::SeqCst);
     run::kick_all_pcpus(vm);
 }
 
 /// Whether vCPU `vcpu` must trap its TLB maintenance (a ROS vCPU while a merge is active).
 pub fn tlb_trap_wanted(vm: &Vm, vcpu: usize) -> bool {
-    MERGE_ACTIVE.load(Ordering::Acquire) && !vm.is_hrt_vcpu(vcpu)
+    MERGE_ACTIVE.load(Ordering::SeqCst) && !vm.is_hrt_vcpu(vcpu)
 }
 
 /// A ROS vCPU's trapped TLB maintenance: performed for the ROS as asked, and while a merge is

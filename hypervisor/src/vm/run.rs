@@ -65,11 +65,34 @@ static LOADED_VTTBR: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_
 /// Whether each pCPU traps its guest's TLB maintenance now (HCR_EL2.TTLB; see
 /// `vm::hvm::tlb_trap_wanted`).
 static TLB_TRAPPED: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
+/// Whether each pCPU runs guest code now (false from a guest exit until its return): a pCPU in
+/// the hypervisor updates its TLB trap before it enters the guest again.
+static IN_GUEST: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
+
+/// How long a merge waits for the other pCPUs to trap their ROS vCPU's TLB maintenance.
+const TLB_TRAP_WAIT_MS: u64 = 50;
+
+/// Waits (bounded) until every other pCPU that runs a ROS vCPU traps its TLB maintenance:
+/// a merge must not let the HRT use the process's tables while a ROS TLBI can still escape
+/// the replay. A pCPU picks the trap up at its next guest entry (the caller kicked them all);
+/// this pCPU does before its own. Returns whether all did in time.
+pub fn wait_for_tlb_traps(vm: &Vm) -> bool {
+    let me = cpu::current_index();
+    cpu::wait_until(TLB_TRAP_WAIT_MS, || {
+        (0..vm.pcpu_mpidr.len()).filter(|&p| p != me).all(|p| {
+            if !IN_GUEST[p].load(Ordering::SeqCst) || TLB_TRAPPED[p].load(Ordering::SeqCst) {
+                return true;
+            }
+            let running = QUEUES[p].lock().as_ref().and_then(|q| q.current);
+            running.is_none_or(|vcpu| vm.is_hrt_vcpu(vcpu))
+        })
+    })
+}
 
 /// Sets HCR_EL2.TTLB on this pCPU as vCPU `vcpu` needs it, if it is not already so.
 fn update_tlb_trap(vm: &Vm, pcpu: usize, vcpu: usize) {
     let wanted = super::hvm::tlb_trap_wanted(vm, vcpu);
-    if TLB_TRAPPED[pcpu].swap(wanted, Ordering::Relaxed) != wanted {
+    if TLB_TRAPPED[pcpu].swap(wanted, Ordering::SeqCst) != wanted {
         guest::set_tlb_trap(wanted);
     }
 }
@@ -158,7 +181,10 @@ pub fn run_pcpu(pcpu: usize) -> ! {
     // SAFETY: `top` is this pCPU's stack top (recorded at boot), the frame is in static memory
     // (not on that stack), and nothing on the stack is needed again: everything from here on
     // starts from guest exits.
-    unsafe { guest::enter_guest(&*entry.0.get(), top) }
+    unsafe {
+        IN_GUEST[pcpu].store(true, Ordering::SeqCst);
+        guest::enter_guest(&*entry.0.get(), top)
+    }
 }
 
 /// A pCPU's first guest frame, staged outside its stack (see `run_pcpu`).
@@ -359,6 +385,7 @@ fn release_hardware_interrupts() {
 pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let exit_start = cpu::counter();
     let pcpu = cpu::current_index();
+    IN_GUEST[pcpu].store(false, Ordering::SeqCst);
     let Some(vcpu) = QUEUES[pcpu].lock().as_ref().and_then(|q| q.current) else {
         log::error!("pcpu{pcpu}: guest exit with no vCPU loaded");
         return;
@@ -490,6 +517,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         pgic::set_virtual_interface(LOADED_LRS[pcpu].lock().overflow());
     }
     update_tlb_trap(vm, pcpu, current);
+    IN_GUEST[pcpu].store(true, Ordering::SeqCst);
     super::hvm::deliver_signal(vm, current, frame);
     stats::add_vgic(work);
     stats::record_exit(vcpu, exit_kind, exit_start, injected);
