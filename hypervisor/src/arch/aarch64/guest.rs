@@ -40,6 +40,8 @@ pub fn configure_el2(vttbr: u64, vtcr: u64, trap_wfe: bool) {
             + HCR_EL2::TWI::SET  // WFI traps: an idle vCPU gives up its pCPU
             + HCR_EL2::TSC::SET  // SMC traps: PSCI over SMC is emulated like HVC
             + HCR_EL2::TID3::SET // feature ID registers trap: SVE/SME/MTE are hidden
+            + HCR_EL2::TIDCP::SET // IMPLEMENTATION DEFINED registers trap (and UNDEF): a guest
+                                  // must not reach the pCPU's own control registers
             + HCR_EL2::RW::EL1IsAarch64,
     );
     if trap_wfe {
@@ -59,7 +61,9 @@ pub fn configure_el2(vttbr: u64, vtcr: u64, trap_wfe: bool) {
     // With E2H = 0, bits 13, 12, 9 and 7..0 are RES1.
     const CPTR_EL2_RES1: u64 = 0x0000_32ff;
     const CPTR_EL2_TZ: u64 = 1 << 8;
-    CPTR_EL2.set(CPTR_EL2_RES1 | CPTR_EL2_TZ);
+    // TTA: trace registers trap (and UNDEF): their state is not switched between vCPUs.
+    const CPTR_EL2_TTA: u64 = 1 << 20;
+    CPTR_EL2.set(CPTR_EL2_RES1 | CPTR_EL2_TZ | CPTR_EL2_TTA);
     // Debug registers are the guest's; HPMN = number of counters keeps PMU access at EL1.
     MDCR_EL2.set(0);
     VTCR_EL2.set(vtcr);
