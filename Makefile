@@ -23,7 +23,7 @@ override CMD := $(value CMD)
 
 export CPU SMP RAM HYP_ARGS GUEST_ARGS CMD
 
-.PHONY: help all build bootstrap guest run run-hvm debug debug-hvm gdb trace test unit-test bench bench-quick fuzz clippy fmt clean
+.PHONY: help all build bootstrap guest run run-hvm debug debug-hvm gdb trace test unit-test bench bench-quick fuzz soak clippy fmt clean
 
 all: build
 
@@ -42,6 +42,7 @@ help:
 	@echo "               under the hypervisor, medians, ratios, charts in $(BUILD)/bench/"
 	@echo "make bench-quick - the micro-benchmarks and the guest suite (1vcpu, 4on4), one run each"
 	@echo "make fuzz    - the guest fuzzer under the hypervisor: SEED=<n> ITER=<n> (SMP, VCPUS, CPU, HYP_ARGS)"
+	@echo "make soak    - SOAK_SECONDS (600) of load and the EL0 fuzzer on a hybrid VM (not in make test)"
 	@echo "make clippy / fmt / clean"
 
 bootstrap:
@@ -119,6 +120,10 @@ bench-quick: build guest
 	CONFIGS="1vcpu 4on4" RUNS=1 scripts/guest-bench.sh
 	RUNS=1 scripts/hvm-bench.sh
 	/usr/bin/python3 scripts/bench-plot.py
+
+# The hybrid-VM soak (issue 13): SOAK_SECONDS of load and the EL0 fuzzer; not in make test.
+soak: build guest
+	SOAK_SECONDS=$(or $(SOAK_SECONDS),600) scripts/soak.sh
 
 # The guest fuzzer (guest/fuzz): scripts/fuzz.sh prints how to reproduce and debug a failure.
 fuzz: build
