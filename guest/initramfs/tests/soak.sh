@@ -2,7 +2,8 @@
 # The soak (make soak, issue 13): for $soak_seconds (default 600) of guest time, on a hybrid VM
 # whose ROS has 3 vCPUs time-sliced with the HRT's on 2 pCPUs, all at once:
 #   - hackbench rounds (hvbench hackbench), cross-CPU pipe ping-pong rounds (hvbench pipe-cross);
-#   - disk I/O: 256 KiB files of random data written to /dev/vda, synced, sha256s kept;
+#   - disk I/O: 256 KiB files of random data written to /dev/vda (rotating through 256 slots),
+#     synced, each with its sha256;
 #   - the EL0 fuzzer: random 0xf00d calls through the doorbell (random sub-operation and
 #     arguments; never a ROS reset, which would end the soak) and random /dev/mem reads of the
 #     device space and around RAM, from root processes (faults kill only those processes).
@@ -16,6 +17,7 @@ read -r start _ </proc/uptime
 start=${start%.*}
 end=$((start + seconds))
 now() { read -r t _ </proc/uptime; echo "${t%.*}"; }
+SLOTS=256
 count() { cat "/tmp/soak.$1" 2>/dev/null || echo 0; }
 bump() { echo $(($(count "$1") + 1)) >"/tmp/soak.$1"; }
 
@@ -25,10 +27,16 @@ rm -rf /mnt/soak && mkdir -p /mnt/soak
 (while [ "$(now)" -lt "$end" ]; do hvbench hackbench 2 4 20 >/dev/null 2>&1 && bump hackbench; done) &
 (while [ "$(now)" -lt "$end" ]; do hvbench pipe-cross 200 >/dev/null 2>&1 && bump pipe; done) &
 (
+    # Files rotate through SLOTS slots (64 MiB of the 128 MiB disk), each with its own sum, so
+    # the disk never fills however long the soak runs.
     n=0
     while [ "$(now)" -lt "$end" ]; do
-        dd if=/dev/urandom of="/mnt/soak/f$n" bs=4096 count=64 2>/dev/null
-        (cd /mnt/soak && sha256sum "f$n" >>manifest)
+        slot=$((n % SLOTS))
+        if ! dd if=/dev/urandom of="/mnt/soak/f$slot" bs=4096 count=64 2>/dev/null; then
+            echo "HVTEST: soak disk FAILED write of f$slot"
+            break
+        fi
+        (cd /mnt/soak && sha256sum "f$slot" >"s$slot")
         sync
         n=$((n + 1))
         echo "$n" >/tmp/soak.files
@@ -65,8 +73,8 @@ while [ "$(now)" -lt "$end" ]; do
 done
 wait
 echo "HVTEST: soak done seconds=$(($(now) - start)) hackbench=$(count hackbench) pipe=$(count pipe) files=$(count files) calls=$(count calls) devmem=$(count devmem)"
-if (cd /mnt/soak && sha256sum -c manifest >/tmp/soak.check 2>&1); then
-    echo "HVTEST: soak disk ok files=$(wc -l </mnt/soak/manifest)"
+if (cd /mnt/soak && cat s* >manifest && sha256sum -c manifest >/tmp/soak.check 2>&1); then
+    echo "HVTEST: soak disk ok files=$(wc -l </mnt/soak/manifest) written=$(count files)"
 else
     echo "HVTEST: soak disk FAILED $(grep -v ': OK' /tmp/soak.check | head -3 | tr '\n' ' ')"
 fi
