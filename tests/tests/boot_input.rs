@@ -39,9 +39,17 @@ fn refused(name: &str, vars: &[(&str, String)], message: &str) {
 #[test]
 fn a_truncated_or_corrupt_kernel_is_refused() {
     let truncated = damaged_image("truncated-Image", 32, 0);
-    refused("boot_truncated_kernel", &[("KERNEL", truncated.display().to_string())], "not a usable arm64 Linux Image: TooShort");
+    refused(
+        "boot_truncated_kernel",
+        &[("KERNEL", truncated.display().to_string())],
+        "not a usable arm64 Linux Image: TooShort",
+    );
     let corrupt = damaged_image("corrupt-Image", 1 << 20, 64);
-    refused("boot_corrupt_kernel", &[("KERNEL", corrupt.display().to_string())], "not a usable arm64 Linux Image: BadMagic");
+    refused(
+        "boot_corrupt_kernel",
+        &[("KERNEL", corrupt.display().to_string())],
+        "not a usable arm64 Linux Image: BadMagic",
+    );
 }
 
 /// Proves: an initrd placed over the kernel is refused (by QEMU's loader, which names both

@@ -10,8 +10,8 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use guest_filter::GuestFilter;
-use partial_line::PartialLine;
 pub use logger::LOG_PREFIX;
+use partial_line::PartialLine;
 use pl011::Pl011;
 
 /// The shared console; writers take the lock for a whole line so lines never interleave.

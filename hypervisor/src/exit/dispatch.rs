@@ -60,10 +60,20 @@ pub enum Action {
 pub enum TlbiOp {
     /// By VA and ASID / by ASID / all / by VA all ASIDs; `last` = last level only;
     /// `broadcast` = inner shareable (all CPUs).
-    Va { last: bool, broadcast: bool },
-    Asid { broadcast: bool },
-    All { broadcast: bool },
-    VaAllAsids { last: bool, broadcast: bool },
+    Va {
+        last: bool,
+        broadcast: bool,
+    },
+    Asid {
+        broadcast: bool,
+    },
+    All {
+        broadcast: bool,
+    },
+    VaAllAsids {
+        last: bool,
+        broadcast: bool,
+    },
     Other,
 }
 

@@ -117,9 +117,7 @@ impl Signals {
 /// The frame as bytes, little-endian, in `SignalFrame`'s field order.
 pub fn encode(frame: &SignalFrame) -> [u8; FRAME_SIZE] {
     let mut bytes = [0u8; FRAME_SIZE];
-    let words = core::iter::once(frame.code)
-        .chain(frame.x)
-        .chain([frame.sp, frame.pc, frame.pstate, frame.reserved]);
+    let words = core::iter::once(frame.code).chain(frame.x).chain([frame.sp, frame.pc, frame.pstate, frame.reserved]);
     for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
         chunk.copy_from_slice(&word.to_le_bytes());
     }

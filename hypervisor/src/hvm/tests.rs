@@ -280,7 +280,10 @@ fn events_flow_from_the_hrt_to_the_process_and_back() {
     syscall[..4].copy_from_slice(&(hvm_ros_lib::abi::RosEventType::Syscall as u32).to_le_bytes());
     let post = Request { buffer: Some(BUFFER), event: Some(syscall), ..Request::default() };
     assert_eq!(request(&mut hvm, ROS_PROCESS, SubOp::PostRosEvent, post), Reply::error(HvmError::WrongPartition));
-    assert_eq!(request(&mut hvm, HRT0, SubOp::PostRosEvent, Request { event: None, ..post }), Reply::error(HvmError::BadAddress));
+    assert_eq!(
+        request(&mut hvm, HRT0, SubOp::PostRosEvent, Request { event: None, ..post }),
+        Reply::error(HvmError::BadAddress)
+    );
     assert_eq!(request(&mut hvm, HRT0, SubOp::PostRosEvent, post), Reply::ok(Effect::None));
     assert_eq!(request(&mut hvm, HRT0, SubOp::PostRosEvent, post), Reply::error(HvmError::Busy));
     let seen = call(&mut hvm, ROS_PROCESS, SubOp::GetStateAndEvent, Some(BUFFER));

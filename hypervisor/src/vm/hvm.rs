@@ -19,19 +19,19 @@ use spin::Mutex;
 use super::run;
 use super::Vm;
 use crate::arch::aarch64::cpu;
+use crate::arch::aarch64::guest::{self, TranslationRegisters};
 use crate::arch::aarch64::trap::TrapFrame;
 use crate::console::CONSOLE;
+use crate::exit::dispatch::TlbiOp;
 use crate::guest_map;
 use crate::hvm::boot::{self, BootLayout, GicFrames, HrtImageError};
-use crate::arch::aarch64::guest::{self, TranslationRegisters};
-use crate::exit::dispatch::TlbiOp;
 use crate::hvm::events::EVENT_SIZE;
 use crate::hvm::{buffer_size, check_caller, signal, Caller, Effect, HvmState, Level, Request};
-use hvm_ros_lib::abi::signal::{SignalFrame, FRAME_SIZE};
 use crate::mm::addr::{GuestVirt, HostPhys, Ipa};
 use crate::mm::guest_memory::GuestMemory;
 use crate::mm::stage2::{GuestStage2, Stage2Error};
 use crate::mm::MemRange;
+use hvm_ros_lib::abi::signal::{SignalFrame, FRAME_SIZE};
 
 /// VMID of the HRT partition's stage-2 table (the ROS uses the VM's, 1).
 const HRT_VMID: u16 = 2;
@@ -378,9 +378,9 @@ fn user_range_writable(va: u64, len: u64) -> bool {
         return false;
     };
     let first = va & !(GUEST_PAGE_SIZE - 1);
-    (first..end).step_by(GUEST_PAGE_SIZE as usize).all(|page| {
-        guest::translate_guest_va(GuestVirt(page.max(va)), true, true).is_some()
-    })
+    (first..end)
+        .step_by(GUEST_PAGE_SIZE as usize)
+        .all(|page| guest::translate_guest_va(GuestVirt(page.max(va)), true, true).is_some())
 }
 
 /// Copies `bytes` to the loaded process's `va` (ROS RAM, writable at EL0), page by page.
@@ -494,7 +494,10 @@ fn install_image(vm: &Vm, hrt: &HrtPartition, va: u64, size: u64) -> Result<(), 
     }
     let parsed = boot::parse_image(&image).map_err(|_| HvmError::InvalidArgument)?;
     BootLayout::new(hrt.ros_ram, hrt.ram, hrt.cores, parsed.span).map_err(|_| HvmError::InvalidArgument)?;
-    log::info!("hvm: a new HRT image ({size} bytes, entry {:#x}) installed; it boots at the next HRT reset", parsed.entry);
+    log::info!(
+        "hvm: a new HRT image ({size} bytes, entry {:#x}) installed; it boots at the next HRT reset",
+        parsed.entry
+    );
     *hrt.installed.lock() = Some(image);
     Ok(())
 }

@@ -229,7 +229,9 @@ pub fn tlb_maintenance(vttbr: u64, op: TlbiOp, value: u64, broadcast: bool) {
     let saved: u64;
     // SAFETY: at EL2 (non-VHE) VTTBR_EL2 does not affect the hypervisor's own translation; it
     // is restored below. The barriers order the guest's table writes before the invalidation.
-    unsafe { core::arch::asm!("mrs {}, vttbr_el2", "msr vttbr_el2, {}", "isb", "dsb ishst", out(reg) saved, in(reg) vttbr) };
+    unsafe {
+        core::arch::asm!("mrs {}, vttbr_el2", "msr vttbr_el2, {}", "isb", "dsb ishst", out(reg) saved, in(reg) vttbr)
+    };
     match op {
         TlbiOp::Va { last: false, broadcast: is } => tlbi!("vae1", "vae1is", is),
         TlbiOp::Va { last: true, broadcast: is } => tlbi!("vale1", "vale1is", is),
