@@ -91,8 +91,10 @@ pub fn wait_for_tlb_traps(vm: &Vm) -> bool {
 
 /// Sets HCR_EL2.TTLB on this pCPU as vCPU `vcpu` needs it, if it is not already so.
 fn update_tlb_trap(vm: &Vm, pcpu: usize, vcpu: usize) {
+    // A load on every exit, a write only on a change (outside a merge: never).
     let wanted = super::hvm::tlb_trap_wanted(vm, vcpu);
-    if TLB_TRAPPED[pcpu].swap(wanted, Ordering::SeqCst) != wanted {
+    if TLB_TRAPPED[pcpu].load(Ordering::SeqCst) != wanted {
+        TLB_TRAPPED[pcpu].store(wanted, Ordering::SeqCst);
         guest::set_tlb_trap(wanted);
     }
 }
