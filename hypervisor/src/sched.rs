@@ -7,6 +7,10 @@
 //! timer (CNTHP) tick. A vCPU waiting in WFI is skipped until it has an interrupt or its timer
 //! deadline passes.
 
+mod ownership;
+
+pub use ownership::Ownership;
+
 use crate::options::MAX_VCPUS;
 
 /// Which pCPU each vCPU lives on.

@@ -5,6 +5,8 @@
 //! RCU stall...). Every wait has a deadline; QEMU itself runs under `timeout`. On failure the full
 //! serial log is kept in `build/test-logs/<test>.log` and its tail is printed.
 
+pub mod fuzzer;
+
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -15,11 +15,10 @@
 //! tests build build/fuzz.bin themselves (scripts/build-fuzz.sh, once per test run). A failure
 //! names the command that reproduces it (scripts/fuzz.sh with the same seed and knobs).
 
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use integration_tests::{repo_path, Qemu};
+use integration_tests::fuzzer::{self, FAILURES};
+use integration_tests::Qemu;
 
 /// Operations per vCPU.
 const ITER: u64 = 20_000;
@@ -30,59 +29,17 @@ const RANDOM_PHASE: Duration = Duration::from_secs(240);
 const CHECKS: Duration = Duration::from_secs(60);
 const EXIT: Duration = Duration::from_secs(30);
 const WALL_LIMIT: Duration = Duration::from_secs(420);
-/// The scratch disk the fuzzer may write anything to.
-const DISK_BYTES: u64 = 8 << 20;
-
-/// The fuzzer's own failure lines, and QEMU's (an assertion in QEMU itself ends the run).
-const FAILURES: &[&str] = &["FUZZ: error", "(HYP) ERROR", "qemu-system-aarch64:"];
-/// Hypervisor warnings that report the guest's own fault (anything else is a finding).
-const GUEST_FAULT_WARNINGS: &[&str] = &[
-    "UNDEF injected",
-    "at unassigned IPA",
-    "without a syndrome (ISV=0)",
-    "instruction fetch from IPA",
-    "disk: guest request refused",
-];
-
-/// build/fuzz.bin, built (scripts/build-fuzz.sh, idempotent) once per test run.
-fn fuzzer() -> String {
-    static BUILT: OnceLock<Result<String, String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let output = Command::new(repo_path("scripts/build-fuzz.sh"))
-            .output()
-            .map_err(|err| format!("scripts/build-fuzz.sh does not run: {err}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "scripts/build-fuzz.sh failed ({}):\n{}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ));
-        }
-        Ok(repo_path("build/fuzz.bin").display().to_string())
-    });
-    built.clone().unwrap_or_else(|err| panic!("{err}"))
-}
-
-/// A fresh scratch disk for one run (never build/disk.img: the fuzzer writes random sectors).
-fn scratch_disk(name: &str) -> String {
-    let path = repo_path(&format!("build/test-files/{name}.img"));
-    std::fs::create_dir_all(path.parent().expect("dir")).expect("create build/test-files");
-    let file = std::fs::File::create(&path).expect("create the scratch disk");
-    file.set_len(DISK_BYTES).expect("size the scratch disk");
-    path.display().to_string()
-}
 
 /// Runs the fuzzer with `seed` on `vcpus` vCPUs over `pcpus` pCPUs and asserts a clean run.
 fn fuzz(name: &str, seed: u64, pcpus: u32, vcpus: u32) {
     let reproduce = format!("SEED={seed} ITER={ITER} SMP={pcpus} VCPUS={vcpus} scripts/fuzz.sh");
     let qemu = Qemu::new(name)
-        .var("KERNEL", fuzzer())
+        .var("KERNEL", fuzzer::image())
         .var("INITRD", "none")
         .var("SMP", pcpus.to_string())
         .var("HYP_ARGS", format!("vcpus={vcpus}"))
         .var("GUEST_ARGS", format!("seed={seed} iter={ITER}"))
-        .var("DISK", scratch_disk(name))
+        .var("DISK", fuzzer::scratch_disk(name))
         .wall_limit(WALL_LIMIT);
     let mut run = FAILURES.iter().fold(qemu, |qemu, pattern| qemu.fail_on(pattern)).start();
     run.expect(&format!("FUZZ: start seed={seed} "), BOOT);
@@ -92,11 +49,7 @@ fn fuzz(name: &str, seed: u64, pcpus: u32, vcpus: u32) {
     let output = run.output();
     let failed_checks: Vec<&str> =
         output.lines().filter(|line| line.contains("FUZZ: check ") && line.contains(" fail ")).collect();
-    let other_warnings: Vec<&str> = output
-        .lines()
-        .filter(|line| line.contains("(HYP) WARN"))
-        .filter(|line| !GUEST_FAULT_WARNINGS.iter().any(|fault| line.contains(fault)))
-        .collect();
+    let other_warnings = fuzzer::unexplained_warnings(&output);
     assert!(
         verdict.contains(" ok") && failed_checks.is_empty() && other_warnings.is_empty() && status.success(),
         "{name}: the fuzzer's run failed (reproduce: {reproduce})\nverdict: {verdict}\nfailed checks: \

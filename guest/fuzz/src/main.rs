@@ -29,6 +29,7 @@ mod options;
 mod psci;
 mod rng;
 mod run;
+mod scenarios;
 mod scratch;
 mod sysregs;
 mod timer;
@@ -132,6 +133,9 @@ extern "C" fn rust_main(dtb: usize) -> ! {
     run::publish(&options, &platform, disk);
     checks::reinit_gic(arch::cpu_index());
     let entry = secondary_entry as *const () as u64;
+    if let Some(scenario) = options.scenario {
+        scenarios::run(scenario, &platform, disk, entry, options.seed);
+    }
     let workers = run::start_workers(&platform, entry);
     let workers_ok = workers + 1 == platform.cpu_count;
     arch::unmask_irqs_and_serrors();

@@ -1,8 +1,10 @@
 //! The fuzzer's command line (/chosen/bootargs): `seed=<n> iter=<n> [trace=<op>]
-//! [progress=<n>] [classes=<a,b,...>] [qemu_bugs=1] [spare=vtimer]`. Numbers are decimal or 0x-hex. Unknown words are an
-//! error (a typo must not silently run another fuzz).
+//! [progress=<n>] [classes=<a,b,...>] [qemu_bugs=1] [spare=vtimer] [scenario=<name>]`.
+//! Numbers are decimal or 0x-hex. Unknown words are an error (a typo must not silently run
+//! another fuzz).
 
 use crate::ops;
+use crate::scenarios::Scenario;
 
 /// Without `seed=` / `iter=`.
 const DEFAULT_SEED: u64 = 1;
@@ -22,6 +24,8 @@ pub struct Options {
     pub qemu_bugs: bool,
     /// `spare=vtimer`: leave PPI 27 alone (see ops::Ctx).
     pub spare_vtimer: bool,
+    /// `scenario=<name>`: run that scenario instead of the random phase (scenarios/).
+    pub scenario: Option<Scenario>,
 }
 
 fn number(text: &[u8]) -> Option<u64> {
@@ -42,6 +46,7 @@ pub fn parse(bootargs: &[u8]) -> Result<Options, &[u8]> {
         classes: ops::parse_classes(b"").unwrap_or(0),
         qemu_bugs: false,
         spare_vtimer: false,
+        scenario: None,
     };
     for word in bootargs.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()) {
         let mut parts = word.splitn(2, |&b| b == b'=');
@@ -57,6 +62,7 @@ pub fn parse(bootargs: &[u8]) -> Result<Options, &[u8]> {
                 options.spare_vtimer = true;
                 Some(())
             }
+            b"scenario" => Scenario::parse(value).map(|s| options.scenario = Some(s)),
             // Linux's console option, harmless to pass along.
             b"console" => Some(()),
             _ => None,

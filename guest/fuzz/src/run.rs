@@ -144,6 +144,7 @@ pub fn wait_workers(platform: &Platform) -> bool {
 #[no_mangle]
 extern "C" fn secondary_main(context: u64) -> ! {
     let cpu = arch::cpu_index();
+    crate::scenarios::secondary(context, cpu);
     if context & !CONTEXT_INDEX_MASK == WORKER_CONTEXT && (context & CONTEXT_INDEX_MASK) as usize == cpu {
         gic::init_redistributor(cpu, &[timer::PPI_VIRTUAL]);
         gic::init_cpu_interface();

@@ -542,18 +542,19 @@ pub fn reset_hrt(vm: &Vm) {
     // A reset HRT runs no merged process and has raised no signal (its state starts afresh).
     MERGE_ACTIVE.store(false, Ordering::Release);
     SIGNAL_PENDING.store(false, Ordering::Release);
-    run::stop_vcpus(vm, hrt.first_vcpu..hrt.first_vcpu + hrt.cores);
-    {
-        let mut vgic = vm.lock_vgic();
-        for vcpu in hrt.first_vcpu..hrt.first_vcpu + hrt.cores {
-            vgic.reset_vcpu(vcpu);
+    let cores = hrt.first_vcpu..hrt.first_vcpu + hrt.cores;
+    run::reset_partition(vm, cores.clone(), || {
+        {
+            let mut vgic = vm.lock_vgic();
+            for vcpu in cores.clone() {
+                vgic.reset_vcpu(vcpu);
+            }
         }
-    }
-    vm.drop_posted(hrt.first_vcpu..hrt.first_vcpu + hrt.cores);
-    if let Err(error) = hrt.boot(vm) {
-        log::error!("hvm: the HRT cannot boot again: {error}");
-    }
-    run::kick_all_pcpus(vm);
+        vm.drop_posted(cores);
+        if let Err(error) = hrt.boot(vm) {
+            log::error!("hvm: the HRT cannot boot again: {error}");
+        }
+    });
 }
 
 /// The HRT console call: x1 = IPA of the text, x2 = its length.

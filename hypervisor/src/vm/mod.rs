@@ -24,7 +24,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::{Mutex, Once};
 
@@ -177,6 +177,21 @@ impl MmioDevice for ConsoleUart {
 /// request the guest gets wrong is logged.
 struct DiskDevice(Arc<Mutex<Disk>>);
 
+/// Whether the disk holds notified requests it has not served yet: a notification serves one
+/// bounded pass (`WorkBudget`), later passes run on guest exits ([`Vm::serve_unserved_io`]).
+static DISK_UNSERVED: AtomicBool = AtomicBool::new(false);
+/// The counter value before which a busy pCPU takes no further pass (see
+/// [`Vm::serve_unserved_io`]).
+static NEXT_BUSY_PASS_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Logs the request the guest got wrong, if any.
+fn log_disk_error(disk: &mut Disk) {
+    if let Some(error) = disk.take_error() {
+        let vcpu = run::current_vcpu().unwrap_or(0);
+        guest_warn!(vcpu, "vcpu{vcpu}: disk: guest request refused: {error:?}");
+    }
+}
+
 impl MmioDevice for DiskDevice {
     fn name(&self) -> &'static str {
         "virtio-blk"
@@ -187,10 +202,8 @@ impl MmioDevice for DiskDevice {
     fn write(&mut self, offset: u64, size: u8, value: u64) {
         let mut disk = self.0.lock();
         disk.write(offset, size, value);
-        if let Some(error) = disk.take_error() {
-            let vcpu = run::current_vcpu().unwrap_or(0);
-            guest_warn!(vcpu, "vcpu{vcpu}: disk: guest request refused: {error:?}");
-        }
+        DISK_UNSERVED.store(disk.has_unserved(), Ordering::Release);
+        log_disk_error(&mut disk);
     }
     fn irq_asserted(&self) -> bool {
         self.0.lock().irq_asserted()
@@ -487,6 +500,37 @@ impl Vm {
     pub fn set_line(&self, line: IrqLine) {
         let kick = self.lock_vgic().set_level(line.intid, 0, line.asserted);
         self.kick(kick);
+    }
+
+    /// Serves one more pass of the disk's notified requests if some wait; returns whether some
+    /// still do. Cheap when none wait (one atomic load): it runs on every guest exit, and a
+    /// pass already running on another pCPU is not waited for.
+    ///
+    /// The disk is emulated synchronously, so its work takes CPU time from somewhere. An idle
+    /// pCPU (`idle`) serves pass after pass: no vCPU waits for it. A pCPU that runs vCPUs
+    /// serves at most half of the time: after a pass, none until as long again has passed, so a
+    /// guest that floods its disk cannot starve its own other vCPUs.
+    pub fn serve_unserved_io(&self, idle: bool) -> bool {
+        if !DISK_UNSERVED.load(Ordering::Acquire) {
+            return false;
+        }
+        let start = cpu::counter();
+        if !idle && start < NEXT_BUSY_PASS_AT.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Some(mut disk) = self.disk.as_ref().and_then(|disk| disk.try_lock()) else {
+            return true;
+        };
+        disk.serve_unserved();
+        let end = cpu::counter();
+        NEXT_BUSY_PASS_AT.store(end + (end - start), Ordering::Relaxed);
+        let unserved = disk.has_unserved();
+        DISK_UNSERVED.store(unserved, Ordering::Release);
+        log_disk_error(&mut disk);
+        let asserted = disk.irq_asserted();
+        drop(disk);
+        self.set_line(IrqLine { intid: DISK_INTID, asserted });
+        unserved
     }
 
     /// Pulls typed input into the guest's UART (console IRQ) and updates its line.

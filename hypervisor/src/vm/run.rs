@@ -22,7 +22,7 @@ use crate::hvm::boot::El1Boot;
 use crate::mm::stage2::vtcr_value;
 use crate::options::MAX_VCPUS;
 use crate::profile::{ExitKind, VgicStats};
-use crate::sched::{RunQueue, RunState};
+use crate::sched::{Ownership, RunQueue, RunState};
 
 /// Length of a time slice when vCPUs share a pCPU. Short, because a vCPU preempted while
 /// holding a guest spinlock makes the others spin for the rest of their slices (lock-holder
@@ -30,6 +30,9 @@ use crate::sched::{RunQueue, RunState};
 /// 20 s fork/pipe stress on 4 vCPUs over 2 pCPUs: 10 ms slices gave 16 ping-pongs / 12 forks,
 /// 2 ms 32 / 26, 1 ms 94 / 63 (pinned 4-on-4: 296 / 155), for about 14% hypervisor time.
 pub const TIME_SLICE_MS: u64 = 1;
+
+/// How soon a pinned pCPU comes back to serve disk requests a notification left unserved.
+const UNSERVED_IO_RETRY_US: u64 = 500;
 
 /// A vCPU's saved state and scheduling state.
 struct VcpuSlot {
@@ -41,6 +44,32 @@ struct VcpuSlot {
     /// For a fresh start: EL1 registers that differ from reset (an HRT core starts with its
     /// MMU on).
     boot_el1: Option<El1Boot>,
+    /// Whether a pCPU holds the registers, and a start waiting for it to let go.
+    owner: Ownership<Start>,
+}
+
+/// What a start (boot, PSCI CPU_ON, a partition reset) gives a vCPU.
+struct Start {
+    frame: TrapFrame,
+    boot_el1: Option<El1Boot>,
+}
+
+impl VcpuSlot {
+    /// The vCPU starts afresh from `start` at its next load.
+    fn apply_start(&mut self, start: Start) {
+        self.frame = start.frame;
+        self.fresh = true;
+        self.boot_el1 = start.boot_el1;
+        self.state = RunState::Runnable;
+    }
+
+    /// The pCPU that held the vCPU lets go (saved or dropped); a start that waited for this
+    /// wins over what was saved.
+    fn release(&mut self) {
+        if let Some(start) = self.owner.release() {
+            self.apply_start(start);
+        }
+    }
 }
 
 static SLOTS: [Mutex<VcpuSlot>; MAX_VCPUS] = [const {
@@ -50,6 +79,7 @@ static SLOTS: [Mutex<VcpuSlot>; MAX_VCPUS] = [const {
         context: VcpuContext::zeroed(),
         fresh: false,
         boot_el1: None,
+        owner: Ownership::new(),
     })
 }; MAX_VCPUS];
 
@@ -134,14 +164,14 @@ pub fn request_start(vm: &Vm, vcpu: usize, entry: u64, x0: u64) {
 }
 
 /// Prepares vCPU `vcpu` to start with `frame` and, unless given, reset EL1 registers; wakes
-/// its home pCPU.
+/// its home pCPU. If a pCPU still holds the vCPU (it is on its way out of CPU_OFF, or being
+/// dropped by a reset), the start waits until that pCPU lets go of it.
 pub fn request_start_with(vm: &Vm, vcpu: usize, frame: TrapFrame, boot_el1: Option<El1Boot>) {
     {
         let mut slot = SLOTS[vcpu].lock();
-        slot.frame = frame;
-        slot.fresh = true;
-        slot.boot_el1 = boot_el1;
-        slot.state = RunState::Runnable;
+        if let Some(start) = slot.owner.request_start(Start { frame, boot_el1 }) {
+            slot.apply_start(start);
+        }
     }
     let home = vm.placement.home(vcpu);
     if home == cpu::current_index() {
@@ -217,8 +247,22 @@ fn pick_next_vcpu(pcpu: usize) -> Option<usize> {
     queue.as_ref()?.pick_next(&states, cpu::counter(), |v| vm.lock_vgic().has_deliverable(v))
 }
 
-/// Loads vCPU `vcpu` (saved in its slot) onto this pCPU, its registers into `frame`.
-fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
+/// Loads vCPU `vcpu` (saved in its slot) onto this pCPU, its registers into `frame`; false
+/// (nothing loaded) if it was stopped since the scheduler chose it.
+fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) -> bool {
+    let mut slot = SLOTS[vcpu].lock();
+    let state = slot.state;
+    if !slot.owner.try_load(state) {
+        return false;
+    }
+    // Under the slot lock, as the epoch bump of `stop_vcpus`: a stop either came first (not
+    // loaded) or finds this epoch stale (dropped at the next exit).
+    LOADED_EPOCH[pcpu].store(VCPU_EPOCH[vcpu].load(Ordering::Acquire), Ordering::Release);
+    if state != RunState::Runnable {
+        // Waiting with an interrupt to take.
+        slot.state = RunState::Runnable;
+    }
+    drop(slot);
     LOADED_LRS[pcpu].lock().invalidate();
     if INTERFACE_OFF[pcpu].swap(false, Ordering::Relaxed) {
         pgic::set_virtual_interface(false);
@@ -240,8 +284,6 @@ fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
         drop(slot);
         stats::vcpu_switched_in(vcpu);
     }
-    SLOTS[vcpu].lock().state = RunState::Runnable;
-    LOADED_EPOCH[pcpu].store(VCPU_EPOCH[vcpu].load(Ordering::Acquire), Ordering::Release);
     let mut queue = QUEUES[pcpu].lock();
     if let Some(queue) = queue.as_mut() {
         queue.current = Some(vcpu);
@@ -251,6 +293,7 @@ fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
             hyp_timer::disarm();
         }
     }
+    true
 }
 
 /// First entry of a vCPU (boot or PSCI CPU_ON): EL1 in its reset state (but for `boot_el1`),
@@ -272,6 +315,14 @@ fn save(vcpu: usize, frame: &TrapFrame, state: RunState) {
     slot.frame = *frame;
     slot.context = context;
     slot.state = state;
+    slot.release();
+}
+
+/// Drops the loaded vCPU `vcpu` without saving it (it was reset), then idles.
+fn drop_and_idle(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) {
+    quiesce_virtual_interface();
+    SLOTS[vcpu].lock().release();
+    idle_until_runnable(pcpu, frame);
 }
 
 /// No vCPU is loaded on this pCPU: sleep until one is runnable, then load it into `frame`.
@@ -280,9 +331,13 @@ fn idle_until_runnable(pcpu: usize, frame: &mut TrapFrame) {
         queue.current = None;
     }
     loop {
-        if let Some(next) = pick_next_vcpu(pcpu) {
-            load(pcpu, next, frame);
+        if pick_next_vcpu(pcpu).is_some_and(|next| load(pcpu, next, frame)) {
             return;
+        }
+        if vm().serve_unserved_io(true) {
+            // More disk work: no sleeping, but take the interrupts that came meanwhile.
+            irq::handle_irq(None);
+            continue;
         }
         let deadline = QUEUES[pcpu].lock().as_ref().and_then(|q| q.earliest_deadline(&states()));
         match deadline {
@@ -328,19 +383,84 @@ pub fn system_reset(vm: &Vm) {
 /// Reboots the guest (a hybrid VM's ROS partition): its vCPUs stop, its state is reset and its
 /// vCPU 0 boots again. A hybrid VM's HRT runs on.
 pub fn reset_ros(vm: &Vm) {
-    stop_vcpus(vm, 0..vm.ros_vcpus);
-    vm.reset_ros();
-    request_start(vm, 0, vm.boot.plan.entry, vm.boot.plan.dtb.start);
+    reset_partition(vm, 0..vm.ros_vcpus, || {
+        vm.reset_ros();
+        request_start(vm, 0, vm.boot.plan.entry, vm.boot.plan.dtb.start);
+    });
+}
+
+/// Resets are one at a time: two vCPUs resetting each other's partitions at once would each
+/// wait for the other's pCPU to let go of its vCPU.
+static RESET_LOCK: Mutex<()> = Mutex::new(());
+/// How long a reset waits for the other pCPUs to let go of the vCPUs it stopped (they do at
+/// their next exit, which the reset's kick forces; a host that does not schedule QEMU's vCPU
+/// threads for a while makes this more than microseconds).
+const RELEASE_WAIT_MS: u64 = 2000;
+
+/// Resets a partition: stops `vcpus`, waits until no other pCPU runs any of them, then calls
+/// `reset` (reload images, reset device state, start vCPUs again). Only then: a pCPU still
+/// running the old guest would write into the freshly loaded images and device state.
+/// Does nothing if this pCPU's own vCPU was reset meanwhile (another reset made the request
+/// moot, and waits for this pCPU to drop that vCPU).
+pub fn reset_partition(vm: &Vm, vcpus: core::ops::Range<usize>, reset: impl FnOnce()) {
+    let pcpu = cpu::current_index();
+    let _one_at_a_time = loop {
+        if loaded_vcpu_is_stale(pcpu) {
+            log::debug!("pcpu{pcpu}: reset request dropped: its vCPU was reset meanwhile");
+            return;
+        }
+        if let Some(guard) = RESET_LOCK.try_lock() {
+            break guard;
+        }
+        core::hint::spin_loop();
+    };
+    if loaded_vcpu_is_stale(pcpu) {
+        return;
+    }
+    stop_vcpus(vm, vcpus.clone());
     kick_all_pcpus(vm);
+    if !wait_until_released(vcpus) {
+        log::error!("reset: another pCPU still runs a stopped vCPU after {RELEASE_WAIT_MS} ms");
+    }
+    reset();
 }
 
 /// Stops `vcpus` for a reset: off, and dropped (not saved) by whichever pCPU has one loaded,
 /// at its next exit.
-pub fn stop_vcpus(vm: &Vm, vcpus: core::ops::Range<usize>) {
+fn stop_vcpus(vm: &Vm, vcpus: core::ops::Range<usize>) {
     for vcpu in vcpus.take_while(|&v| v < vm.vcpu_count) {
-        SLOTS[vcpu].lock().state = RunState::Off;
+        let mut slot = SLOTS[vcpu].lock();
+        slot.state = RunState::Off;
+        // Under the slot lock, as `load` reads it.
         VCPU_EPOCH[vcpu].fetch_add(1, Ordering::AcqRel);
     }
+}
+
+/// Waits (bounded) until no pCPU but this one holds any of `vcpus`.
+fn wait_until_released(vcpus: core::ops::Range<usize>) -> bool {
+    let mine = current_vcpu();
+    let deadline = cpu::counter() + cpu::counter_frequency() * RELEASE_WAIT_MS / 1000;
+    loop {
+        let held =
+            vcpus.clone().filter(|&v| v < MAX_VCPUS && Some(v) != mine).any(|v| SLOTS[v].lock().owner.is_loaded());
+        if !held {
+            return true;
+        }
+        if cpu::counter() > deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Whether the vCPU loaded on `pcpu` (this pCPU) was reset since it was loaded.
+fn loaded_vcpu_is_stale(pcpu: usize) -> bool {
+    current_vcpu().is_some_and(|vcpu| is_stale(pcpu, vcpu))
+}
+
+/// Whether `vcpu`, loaded on `pcpu`, was reset since it was loaded (it must be dropped).
+fn is_stale(pcpu: usize, vcpu: usize) -> bool {
+    LOADED_EPOCH[pcpu].load(Ordering::Acquire) != VCPU_EPOCH[vcpu].load(Ordering::Acquire)
 }
 
 /// Kicks every other pCPU, so those running a stopped vCPU drop it now.
@@ -419,6 +539,8 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     }
 
     let (exit_kind, resched) = match (info, action) {
+        // A vCPU reset while it ran does nothing more: it is dropped below.
+        _ if is_stale(pcpu, vcpu) => (ExitKind::Other, Resched::No),
         (Some(info), Some(action)) => exits::handle_sync(frame, info, action, vcpu),
         _ if kind.is_irq() => (ExitKind::Irq, irq::handle_irq(Some(vcpu))),
         _ => {
@@ -427,11 +549,18 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         }
     };
 
+    // Disk requests a notification left unserved: one more bounded pass, charged to the vCPU
+    // that exited (before a switch, so the next vCPU's slice starts after it).
+    if vm.serve_unserved_io(false) && !pcpu_is_shared() {
+        // Come back for the rest even if the guest polls without exiting (a shared pCPU's
+        // slice tick does that already).
+        hyp_timer::arm_at(cpu::counter() + cpu::counter_frequency() * UNSERVED_IO_RETRY_US / 1_000_000);
+    }
+
     let mut current = vcpu;
-    if LOADED_EPOCH[pcpu].load(Ordering::Acquire) != VCPU_EPOCH[vcpu].load(Ordering::Acquire) {
+    if is_stale(pcpu, vcpu) {
         // The vCPU was reset: the loaded state is gone; its registers must not be saved.
-        quiesce_virtual_interface();
-        idle_until_runnable(pcpu, frame);
+        drop_and_idle(pcpu, vcpu, frame);
         current = QUEUES[pcpu].lock().as_ref().and_then(|q| q.current).unwrap_or(vcpu);
     } else if resched != Resched::No {
         let state = match resched {
@@ -460,9 +589,8 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
                 save(vcpu, frame, state);
                 pgic::set_virtual_interface(false);
                 LOADED_LRS[pcpu].lock().set_overflow(false);
-                match next {
-                    Some(next) => load(pcpu, next, frame),
-                    None => idle_until_runnable(pcpu, frame),
+                if !next.is_some_and(|next| load(pcpu, next, frame)) {
+                    idle_until_runnable(pcpu, frame);
                 }
                 current = QUEUES[pcpu].lock().as_ref().and_then(|q| q.current).unwrap_or(vcpu);
             }
@@ -588,9 +716,7 @@ fn exit_reason(kind: VectorKind, action: Option<&Action>, x0: u64, vcpus: usize)
 
 /// Whether the vCPU loaded on this pCPU was reset since it was loaded (it must drop it).
 pub fn reset_pending() -> bool {
-    let pcpu = cpu::current_index();
-    current_vcpu()
-        .is_some_and(|vcpu| LOADED_EPOCH[pcpu].load(Ordering::Acquire) != VCPU_EPOCH[vcpu].load(Ordering::Acquire))
+    loaded_vcpu_is_stale(cpu::current_index())
 }
 
 /// Re-arms the slice timer after its tick (called from the IRQ path on a shared pCPU).

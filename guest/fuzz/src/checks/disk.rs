@@ -18,20 +18,20 @@ const SECTOR_AT: usize = 0xa00;
 const STATUS_AT: usize = 0xe00;
 const AREA_SIZE: usize = 0x1000;
 /// Ring offsets and descriptor layout (virtio 1.1, 2.6).
-const RING_IDX: usize = 2;
-const RING_ENTRIES: usize = 4;
-const USED_ENTRY: usize = 8;
-const DESC_SIZE: usize = 16;
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
+pub const RING_IDX: usize = 2;
+pub const RING_ENTRIES: usize = 4;
+pub const USED_ENTRY: usize = 8;
+pub const DESC_SIZE: usize = 16;
+pub const F_NEXT: u16 = 1;
+pub const F_WRITE: u16 = 2;
 /// virtio-blk: request types, header and ID sizes, the OK status, a sector.
-const T_IN: u32 = 0;
+pub const T_IN: u32 = 0;
 const T_GET_ID: u32 = 8;
-const HEADER_LEN: u32 = 16;
+pub const HEADER_LEN: u32 = 16;
 const ID_LEN: u32 = 20;
-const SECTOR_LEN: u32 = 512;
-const S_OK: u8 = 0;
-const STATUS_UNWRITTEN: u8 = 0xff;
+pub const SECTOR_LEN: u32 = 512;
+pub const S_OK: u8 = 0;
+pub const STATUS_UNWRITTEN: u8 = 0xff;
 /// How long a request may take.
 const REQUEST_US: u64 = 200_000;
 
@@ -58,14 +58,23 @@ fn get<T: Copy>(at: usize) -> T {
     unsafe { read_volatile((area() + at as u64) as *const T) }
 }
 
-struct Device(u64);
+/// A virtio-mmio transport at this address, reached with fault-checked accesses.
+pub struct Device(pub u64);
+
+/// Where a driver put queue 0 (guest physical addresses; the fuzzer runs identity-mapped).
+pub struct QueueLayout {
+    pub size: u32,
+    pub desc: u64,
+    pub avail: u64,
+    pub used: u64,
+}
 
 impl Device {
-    fn read(&self, offset: u64) -> Result<u32, &'static str> {
+    pub fn read(&self, offset: u64) -> Result<u32, &'static str> {
         checked_read32(self.0 + offset).ok_or("a register read faulted")
     }
 
-    fn write(&self, offset: u64, value: u32) -> Result<(), &'static str> {
+    pub fn write(&self, offset: u64, value: u32) -> Result<(), &'static str> {
         checked_write32(self.0 + offset, value).ok_or("a register write faulted")
     }
 
@@ -75,8 +84,9 @@ impl Device {
     }
 }
 
-/// Sets up the device and its queue.
-fn start(dev: &Device) -> Result<(), &'static str> {
+/// Resets the device, negotiates VERSION_1 and enables queue 0 at `queue` (zeroed by the
+/// caller), then sets DRIVER_OK.
+pub fn start(dev: &Device, queue: &QueueLayout) -> Result<(), &'static str> {
     dev.write(ops::STATUS, 0)?;
     if dev.read(ops::STATUS)? != 0 {
         return Err("Status does not read 0 after a reset");
@@ -92,14 +102,11 @@ fn start(dev: &Device) -> Result<(), &'static str> {
     if dev.read(ops::STATUS)? & ops::STATUS_FEATURES_OK == 0 {
         return Err("FEATURES_OK refused for VERSION_1");
     }
-    for at in (0..AREA_SIZE).step_by(8) {
-        put(at, 0u64);
-    }
     dev.write(ops::QUEUE_SEL, 0)?;
-    dev.write(ops::QUEUE_NUM, QUEUE_SIZE)?;
-    dev.write_pair(ops::QUEUE_DESC, area() + DESC_AT as u64)?;
-    dev.write_pair(ops::QUEUE_DRIVER, area() + AVAIL_AT as u64)?;
-    dev.write_pair(ops::QUEUE_DEVICE, area() + USED_AT as u64)?;
+    dev.write(ops::QUEUE_NUM, queue.size)?;
+    dev.write_pair(ops::QUEUE_DESC, queue.desc)?;
+    dev.write_pair(ops::QUEUE_DRIVER, queue.avail)?;
+    dev.write_pair(ops::QUEUE_DEVICE, queue.used)?;
     dev.write(ops::QUEUE_READY, 1)?;
     if dev.read(ops::QUEUE_READY)? != 1 {
         return Err("QueueReady does not read 1");
@@ -154,7 +161,16 @@ pub fn check(base: u64) -> Result<[u8; 8], &'static str> {
     if dev.read(ops::VIRTIO_DEVICE_ID)? != ops::DEVICE_ID_BLOCK {
         return Err("the slot is no longer a block device");
     }
-    start(&dev)?;
+    for at in (0..AREA_SIZE).step_by(8) {
+        put(at, 0u64);
+    }
+    let queue = QueueLayout {
+        size: QUEUE_SIZE,
+        desc: area() + DESC_AT as u64,
+        avail: area() + AVAIL_AT as u64,
+        used: area() + USED_AT as u64,
+    };
+    start(&dev, &queue)?;
     let id_len = request(&dev, 0, T_GET_ID, ID_AT, ID_LEN)?;
     let read_len = request(&dev, 1, T_IN, SECTOR_AT, SECTOR_LEN)?;
     if read_len != SECTOR_LEN + 1 || id_len == 0 {

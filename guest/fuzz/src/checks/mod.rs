@@ -11,7 +11,7 @@
 //! canary are intact), answers (no hypercall clobbered x4-x17, every injected abort reported
 //! the address that faulted). The boot CPU runs them alone, after re-initialising the GIC.
 
-mod disk;
+pub mod disk;
 
 use core::fmt::Display;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -80,7 +80,7 @@ fn check_psci(report: &mut Report) {
     report.record("psci", version_ok(psci) && version_ok(smccc), format_args!("psci={psci:#x} smccc={smccc:#x}"));
 }
 
-fn check_timer(report: &mut Report) {
+pub(crate) fn check_timer(report: &mut Report) {
     let mut latencies = [u64::MAX; TIMER_TRIES];
     arch::unmask_irqs_and_serrors();
     for latency in latencies.iter_mut() {
@@ -112,7 +112,7 @@ fn check_timer(report: &mut Report) {
     );
 }
 
-fn check_sgi(report: &mut Report, cpu: usize) {
+pub(crate) fn check_sgi(report: &mut Report, cpu: usize) {
     let _ = gic::take_sgis(cpu);
     arch::unmask_irqs_and_serrors();
     gic::send_sgi(SGI_CHECK, cpu as u64);
@@ -200,7 +200,7 @@ fn check_memory(report: &mut Report, checksum_at_boot: u64) {
     );
 }
 
-fn check_answers(report: &mut Report) {
+pub(crate) fn check_answers(report: &mut Report) {
     let clobbers: u64 = ops::CLOBBERS.iter().map(|c| c.load(Ordering::Relaxed)).sum();
     let far_bad: u64 = COUNTERS.iter().map(|c| c.far_bad.load(Ordering::Relaxed)).sum();
     let first = COUNTERS.iter().find(|c| c.far_bad.load(Ordering::Relaxed) != 0);

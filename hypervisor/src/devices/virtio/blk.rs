@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 
 use super::mmio::QUEUE_SIZE_MAX;
 use super::queue::{BufferCursor, DescriptorChain, QueueError, Virtqueue};
-use super::{QueueOutcome, VirtioDevice, VirtioError};
+use super::{QueueOutcome, VirtioDevice, VirtioError, WorkBudget};
 use crate::mm::addr::Ipa;
 use crate::mm::guest_memory::{GuestMemory, OutsideGuestRam};
 
@@ -312,15 +312,26 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
         }
     }
 
-    fn process_queue(&mut self, index: u16, queue: &mut Virtqueue, mem: &GuestMemory) -> QueueOutcome {
+    fn process_queue(
+        &mut self,
+        index: u16,
+        queue: &mut Virtqueue,
+        mem: &GuestMemory,
+        budget: &mut WorkBudget,
+    ) -> QueueOutcome {
         let mut outcome = QueueOutcome::default();
         if index != REQUEST_QUEUE {
             return outcome;
         }
         loop {
+            if budget.is_spent() {
+                outcome.budget_spent = true;
+                break;
+            }
             let (head, used_len) = match queue.pop(mem) {
                 Ok(None) => break,
                 Ok(Some(chain)) => {
+                    budget.spend(chain.buffer_bytes());
                     let (used_len, error) = self.serve(mem, &chain);
                     if let Some(error) = error {
                         outcome.note(VirtioError::Block { head: chain.head, error });
@@ -329,6 +340,7 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
                 }
                 // One unusable chain: hand it back empty and carry on.
                 Err(error @ QueueError::BadChain { head, .. }) => {
+                    budget.spend(0);
                     outcome.note(VirtioError::Queue(error));
                     (head, 0)
                 }

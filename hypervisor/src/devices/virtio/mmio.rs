@@ -13,7 +13,7 @@
 use alloc::vec::Vec;
 
 use super::queue::{QueueError, Virtqueue};
-use super::{VirtioDevice, VirtioError, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1};
+use super::{VirtioDevice, VirtioError, WorkBudget, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1};
 use crate::devices::MmioDevice;
 use crate::mm::guest_memory::GuestMemory;
 
@@ -52,6 +52,8 @@ pub const MMIO_VERSION: u32 = 2;
 pub const VENDOR: u32 = 0x0048_5950;
 /// The queue size offered to drivers.
 pub const QUEUE_SIZE_MAX: u16 = 256;
+/// Queues a transport serves (one bit each in its unserved set).
+const MAX_QUEUES: u16 = u32::BITS as u16;
 
 // Device status bits (virtio 1.1, section 2.1).
 pub const STATUS_ACKNOWLEDGE: u32 = 1;
@@ -99,12 +101,15 @@ pub struct VirtioMmio<D: VirtioDevice> {
     config_generation: u32,
     /// The latest problem caused by the guest, until the integrator takes it.
     error: Option<VirtioError>,
+    /// Queues notified whose requests are not all served yet (bit n: queue n); see
+    /// [`WorkBudget`].
+    unserved: u32,
 }
 
 impl<D: VirtioDevice> VirtioMmio<D> {
     /// Puts `device` behind a transport whose queues live in `mem`.
     pub fn new(device: D, mem: GuestMemory) -> Self {
-        let queues = (0..device.num_queues()).map(|_| QueueSlot::default()).collect();
+        let queues = (0..device.num_queues().min(MAX_QUEUES)).map(|_| QueueSlot::default()).collect();
         Self {
             device,
             mem,
@@ -117,6 +122,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
             interrupt_status: 0,
             config_generation: 0,
             error: None,
+            unserved: 0,
         }
     }
 
@@ -164,6 +170,7 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         self.queue_sel = 0;
         self.queues.iter_mut().for_each(|slot| *slot = QueueSlot::default());
         self.interrupt_status = 0;
+        self.unserved = 0;
         self.device.reset();
     }
 
@@ -258,30 +265,60 @@ impl<D: VirtioDevice> VirtioMmio<D> {
         }
     }
 
-    /// The driver has new buffers on queue `index`: complete them now.
+    /// The driver has new buffers on queue `index`: serve one pass of them now; whatever is
+    /// left waits for [`Self::serve_unserved`].
     fn notify(&mut self, index: u32) {
+        let Some(bit) = u16::try_from(index).ok().filter(|&i| usize::from(i) < self.queues.len()).map(|i| 1 << i)
+        else {
+            return;
+        };
+        self.unserved |= bit;
+        self.serve_unserved();
+    }
+
+    /// Whether notified requests wait for another [`Self::serve_unserved`] pass.
+    pub fn has_unserved(&self) -> bool {
+        self.unserved != 0
+    }
+
+    /// Serves the notified queues for one [`WorkBudget`]; a queue leaves the unserved set once
+    /// a pass finds it empty (or unusable).
+    pub fn serve_unserved(&mut self) {
         let usable = STATUS_DRIVER_OK | STATUS_DEVICE_NEEDS_RESET | STATUS_FAILED;
         // The device must not touch queues before DRIVER_OK (spec 3.1.1), nor after it gave up.
         if self.status & usable != STATUS_DRIVER_OK {
+            self.unserved = 0;
             return;
         }
-        let Ok(index) = u16::try_from(index) else {
-            return;
-        };
-        let Some(queue) = self.queues.get_mut(usize::from(index)).and_then(|slot| slot.active.as_mut()) else {
-            return;
-        };
-        let outcome = self.device.process_queue(index, queue, &self.mem);
-        if outcome.completed > 0 && queue.needs_interrupt(&self.mem) {
-            self.interrupt_status |= INT_USED_BUFFER;
-        }
-        if let Some(error) = outcome.error {
-            if error.needs_reset() {
-                // Spec 2.1.2: say so in the status and with a config-change interrupt.
-                self.status |= STATUS_DEVICE_NEEDS_RESET;
-                self.interrupt_status |= INT_CONFIG_CHANGE;
+        let mut budget = WorkBudget::per_pass();
+        for index in 0..self.queues.len() {
+            let bit = 1u32 << index;
+            if self.unserved & bit == 0 {
+                continue;
             }
-            self.error = Some(error);
+            if budget.is_spent() {
+                break;
+            }
+            let Some(queue) = self.queues[index].active.as_mut() else {
+                self.unserved &= !bit;
+                continue;
+            };
+            let outcome = self.device.process_queue(index as u16, queue, &self.mem, &mut budget);
+            if !outcome.budget_spent {
+                self.unserved &= !bit;
+            }
+            if outcome.completed > 0 && queue.needs_interrupt(&self.mem) {
+                self.interrupt_status |= INT_USED_BUFFER;
+            }
+            if let Some(error) = outcome.error {
+                if error.needs_reset() {
+                    // Spec 2.1.2: say so in the status and with a config-change interrupt.
+                    self.status |= STATUS_DEVICE_NEEDS_RESET;
+                    self.interrupt_status |= INT_CONFIG_CHANGE;
+                    self.unserved = 0;
+                }
+                self.error = Some(error);
+            }
         }
     }
 

@@ -41,11 +41,54 @@ pub trait VirtioDevice: Send {
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
     /// The driver accepted `features` (it set FEATURES_OK and the transport agreed).
     fn ack_features(&mut self, _features: u64) {}
-    /// Handles the new buffers on queue `index`. Synchronous devices complete every request
-    /// before returning; a device that completes later would push to the used ring then.
-    fn process_queue(&mut self, index: u16, queue: &mut Virtqueue, mem: &GuestMemory) -> QueueOutcome;
+    /// Handles the new buffers on queue `index`, as many as `budget` allows (at least one
+    /// request). Synchronous devices complete each request they take before returning; a
+    /// device that completes later would push to the used ring then.
+    fn process_queue(
+        &mut self,
+        index: u16,
+        queue: &mut Virtqueue,
+        mem: &GuestMemory,
+        budget: &mut WorkBudget,
+    ) -> QueueOutcome;
     /// The driver reset the device: forget all negotiated and in-flight state.
     fn reset(&mut self) {}
+}
+
+/// How much work one pass over the queues may do. The hypervisor serves requests with
+/// interrupts masked and the device locked, so a guest that keeps its avail index moving (or
+/// offers a full queue of large requests) must not keep a pCPU busy without bound: a pass
+/// stops once it has used its budget, and the transport finishes the rest in later passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkBudget {
+    requests: u32,
+    bytes: u64,
+}
+
+impl WorkBudget {
+    /// Requests per pass. Each is a synchronous request to the host's disk: about 1 ms under
+    /// QEMU's TCG even for one sector, so a pass stays within a few time slices. A guest that
+    /// waits for its disk idles, and an idle pCPU serves pass after pass, so this costs a
+    /// waiting guest no throughput.
+    pub const REQUESTS_PER_PASS: u32 = 4;
+    /// Data bytes per pass (a pass always serves its first request, whatever its size).
+    pub const BYTES_PER_PASS: u64 = 1 << 20;
+
+    /// The budget of one pass.
+    pub const fn per_pass() -> Self {
+        Self { requests: Self::REQUESTS_PER_PASS, bytes: Self::BYTES_PER_PASS }
+    }
+
+    /// Whether nothing is left: the device must stop before taking another request.
+    pub fn is_spent(&self) -> bool {
+        self.requests == 0 || self.bytes == 0
+    }
+
+    /// One request with `bytes` bytes of buffers was served.
+    pub fn spend(&mut self, bytes: u64) {
+        self.requests = self.requests.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes);
+    }
 }
 
 /// What one [`VirtioDevice::process_queue`] call did.
@@ -53,6 +96,8 @@ pub trait VirtioDevice: Send {
 pub struct QueueOutcome {
     /// Used ring entries added.
     pub completed: u32,
+    /// It stopped because the budget was spent: the queue may hold more requests.
+    pub budget_spent: bool,
     /// The first problem met, for the integrator to log.
     pub error: Option<VirtioError>,
 }

@@ -108,6 +108,11 @@ pub struct DescriptorChain {
 }
 
 impl DescriptorChain {
+    /// The bytes all its buffers hold (what serving it may move, at most).
+    pub fn buffer_bytes(&self) -> u64 {
+        self.buffers.iter().map(|b| u64::from(b.len)).sum()
+    }
+
     /// Splits the buffers into the device-readable ones and the device-writable ones that follow
     /// them; `None` if a readable buffer comes after a writable one (the spec forbids it).
     pub fn split(&self) -> Option<(&[Buffer], &[Buffer])> {

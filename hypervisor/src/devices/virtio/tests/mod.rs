@@ -2,6 +2,7 @@
 //! building descriptor tables and rings by hand and talking to the device through its registers.
 
 mod blk_requests;
+mod budget;
 mod queue_walk;
 mod transport;
 
