@@ -10,6 +10,8 @@ Commands (each takes a snapshot of a stopped machine; see DEBUGGING.md):
   hyp-hvm            a hybrid VM: partitions, their RAM and stage-2 tables, the HVM state
   hyp-break NAME     a breakpoint on a function by its short name (handle_mmio_abort), which
                      plain `break` does not resolve for Rust functions
+  hyp-serror VCPU    give that vCPU a virtual SError at its next exit (QEMU has no physical
+                     SErrors: this tests a guest's SError handling)
 
 If build/hrt.elf sits next to the hypervisor's ELF, its symbols are loaded too (the HRT is
 linked at the addresses it runs at), so `break hrt_main` stops an HRT core.
@@ -27,7 +29,7 @@ MAX_VCPUS = 8
 # Must match hypervisor/src/profile/mod.rs (ExitKind::ALL order).
 EXIT_KINDS = ["wfi", "wfe", "hvc", "smc", "sgi", "id_register", "mmio", "mmio_no_syndrome",
               "instruction_abort", "undef", "irq", "other", "physical_timer",
-              "tlb_maintenance"]
+              "tlb_maintenance", "serror"]
 LR_STATES = ["invalid", "pending", "active", "pending+active"]
 
 
@@ -312,7 +314,29 @@ class HypHvm(gdb.Command):
             layout = entry["layout"]
             print(f"HRT entry {int(entry['entry']):#x}; boot info at IPA {int(layout['boot_info']):#x}, "
                   f"comm page {int(layout['comm_page']):#x}, tables {mem_range(layout['tables'])}")
-        print("merged process: none (merging is not implemented yet)")
+        merged = int(rust("hypervisor::vm::hvm::MERGE_ACTIVE.v.value")) != 0
+        print("merged process: " + ("yes (ROS TLB maintenance trapped and replayed)" if merged else "none"))
+
+
+class HypSError(gdb.Command):
+    """Give a vCPU a virtual SError at its next exit: hyp-serror VCPU."""
+
+    def __init__(self):
+        super().__init__("hyp-serror", gdb.COMMAND_USER)
+
+    @with_physical_memory
+    def invoke(self, arg, from_tty):
+        try:
+            vcpu = int(arg.strip(), 0)
+        except ValueError:
+            raise gdb.GdbError("hyp-serror takes a vCPU number, e.g. hyp-serror 0")
+        count = int(vm()["vcpu_count"])
+        if not 0 <= vcpu < count:
+            raise gdb.GdbError(f"no vCPU {vcpu}: the VM has {count}")
+        requests = "hypervisor::vm::run::HYP_DEBUG_SERROR_REQUESTS.v.value"
+        gdb.execute(f"set var {requests} = {int(rust(requests)) | 1 << vcpu}", to_string=True)
+        print(f"vcpu{vcpu}: virtual SError requested (injected at its next exit; taken once it "
+              "unmasks SErrors)")
 
 
 class HypBreak(gdb.Command):
@@ -359,8 +383,10 @@ HypPending()
 HypExits()
 HypHvm()
 HypBreak()
+HypSError()
 if gdb.current_progspace().filename:
     load_hrt_symbols(gdb.current_progspace().filename)
 else:
     gdb.events.new_objfile.connect(on_new_objfile)
-print("hypervisor gdb helpers loaded: hyp-vcpus, hyp-lrs, hyp-s2 IPA, hyp-pending, hyp-exits, hyp-hvm, hyp-break NAME")
+print("hypervisor gdb helpers loaded: hyp-vcpus, hyp-lrs, hyp-s2 IPA, hyp-pending, hyp-exits, hyp-hvm, hyp-break NAME, "
+      "hyp-serror VCPU")

@@ -47,9 +47,16 @@ pub enum Action {
     MmioWithoutSyndrome { ipa: u64, is_write: bool },
     /// An instruction fetch from `ipa` that stage 2 does not allow.
     InstructionFetchFault { ipa: u64 },
+    /// A register that reads as zero and ignores writes (`hidden_regs`): from or to `rt`.
+    ReadsAsZero { rt: u8, is_read: bool },
     /// A TLB maintenance instruction (`TLBI`, trapped by HCR_EL2.TTLB while a hybrid VM's
     /// HRT runs a merged process) with its operand in register `rt`.
     TlbMaintenance { op: TlbiOp, rt: u8 },
+    /// A synchronous external abort on a guest access or on the stage-2 walk for it: the
+    /// memory behind the guest failed. Nothing to emulate, and not a fault of the guest's
+    /// making: it gets a virtual SError (as KVM does), the architecture's report of a memory
+    /// error the guest cannot attribute to one instruction.
+    VirtualSError,
     /// Inject UNDEFINED into the guest.
     Undefined(UndefReason),
 }
@@ -164,6 +171,9 @@ fn sysreg(info: &ExitInfo, exit: Exit) -> Action {
         {
             Action::PhysicalTimer { reg: access.reg, rt: access.rt, is_read: access.is_read }
         }
+        Exit::SysReg(access) if super::hidden_regs::reads_as_zero(access.reg) => {
+            Action::ReadsAsZero { rt: access.rt, is_read: access.is_read }
+        }
         Exit::SysReg(access) if access.reg.op0 == 1 && access.reg.crn == TLBI_CRN && !access.is_read => {
             Action::TlbMaintenance { op: TlbiOp::decode(access.reg.op1, access.reg.crm, access.reg.op2), rt: access.rt }
         }
@@ -175,6 +185,7 @@ fn sysreg(info: &ExitInfo, exit: Exit) -> Action {
 fn data_abort(info: &ExitInfo, exit: Exit) -> Action {
     let ipa = fault_ipa(info.hpfar, info.far);
     match exit {
+        Exit::DataAbort(abort) if abort.fault.is_external() => Action::VirtualSError,
         Exit::DataAbort(abort) => match abort.access {
             Some(access) => Action::Mmio { ipa, access },
             None => Action::MmioWithoutSyndrome { ipa, is_write: abort.is_write },
@@ -183,8 +194,11 @@ fn data_abort(info: &ExitInfo, exit: Exit) -> Action {
     }
 }
 
-fn instruction_abort(info: &ExitInfo, _: Exit) -> Action {
-    Action::InstructionFetchFault { ipa: fault_ipa(info.hpfar, info.far) }
+fn instruction_abort(info: &ExitInfo, exit: Exit) -> Action {
+    match exit {
+        Exit::InstructionAbort { fault, .. } if fault.is_external() => Action::VirtualSError,
+        _ => Action::InstructionFetchFault { ipa: fault_ipa(info.hpfar, info.far) },
+    }
 }
 
 #[cfg(test)]
@@ -288,6 +302,41 @@ mod tests {
         }
         let no_isv = (1 << 6) | 0x07;
         assert_eq!(route(&info(esr(0x24, no_isv))), Action::MmioWithoutSyndrome { ipa: 0x0900_0abc, is_write: true });
+    }
+
+    #[test]
+    fn pmu_and_actlr_accesses_read_as_zero() {
+        // MRS x2, PMCCNTR_EL0 and MSR PMCR_EL0, x9.
+        assert_eq!(
+            route(&info(esr(0x18, sysreg_iss(3, 3, 9, 13, 0, 2, true)))),
+            Action::ReadsAsZero { rt: 2, is_read: true }
+        );
+        assert_eq!(
+            route(&info(esr(0x18, sysreg_iss(3, 3, 9, 12, 0, 9, false)))),
+            Action::ReadsAsZero { rt: 9, is_read: false }
+        );
+        // MRS x0, ACTLR_EL1.
+        assert_eq!(
+            route(&info(esr(0x18, sysreg_iss(3, 0, 1, 0, 1, 0, true)))),
+            Action::ReadsAsZero { rt: 0, is_read: true }
+        );
+    }
+
+    #[test]
+    fn external_aborts_become_a_virtual_serror() {
+        // DFSC 0x10: synchronous external abort on the access, even with a valid syndrome
+        // (ISV=1): there is nothing to emulate.
+        let isv_word_write = (1 << 24) | (2 << 22) | (1 << 6);
+        assert_eq!(route(&info(esr(0x24, isv_word_write | 0x10))), Action::VirtualSError);
+        // DFSC 0x14..0x17: on the stage-2 walk, levels 0-3.
+        for level in 0..4 {
+            assert_eq!(route(&info(esr(0x24, 0x14 | level))), Action::VirtualSError, "level {level}");
+        }
+        // IFSC 0x10: an instruction fetch.
+        assert_eq!(route(&info(esr(0x20, 0x10))), Action::VirtualSError);
+        // Translation and permission faults stay what they were.
+        assert!(matches!(route(&info(esr(0x24, isv_word_write | 0x07))), Action::Mmio { .. }));
+        assert!(matches!(route(&info(esr(0x20, 0x0f))), Action::InstructionFetchFault { .. }));
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! with the features the hypervisor does not virtualize hidden, so a guest never tries them.
 //!
 //! Hidden: SVE and SME (their register state is not switched between time-sliced vCPUs, so
-//! CPTR_EL2 traps them) and MTE (stage 2 does not give the guest tagged memory). Everything else
-//! (e.g. pointer authentication, whose keys are switched) is shown as the hardware has it.
+//! CPTR_EL2 traps them), MTE (stage 2 does not give the guest tagged memory), and the PMU and
+//! the statistical profiling extension (MDCR_EL2 traps them: counters that can count at EL2
+//! would let a guest watch the hypervisor). Everything else (e.g. pointer authentication,
+//! whose keys are switched) is shown as the hardware has it.
 
 use super::sysreg::SysReg;
 
@@ -12,12 +14,19 @@ pub const ID_AA64PFR0_EL1: SysReg = SysReg::new(3, 0, 0, 4, 0);
 pub const ID_AA64PFR1_EL1: SysReg = SysReg::new(3, 0, 0, 4, 1);
 pub const ID_AA64ZFR0_EL1: SysReg = SysReg::new(3, 0, 0, 4, 4);
 pub const ID_AA64SMFR0_EL1: SysReg = SysReg::new(3, 0, 0, 4, 5);
+/// ID_AA64DFR0_EL1 and the AArch32 ID_DFR0_EL1.
+pub const ID_AA64DFR0_EL1: SysReg = SysReg::new(3, 0, 0, 5, 0);
+pub const ID_DFR0_EL1: SysReg = SysReg::new(3, 0, 0, 1, 2);
 
 /// ID_AA64PFR0_EL1.SVE [35:32].
 const PFR0_SVE: u64 = 0xf << 32;
 /// ID_AA64PFR1_EL1.MTE [11:8] and .SME [27:24].
 const PFR1_MTE: u64 = 0xf << 8;
 const PFR1_SME: u64 = 0xf << 24;
+/// ID_AA64DFR0_EL1.PMUVer [11:8] and .PMSVer [35:32]; ID_DFR0_EL1.PerfMon [27:24].
+const DFR0_PMUVER: u64 = 0xf << 8;
+const DFR0_PMSVER: u64 = 0xf << 32;
+const AARCH32_DFR0_PERFMON: u64 = 0xf << 24;
 
 /// The feature-ID space TID3 traps: op0 = 3, op1 = 0, CRn = 0, CRm = 1..7.
 pub fn is_id_register(reg: SysReg) -> bool {
@@ -30,6 +39,8 @@ pub fn guest_value(reg: SysReg, hardware: u64) -> u64 {
         r if r == ID_AA64PFR0_EL1 => hardware & !PFR0_SVE,
         r if r == ID_AA64PFR1_EL1 => hardware & !(PFR1_MTE | PFR1_SME),
         r if r == ID_AA64ZFR0_EL1 || r == ID_AA64SMFR0_EL1 => 0,
+        r if r == ID_AA64DFR0_EL1 => hardware & !(DFR0_PMUVER | DFR0_PMSVER),
+        r if r == ID_DFR0_EL1 => hardware & !AARCH32_DFR0_PERFMON,
         _ => hardware,
     }
 }
@@ -48,6 +59,14 @@ mod tests {
         assert_eq!(guest_value(ID_AA64PFR1_EL1, pfr1), 1);
         assert_eq!(guest_value(ID_AA64ZFR0_EL1, u64::MAX), 0);
         assert_eq!(guest_value(ID_AA64SMFR0_EL1, u64::MAX), 0);
+    }
+
+    #[test]
+    fn the_pmu_and_spe_are_hidden() {
+        // cortex-a57: PMUVer 1 (PMUv3), 6 breakpoints, 4 watchpoints, DebugVer 6.
+        let dfr0 = 0x1012_4106u64 | (1 << 32);
+        assert_eq!(guest_value(ID_AA64DFR0_EL1, dfr0), 0x1012_4006, "breakpoint counts and DebugVer kept");
+        assert_eq!(guest_value(ID_DFR0_EL1, 0x0301_0066), 0x0001_0066);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`sysreg`]: trapped MSR/MRS accesses and the system registers a hypervisor traps.
 
 pub mod dispatch;
+pub mod hidden_regs;
 pub mod id_regs;
 pub mod mmio;
 pub mod syndrome;

@@ -213,6 +213,11 @@ impl FaultStatus {
         }
     }
 
+    /// A synchronous external abort (on the access or on a table walk).
+    pub fn is_external(self) -> bool {
+        matches!(self, Self::SyncExternal | Self::SyncExternalOnWalk { .. })
+    }
+
     fn from_iss(iss: u32) -> Self {
         // Six bits after masking: the narrowing is lossless.
         Self::from_fsc((iss & ISS_FSC_MASK) as u8)

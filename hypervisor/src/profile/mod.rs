@@ -35,10 +35,12 @@ pub enum ExitKind {
     PhysicalTimer,
     /// A trapped TLB maintenance instruction (replayed for the HRT while a merge is active).
     TlbMaintenance,
+    /// An SError or external abort reflected to the guest as a virtual SError.
+    SError,
 }
 
 impl ExitKind {
-    pub const ALL: [ExitKind; 14] = [
+    pub const ALL: [ExitKind; 15] = [
         Self::Wfi,
         Self::Wfe,
         Self::Hvc,
@@ -53,6 +55,7 @@ impl ExitKind {
         Self::Other,
         Self::PhysicalTimer,
         Self::TlbMaintenance,
+        Self::SError,
     ];
 
     /// The word used in the profile text.
@@ -72,6 +75,7 @@ impl ExitKind {
             Self::Other => "other",
             Self::PhysicalTimer => "physical_timer",
             Self::TlbMaintenance => "tlb_maintenance",
+            Self::SError => "serror",
         }
     }
 }

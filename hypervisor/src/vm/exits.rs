@@ -7,7 +7,7 @@ use super::{hvm, irq, vm, Vm};
 use crate::arch::aarch64::context::TimerRegisters;
 use crate::arch::aarch64::guest;
 use crate::arch::aarch64::trap::TrapFrame;
-use crate::arch::aarch64::{firmware, physical_timer};
+use crate::arch::aarch64::{firmware, physical_timer, serror};
 use crate::console::CONSOLE;
 use crate::exit::dispatch::{Action, ExitInfo};
 use crate::exit::syndrome::instruction_length;
@@ -30,10 +30,12 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
         Action::SendSgi { .. } => ExitKind::Sgi,
         Action::ReadIdRegister { .. } => ExitKind::IdRegister,
         Action::PhysicalTimer { .. } => ExitKind::PhysicalTimer,
+        Action::ReadsAsZero { .. } => ExitKind::Other,
         Action::TlbMaintenance { .. } => ExitKind::TlbMaintenance,
         Action::Mmio { .. } => ExitKind::Mmio,
         Action::MmioWithoutSyndrome { .. } => ExitKind::MmioNoSyndrome,
         Action::InstructionFetchFault { .. } => ExitKind::InstructionAbort,
+        Action::VirtualSError => ExitKind::SError,
         Action::Undefined(_) => ExitKind::Undef,
     };
     match action {
@@ -61,6 +63,12 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
         Action::ReadIdRegister { reg, rt } => {
             let hardware = crate::arch::aarch64::id_regs::read(reg.crm, reg.op2);
             write_gpr(&mut frame.x, rt, crate::exit::id_regs::guest_value(reg, hardware));
+            step(frame, info.esr);
+        }
+        Action::ReadsAsZero { rt, is_read } => {
+            if is_read {
+                write_gpr(&mut frame.x, rt, 0);
+            }
             step(frame, info.esr);
         }
         Action::PhysicalTimer { reg, rt, is_read } => {
@@ -94,6 +102,16 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
             );
             inject_exception(frame, GuestException::InstructionExternalAbort { address: info.far });
         }
+        Action::VirtualSError => {
+            guest_warn!(
+                vcpu,
+                "vcpu{vcpu}: external abort at PC {:#x} (ESR_EL2 {:#x}): virtual SError injected",
+                frame.elr,
+                info.esr
+            );
+            // The abort's syndrome is not an SError's: none is given (uncategorized).
+            serror::inject(0);
+        }
         Action::Undefined(reason) => {
             guest_warn!(
                 vcpu,
@@ -105,6 +123,14 @@ pub fn handle_sync(frame: &mut TrapFrame, info: ExitInfo, action: Action, vcpu: 
         }
     }
     (kind, resched)
+}
+
+/// An SError taken while the guest ran (HCR_EL2.AMO routes it here): it belongs to the guest,
+/// which gets a virtual SError with the same syndrome where the CPU can carry one.
+pub fn reflect_serror(frame: &TrapFrame, vcpu: usize, esr: u64) -> (ExitKind, Resched) {
+    guest_warn!(vcpu, "vcpu{vcpu}: SError (ESR_EL2 {esr:#x}) at PC {:#x}: virtual SError injected", frame.elr);
+    serror::inject(esr);
+    (ExitKind::SError, Resched::No)
 }
 
 /// WFI (or CPU_SUSPEND): a vCPU alone on its pCPU waits in place; one that shares its pCPU

@@ -543,6 +543,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         _ if is_stale(pcpu, vcpu) => (ExitKind::Other, Resched::No),
         (Some(info), Some(action)) => exits::handle_sync(frame, info, action, vcpu),
         _ if kind.is_irq() => (ExitKind::Irq, irq::handle_irq(Some(vcpu))),
+        _ if kind.is_serror() => exits::reflect_serror(frame, vcpu, ESR_EL2.get()),
         _ => {
             log::warn!("vcpu{vcpu}: {kind} at PC {:#x} (ESR_EL2 {:#x}) ignored", frame.elr, ESR_EL2.get());
             (ExitKind::Other, Resched::No)
@@ -646,11 +647,27 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     if INTERFACE_OFF[pcpu].swap(false, Ordering::Relaxed) {
         pgic::set_virtual_interface(LOADED_LRS[pcpu].lock().overflow());
     }
+    take_debugger_serror_request(current);
     update_tlb_trap(vm, pcpu, current);
     IN_GUEST[pcpu].store(true, Ordering::SeqCst);
     super::hvm::deliver_signal(vm, current, frame);
     stats::add_vgic(work);
     stats::record_exit(vcpu, exit_kind, exit_start, injected);
+}
+
+/// vCPUs a debugger asked to get a virtual SError (bit n: vCPU n; `hyp-serror` in
+/// scripts/gdb/hyp.py). QEMU has no source of physical SErrors, so this is how a guest's SError
+/// handling, and the hypervisor's keeping of a pending one with its vCPU, are exercised.
+pub static HYP_DEBUG_SERROR_REQUESTS: AtomicU32 = AtomicU32::new(0);
+
+/// Injects the virtual SError a debugger asked for `vcpu`, which is about to run here.
+fn take_debugger_serror_request(vcpu: usize) {
+    let bit = 1u32 << vcpu;
+    if HYP_DEBUG_SERROR_REQUESTS.load(Ordering::Relaxed) & bit != 0 {
+        HYP_DEBUG_SERROR_REQUESTS.fetch_and(!bit, Ordering::Relaxed);
+        log::info!("vcpu{vcpu}: virtual SError injected (a debugger asked for it)");
+        crate::arch::aarch64::serror::inject(0);
+    }
 }
 
 /// Syncs the loaded vCPU's list registers into the vGIC (the caller holds both locks).

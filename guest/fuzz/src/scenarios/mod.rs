@@ -14,10 +14,16 @@
 //!   times; every start must run with its own context id, and CPU_OFF must never return.
 //! - `reset_race` (hole 3): SYSTEM_RESET while the other vCPUs write into the image's data;
 //!   after each reset the freshly loaded image must be intact.
+//! - `isolation` (hole 6): the PMU does not count the hypervisor's cycles for the guest, and
+//!   vCPUs sharing a pCPU keep their own breakpoint registers.
+//! - `serror` (hole 8, with a debugger): a virtual SError asked for vCPU 0 stays pending with
+//!   it while it shares its pCPU, and reaches it (once) when it unmasks SErrors.
 
 mod churn;
 mod flood;
+mod isolation;
 mod reset_race;
+mod serror;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -32,6 +38,8 @@ pub enum Scenario {
     VirtioFlood,
     CpuChurn,
     ResetRace,
+    SError,
+    Isolation,
 }
 
 impl Scenario {
@@ -40,6 +48,8 @@ impl Scenario {
             b"virtio_flood" => Some(Self::VirtioFlood),
             b"cpu_churn" => Some(Self::CpuChurn),
             b"reset_race" => Some(Self::ResetRace),
+            b"serror" => Some(Self::SError),
+            b"isolation" => Some(Self::Isolation),
             _ => None,
         }
     }
@@ -49,6 +59,8 @@ impl Scenario {
             Self::VirtioFlood => "virtio_flood",
             Self::CpuChurn => "cpu_churn",
             Self::ResetRace => "reset_race",
+            Self::SError => "serror",
+            Self::Isolation => "isolation",
         }
     }
 }
@@ -67,13 +79,22 @@ enum Role {
     FloodTicker = 2,
     Churned = 3,
     ResetWriter = 4,
+    SErrorBystander = 5,
+    IsolationPeer = 6,
 }
 
 impl Role {
     fn from_bits(bits: u64) -> Option<Self> {
-        [Self::FloodPublisher, Self::FloodTicker, Self::Churned, Self::ResetWriter]
-            .into_iter()
-            .find(|role| *role as u64 == bits)
+        [
+            Self::FloodPublisher,
+            Self::FloodTicker,
+            Self::Churned,
+            Self::ResetWriter,
+            Self::SErrorBystander,
+            Self::IsolationPeer,
+        ]
+        .into_iter()
+        .find(|role| *role as u64 == bits)
     }
 
     fn context(self, argument: u32) -> u64 {
@@ -110,6 +131,8 @@ pub fn run(scenario: Scenario, platform: &Platform, disk: Option<u64>, entry: u6
         Scenario::VirtioFlood => flood::run(platform, disk, entry),
         Scenario::CpuChurn => churn::run(platform, entry),
         Scenario::ResetRace => reset_race::run(platform, entry),
+        Scenario::SError => serror::run(platform, entry),
+        Scenario::Isolation => isolation::run(platform, entry),
     };
     match result {
         Ok(details) => report.record(scenario.name(), true, details),
@@ -138,6 +161,8 @@ pub fn secondary(context: u64, cpu: usize) {
         Role::FloodTicker => flood::ticker(),
         Role::Churned => churn::started(cpu, argument),
         Role::ResetWriter => reset_race::writer(cpu),
+        Role::SErrorBystander => serror::bystander(),
+        Role::IsolationPeer => isolation::peer(),
     }
     psci::psci(psci::CPU_OFF, [0; 3]);
     churn::note_cpu_off_returned();

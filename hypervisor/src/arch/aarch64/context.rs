@@ -1,6 +1,7 @@
 //! A vCPU's architectural state beyond its general registers, for switching vCPUs on a pCPU:
 //! the EL1 system registers, FP/SIMD registers, the guest's timers, the GIC virtual CPU
-//! interface, and the pointer-authentication keys when the CPU has them.
+//! interface, the pointer-authentication keys when the CPU has them, the breakpoints and
+//! watchpoints, and a virtual SError not taken yet.
 //!
 //! A pinned vCPU never needs this (it owns its pCPU's EL1 state); time-sliced vCPUs swap it.
 
@@ -9,7 +10,9 @@ use aarch64_cpu::registers::{
     Readable, Writeable, CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0, ICH_AP0R0_EL2, ICH_AP1R0_EL2,
 };
 
+use super::debug_regs::DebugRegisters;
 use super::gic as pgic;
+use super::serror::PendingSError;
 use crate::gic::MAX_LRS;
 
 /// Saves/restores one system register per name, by the same list in both directions.
@@ -331,6 +334,8 @@ pub struct VcpuContext {
     pub timers: TimerRegisters,
     pub gic: GicInterface,
     pub pauth: Option<PauthKeys>,
+    pub debug: DebugRegisters,
+    pub serror: PendingSError,
 }
 
 impl VcpuContext {
@@ -342,6 +347,8 @@ impl VcpuContext {
             timers: TimerRegisters { cntv_ctl: 0, cntv_cval: 0, cntp_ctl: 0, cntp_cval: 0 },
             gic: GicInterface { lrs: [0; MAX_LRS], vmcr: 0, ap0r0: 0, ap1r0: 0 },
             pauth: None,
+            debug: DebugRegisters::zeroed(),
+            serror: PendingSError::NONE,
         }
     }
 
@@ -353,6 +360,8 @@ impl VcpuContext {
             timers: TimerRegisters::save_and_stop(),
             gic: GicInterface::save(),
             pauth: has_pauth().then(PauthKeys::save),
+            debug: DebugRegisters::save(),
+            serror: PendingSError::save(),
         }
     }
 
@@ -364,6 +373,8 @@ impl VcpuContext {
         if let Some(keys) = &self.pauth {
             keys.restore();
         }
+        self.debug.restore();
+        self.serror.restore();
         self.timers.restore();
     }
 }

@@ -24,6 +24,26 @@ const CPACR_EL1_FP_ON: u64 = 0b11 << 20;
 /// MPIDR_EL1 bit 31 is RES1.
 const MPIDR_RES1: u64 = 1 << 31;
 
+/// ID_AA64DFR0_EL1.PMUVer values without an architected PMU (none, IMPLEMENTATION DEFINED).
+const PMUVER_NONE: u64 = 0;
+const PMUVER_IMPDEF: u64 = 0xf;
+/// PMCR_EL0.N, bits [15:11]: the number of event counters.
+const PMCR_N_SHIFT: u64 = 11;
+const PMCR_N_MASK: u64 = 0x1f;
+
+/// How many PMU event counters this CPU has (0 without a PMU).
+fn pmu_counters() -> u64 {
+    use aarch64_cpu::registers::{Readable, ID_AA64DFR0_EL1};
+    let version = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::PMUVer);
+    if version == PMUVER_NONE || version == PMUVER_IMPDEF {
+        return 0;
+    }
+    let pmcr: u64;
+    // SAFETY: reading PMCR_EL0 at EL2 on a CPU with a PMUv3 has no side effect.
+    unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr) };
+    (pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK
+}
+
 /// Sets the EL2 controls for running a guest: stage-2 on, physical interrupts to EL2, WFI and
 /// SMC trapped, EL1 in AArch64, FP/SIMD untrapped (the hypervisor itself is soft-float).
 /// `trap_wfe`: on a pCPU that time-slices vCPUs, WFE (a spinning lock waiter) traps so the
@@ -42,6 +62,7 @@ pub fn configure_el2(vttbr: u64, vtcr: u64, trap_wfe: bool) {
             + HCR_EL2::TID3::SET // feature ID registers trap: SVE/SME/MTE are hidden
             + HCR_EL2::TIDCP::SET // IMPLEMENTATION DEFINED registers trap (and UNDEF): a guest
                                   // must not reach the pCPU's own control registers
+            + HCR_EL2::TACR::SET  // ACTLR_EL1 too (it reads as zero: exit::hidden_regs)
             + HCR_EL2::RW::EL1IsAarch64,
     );
     if trap_wfe {
@@ -64,8 +85,11 @@ pub fn configure_el2(vttbr: u64, vtcr: u64, trap_wfe: bool) {
     // TTA: trace registers trap (and UNDEF): their state is not switched between vCPUs.
     const CPTR_EL2_TTA: u64 = 1 << 20;
     CPTR_EL2.set(CPTR_EL2_RES1 | CPTR_EL2_TZ | CPTR_EL2_TTA);
-    // Debug registers are the guest's; HPMN = number of counters keeps PMU access at EL1.
-    MDCR_EL2.set(0);
+    // The PMU traps (TPM, TPMCR; exit::hidden_regs makes it read as zero): its counters can
+    // count at EL2. HPMN keeps its reset meaning (all counters the guest's), as a count of 0
+    // is CONSTRAINED UNPREDICTABLE before Armv8.6. Debug registers stay untrapped: they are
+    // switched with the vCPU (context::VcpuContext).
+    MDCR_EL2.write(MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET + MDCR_EL2::HPMN.val(pmu_counters()));
     VTCR_EL2.set(vtcr);
     VTTBR_EL2.set(vttbr);
     // SAFETY: stage-2 is freshly configured; stale entries for this VMID must go.

@@ -39,6 +39,10 @@ impl VectorKind {
     pub fn is_irq(self) -> bool {
         self.0 % 4 == 1
     }
+
+    pub fn is_serror(self) -> bool {
+        self.0 % 4 == 3
+    }
 }
 
 impl fmt::Display for VectorKind {
