@@ -88,10 +88,28 @@ pub fn is_special(intid: u32) -> bool {
 
 /// Ends `intid`: priority drop, and deactivation in EOImode 1.
 pub fn end(intid: u32) {
-    write_sysreg(regs::ICC_EOIR1_EL1, intid.into());
+    drop_priority(intid);
     if read_sysreg(regs::ICC_CTLR_EL1, 0) & ICC_CTLR_EOIMODE != 0 {
-        write_sysreg(regs::ICC_DIR_EL1, intid.into());
+        deactivate(intid);
     }
+}
+
+/// Sets ICC_CTLR_EL1.EOImode to `mode` (0 or ICC_CTLR_EOIMODE).
+pub fn set_eoi_mode(mode: u64) {
+    write_sysreg(
+        regs::ICC_CTLR_EL1,
+        (read_sysreg(regs::ICC_CTLR_EL1, 0) & !ICC_CTLR_EOIMODE) | (mode & ICC_CTLR_EOIMODE),
+    );
+}
+
+/// EOI without deactivation (EOImode 1): the priority drops, `intid` stays active.
+pub fn drop_priority(intid: u32) {
+    write_sysreg(regs::ICC_EOIR1_EL1, intid.into());
+}
+
+/// Deactivates `intid` (in EOImode 1, after its priority drop).
+pub fn deactivate(intid: u32) {
+    write_sysreg(regs::ICC_DIR_EL1, intid.into());
 }
 
 /// Disables `intid` (an SPI in the distributor, a PPI in CPU `cpu`'s redistributor).

@@ -14,6 +14,10 @@
 //!   times; every start must run with its own context id, and CPU_OFF must never return.
 //! - `reset_race` (hole 3): SYSTEM_RESET while the other vCPUs write into the image's data;
 //!   after each reset the freshly loaded image must be intact.
+//! - `lr_overflow` (hole 2): every list register holds an active interrupt the guest never
+//!   deactivates, more are pending: no maintenance-interrupt storm, the vCPU keeps running.
+//! - `fresh_start` (hole 4): a vCPU started on a pCPU another vCPU used sees none of its
+//!   registers.
 //! - `isolation` (hole 6): the PMU does not count the hypervisor's cycles for the guest, and
 //!   vCPUs sharing a pCPU keep their own breakpoint registers.
 //! - `serror` (hole 8, with a debugger): a virtual SError asked for vCPU 0 stays pending with
@@ -21,7 +25,9 @@
 
 mod churn;
 mod flood;
+mod fresh_start;
 mod isolation;
+mod lr_overflow;
 mod reset_race;
 mod serror;
 
@@ -40,6 +46,8 @@ pub enum Scenario {
     ResetRace,
     SError,
     Isolation,
+    LrOverflow,
+    FreshStart,
 }
 
 impl Scenario {
@@ -50,6 +58,8 @@ impl Scenario {
             b"reset_race" => Some(Self::ResetRace),
             b"serror" => Some(Self::SError),
             b"isolation" => Some(Self::Isolation),
+            b"lr_overflow" => Some(Self::LrOverflow),
+            b"fresh_start" => Some(Self::FreshStart),
             _ => None,
         }
     }
@@ -61,6 +71,8 @@ impl Scenario {
             Self::ResetRace => "reset_race",
             Self::SError => "serror",
             Self::Isolation => "isolation",
+            Self::LrOverflow => "lr_overflow",
+            Self::FreshStart => "fresh_start",
         }
     }
 }
@@ -81,6 +93,8 @@ enum Role {
     ResetWriter = 4,
     SErrorBystander = 5,
     IsolationPeer = 6,
+    FreshDirtier = 7,
+    FreshInspector = 8,
 }
 
 impl Role {
@@ -92,6 +106,8 @@ impl Role {
             Self::ResetWriter,
             Self::SErrorBystander,
             Self::IsolationPeer,
+            Self::FreshDirtier,
+            Self::FreshInspector,
         ]
         .into_iter()
         .find(|role| *role as u64 == bits)
@@ -133,6 +149,8 @@ pub fn run(scenario: Scenario, platform: &Platform, disk: Option<u64>, entry: u6
         Scenario::ResetRace => reset_race::run(platform, entry),
         Scenario::SError => serror::run(platform, entry),
         Scenario::Isolation => isolation::run(platform, entry),
+        Scenario::LrOverflow => lr_overflow::run(platform),
+        Scenario::FreshStart => fresh_start::run(platform, entry),
     };
     match result {
         Ok(details) => report.record(scenario.name(), true, details),
@@ -163,6 +181,11 @@ pub fn secondary(context: u64, cpu: usize) {
         Role::ResetWriter => reset_race::writer(cpu),
         Role::SErrorBystander => serror::bystander(),
         Role::IsolationPeer => isolation::peer(),
+        Role::FreshDirtier => fresh_start::dirty(
+            fresh_start::INSPECTOR_MPIDR.load(Ordering::Relaxed),
+            fresh_start::ENTRY.load(Ordering::Relaxed),
+        ),
+        Role::FreshInspector => fresh_start::inspect(),
     }
     psci::psci(psci::CPU_OFF, [0; 3]);
     churn::note_cpu_off_returned();
