@@ -82,6 +82,11 @@ pub struct IrqState {
     /// The list register holding it, if any.
     pub lr: Option<LrSlot>,
     pub fix: LrFixup,
+    /// A hardware-linked interrupt the guest cleared (pending and active) through the
+    /// distributor while no list register held it: the physical interrupt, which the
+    /// hypervisor took and left active for the guest to deactivate, never will be. The owner's
+    /// next flush deactivates it.
+    pub physical_owed: bool,
 }
 
 impl IrqState {
@@ -100,6 +105,7 @@ impl IrqState {
             hw_pintid: None,
             lr: None,
             fix: LrFixup { clear_pending: false, active: None },
+            physical_owed: false,
         }
     }
 

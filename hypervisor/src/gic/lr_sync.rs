@@ -10,7 +10,7 @@
 //! Each vCPU keeps a record of which INTID sits in which list register, and each interrupt
 //! knows its list register, so an interrupt is never in two list registers at once.
 
-use super::irq::{IrqState, LrFixup, LrSlot, INTID_END, NUM_INTIDS};
+use super::irq::{IrqState, LrFixup, LrSlot, INTID_END, NUM_INTIDS, NUM_PRIVATE};
 use super::lr::{ListRegister, LrState};
 use super::vgic::{effective_lr_state, LrEntry, Vgic};
 use super::{Kick, MAX_LRS};
@@ -28,9 +28,15 @@ pub struct FlushResult {
     /// Physical interrupts to deactivate (ICC_DIR_EL1): hardware-linked interrupts the flush
     /// withdrew from a list register (the guest cleared their pending or active state through
     /// the distributor, disabled or re-routed them), which the guest will therefore never
-    /// deactivate. Left active, such a physical interrupt (the guest's timer) never fires again.
-    pub deactivate: [Option<u32>; MAX_LRS],
+    /// deactivate, and those it cleared while no list register held them
+    /// (`IrqState::physical_owed`). Left active, such a physical interrupt (the guest's timer)
+    /// never fires again.
+    pub deactivate: [Option<u32>; MAX_DEACTIVATIONS],
 }
+
+/// Deactivations one flush may ask for: one per list register, and one per private interrupt
+/// that no list register holds (hardware-linked interrupts are private: the guest's timers).
+pub const MAX_DEACTIVATIONS: usize = MAX_LRS + 2;
 
 impl Vgic {
     /// Learns from `lrs` (ICH_LR<n>_EL2 of `vcpu`, as read after an exit) what the guest did.
@@ -76,7 +82,7 @@ impl Vgic {
         let lrs = &mut lrs[..usable];
 
         let mut kick = Kick::NONE;
-        let mut deactivate = [None; MAX_LRS];
+        let mut deactivate = [None; MAX_DEACTIVATIONS];
         for (index, raw) in lrs.iter_mut().enumerate() {
             if self.vcpus[vcpu].lrs[index].is_some() {
                 let (refresh_kick, withdrawn_pintid) = self.refresh(vcpu, index, raw);
@@ -114,7 +120,28 @@ impl Vgic {
             overflow |= free.is_none();
             self.place(vcpu, index, intid, &mut lrs[index]);
         }
+        self.settle_owed_deactivations(vcpu, &mut deactivate[MAX_LRS..]);
         FlushResult { overflow, kick: kick.without(vcpu), deactivate }
+    }
+
+    /// The physical interrupts `vcpu` owes a deactivation (`IrqState::physical_owed`) into
+    /// `out`. One pending or active again meanwhile is the list register's business again.
+    fn settle_owed_deactivations(&mut self, vcpu: usize, out: &mut [Option<u32>]) {
+        let mut free = out.iter_mut().peekable();
+        for intid in 0..NUM_PRIVATE {
+            if free.peek().is_none() {
+                // The rest stay owed until the next flush.
+                break;
+            }
+            let Some(irq) = self.irq_mut(vcpu, intid).filter(|irq| irq.physical_owed) else {
+                continue;
+            };
+            irq.physical_owed = false;
+            let settled = irq.pending() || irq.active || irq.lr.is_some();
+            if let (Some(pintid), false, Some(slot)) = (irq.hw_pintid, settled, free.next()) {
+                *slot = Some(pintid);
+            }
+        }
     }
 
     /// Applies what happened since the last sync to the interrupt in list register `index`.

@@ -220,6 +220,10 @@ fn field_write(reg: ArrayReg, irq: &mut IrqState, intid: u32, field: u64) -> boo
         }
         _ => return false,
     }
+    let cleared = matches!(reg, ArrayReg::ClearPending | ArrayReg::ClearActive);
+    if cleared && !in_lr && irq.hw_pintid.is_some() && !irq.pending() && !irq.active {
+        irq.physical_owed = true;
+    }
     // Pending and active edits always need a look from the vCPU concerned.
     !matches!(reg, ArrayReg::Priority)
 }

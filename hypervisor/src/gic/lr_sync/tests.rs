@@ -272,7 +272,7 @@ fn withdrawing_a_hardware_interrupt_deactivates_it() {
         vgic.set_pending(PPI_VIRT_TIMER, 0);
         let mut lrs = [0; NUM_LRS];
         let placed = vgic.flush_lrs(0, &mut lrs);
-        assert_eq!(placed.deactivate, [None; MAX_LRS]);
+        assert!(placed.deactivate.iter().all(Option::is_none));
         if acknowledged {
             guest_ack(&mut lrs, PPI_VIRT_TIMER);
         }
@@ -282,6 +282,39 @@ fn withdrawing_a_hardware_interrupt_deactivates_it() {
         let result = vgic.flush_lrs(0, &mut lrs);
         assert_eq!(in_lrs(&lrs), [] as [u32; 0], "register {register:#x}: withdrawn");
         assert_eq!(result.deactivate[0], Some(PPI_VIRT_TIMER), "register {register:#x}");
+    }
+}
+
+/// The guest clears the pending state of its timer interrupt (GICR_ICPENDR0) before any list
+/// register held it: the hypervisor took the physical interrupt and left it active for the
+/// guest to deactivate through a list register, which now never happens, so the next flush
+/// deactivates it (before, the physical PPI stayed active until a timer write resampled it).
+/// Pended again before the flush, it goes to a list register instead.
+#[test]
+fn a_hardware_interrupt_cleared_before_any_list_register_is_deactivated() {
+    const SGI_FRAME: u64 = 0x1_0000;
+    let bit = 1u64 << PPI_VIRT_TIMER;
+    for pended_again in [false, true] {
+        let mut vgic = vgic(1);
+        vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
+        enable(&mut vgic, 0, PPI_VIRT_TIMER, 0xA0);
+        vgic.set_pending(PPI_VIRT_TIMER, 0);
+        vgic.gicr_write(SGI_FRAME + ICPENDR, 4, bit);
+        if pended_again {
+            vgic.set_pending(PPI_VIRT_TIMER, 0);
+        }
+        let mut lrs = [0; NUM_LRS];
+        let result = vgic.flush_lrs(0, &mut lrs);
+        let deactivated: Vec<u32> = result.deactivate.iter().flatten().copied().collect();
+        if pended_again {
+            assert_eq!(in_lrs(&lrs), [PPI_VIRT_TIMER]);
+            assert!(deactivated.is_empty(), "the guest deactivates it through the list register");
+        } else {
+            assert!(in_lrs(&lrs).is_empty());
+            assert_eq!(deactivated, [PPI_VIRT_TIMER]);
+            let again = vgic.flush_lrs(0, &mut lrs);
+            assert!(again.deactivate.iter().all(Option::is_none), "owed once");
+        }
     }
 }
 
