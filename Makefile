@@ -23,7 +23,7 @@ override CMD := $(value CMD)
 
 export CPU SMP RAM HYP_ARGS GUEST_ARGS CMD
 
-.PHONY: help all build bootstrap guest run run-hvm debug debug-hvm gdb trace test unit-test bench bench-quick fuzz soak clippy fmt clean
+.PHONY: help all build bootstrap guest run run-hvm debug debug-hvm gdb trace test unit-test bench bench-quick fuzz fuzz-hrt soak clippy fmt clean
 
 all: build
 
@@ -42,6 +42,7 @@ help:
 	@echo "               under the hypervisor, medians, ratios, charts in $(BUILD)/bench/"
 	@echo "make bench-quick - the micro-benchmarks and the guest suite (1vcpu, 4on4), one run each"
 	@echo "make fuzz    - the guest fuzzer under the hypervisor: SEED=<n> ITER=<n> (SMP, VCPUS, CPU, HYP_ARGS)"
+	@echo "make fuzz-hrt - the same fuzzer as a hybrid VM's HRT, Linux as the ROS: SEED=<n> ITER=<n> (ROS_VCPUS, HRT_VCPUS)"
 	@echo "make soak    - SOAK_SECONDS (600) of load and the EL0 fuzzer on a hybrid VM (not in make test)"
 	@echo "make clippy / fmt / clean"
 
@@ -128,6 +129,10 @@ soak: build guest
 # The guest fuzzer (guest/fuzz): scripts/fuzz.sh prints how to reproduce and debug a failure.
 fuzz: build
 	SEED=$(or $(SEED),1) ITER=$(or $(ITER),20000) scripts/fuzz.sh
+
+# The same fuzzer as the HRT of a hybrid VM, with Linux as the ROS (scripts/fuzz.sh MODE=hrt).
+fuzz-hrt: build guest
+	MODE=hrt SEED=$(or $(SEED),1) ITER=$(or $(ITER),20000) scripts/fuzz.sh
 
 clippy: bootstrap
 	cargo clippy -p hypervisor --target $(TARGET) -- -D warnings

@@ -209,8 +209,24 @@ fn rust_list(rs: &mut String, name: &str, entries: &[Encoding]) {
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
-    println!("cargo:rustc-link-arg-bins=-T{dir}/linker.ld");
-    for file in ["linker.ld", "build.rs", "src/asm/boot.S", "src/asm/vectors.S", "src/asm/ops.S"] {
+    // The `hrt` feature links the same code as a hybrid VM's HRT image: at the HRT image window
+    // (linker-hrt.ld), with 4 KiB segment alignment (lld's AArch64 default, 64 KiB, would only
+    // pad the ELF the hypervisor loads).
+    if std::env::var_os("CARGO_FEATURE_HRT").is_some() {
+        println!("cargo:rustc-link-arg-bins=-T{dir}/linker-hrt.ld");
+        println!("cargo:rustc-link-arg-bins=-zmax-page-size=4096");
+    } else {
+        println!("cargo:rustc-link-arg-bins=-T{dir}/linker.ld");
+    }
+    for file in [
+        "linker.ld",
+        "linker-hrt.ld",
+        "build.rs",
+        "src/asm/boot.S",
+        "src/asm/vectors.S",
+        "src/asm/ops.S",
+        "src/asm/hrt_entry.S",
+    ] {
         println!("cargo:rerun-if-changed={file}");
     }
 

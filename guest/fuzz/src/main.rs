@@ -13,6 +13,10 @@
 //! then PSCI SYSTEM_OFF. Boot: asm/boot.S (Image header, stacks, MMU on with mmu.rs's map,
 //! vectors from asm/vectors.S); [`rust_main`] on the boot CPU; run.rs starts the other vCPUs,
 //! each running its own stream (ops/); exceptions.rs counts what comes back.
+//!
+//! Built with the `hrt` feature, the same code links as a hybrid VM's HRT image instead
+//! (build/fuzz-hrt.elf; hrt/: another entry, its own operation mix, output through the HRT
+//! console, and no power-off: the ROS runs on).
 
 #![no_std]
 #![no_main]
@@ -23,6 +27,8 @@ mod checks;
 mod dtb;
 mod exceptions;
 mod gic;
+#[cfg(feature = "hrt")]
+mod hrt;
 mod mmu;
 mod ops;
 mod options;

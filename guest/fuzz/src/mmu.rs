@@ -81,7 +81,7 @@ const fn block(pa: u64, attr: u64, executable: bool) -> u64 {
 }
 
 #[repr(C, align(4096))]
-pub struct PageTable([u64; ENTRIES]);
+pub struct PageTable(pub [u64; ENTRIES]);
 
 const fn map() -> PageTable {
     let mut table = [0; ENTRIES];

@@ -1,6 +1,10 @@
 //! Output on the PL011 at QEMU virt's address, by polling, one whole line at a time under a
 //! spinlock (several vCPUs print). The UART is re-enabled before each line: the fuzzer's own
 //! random stores may have switched it off.
+//!
+//! The HRT build (feature `hrt`) has no UART of its own: its lines go through the hypervisor's
+//! HRT console (hrt/console.rs), and the PL011 path here is linked but unused.
+#![cfg_attr(feature = "hrt", allow(dead_code, unused_imports))]
 
 use core::fmt::{self, Write};
 use core::ptr::{read_volatile, write_volatile};
@@ -66,8 +70,15 @@ impl Write for Console {
     }
 }
 
+/// Prints one line (HRT build: through the HRT console, which needs no lock).
+#[cfg(feature = "hrt")]
+pub fn print_line(args: fmt::Arguments, _force: bool) {
+    crate::hrt::console::print_line(args);
+}
+
 /// Prints one line under the lock. With `force`, as from an exception handler that may have
 /// interrupted the lock's holder on this very CPU, prints anyway after a long wait.
+#[cfg(not(feature = "hrt"))]
 pub fn print_line(args: fmt::Arguments, force: bool) {
     let mut tries = 0u32;
     while LOCK.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {

@@ -55,7 +55,7 @@ const FORMS: [Form; 57] = [
     store("dc cvau", 64, 0), store("ic ivau", 64, 0),
 ];
 /// The loads come first in FORMS.
-const LOAD_FORMS: u64 = 26;
+pub const LOAD_FORMS: u64 = 26;
 /// Bytes per slot of the access table.
 const SLOT_SIZE: usize = 16;
 /// Forms whose fault reports the aligned block rather than the address.
@@ -184,6 +184,18 @@ pub fn access(rng: &mut Rng, ctx: &Ctx) {
         );
     }
     run_form(index, va, value, value2);
+}
+
+/// Access forms in the table.
+#[cfg(feature = "hrt")]
+pub const FORM_COUNT: usize = FORMS.len();
+
+/// Access form `index`: its mnemonic, the bytes it touches and whether it stores (cache
+/// maintenance counts as one), for the HRT build, which picks its targets by its own rules.
+#[cfg(feature = "hrt")]
+pub fn form(index: usize) -> (&'static str, u64, bool) {
+    let form = FORMS[index % FORMS.len()];
+    (form.name, form.size, form.store)
 }
 
 /// The forms of a plain load / store of 1, 2, 4 or 8 bytes (`size.trailing_zeros()`).

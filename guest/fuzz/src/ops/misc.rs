@@ -40,7 +40,13 @@ pub fn prepare_wakeup(ctx: &Ctx) {
     if ctlr & GICD_CTLR_WANTED != GICD_CTLR_WANTED {
         gic::init_distributor();
     }
-    let rd = gic::gicr(ctx.cpu);
+    prepare_cpu_wakeup(ctx.cpu);
+}
+
+/// The part of [`prepare_wakeup`] in CPU `cpu`'s own redistributor and CPU interface: all of it
+/// that the HRT build may touch (the distributor is the ROS's, and does not gate HRT PPIs).
+pub fn prepare_cpu_wakeup(cpu: usize) {
+    let rd = gic::gicr(cpu);
     let sgi = rd + GICR_SGI_FRAME;
     let bit = 1u32 << timer::PPI_VIRTUAL;
     gic::write32(rd + gic::GICR_WAKER, 0);

@@ -17,7 +17,11 @@ use crate::exceptions::CURRENT_OP;
 use crate::rng::Rng;
 
 pub use access::{checked_read32, checked_write32};
+#[cfg(feature = "hrt")]
+pub use access::{form, run_form, FORM_COUNT, LOAD_FORMS, PLAIN_LOADS, PLAIN_STORES};
 pub use calls::{CLOBBERS, FIRST_CLOBBER};
+#[cfg(feature = "hrt")]
+pub use misc::prepare_cpu_wakeup;
 pub use sysreg::IMPDEF_REACHED;
 pub use virtio::USED_ENTRIES as VIRTIO_USED_ENTRIES;
 pub use virtio::{
@@ -84,14 +88,25 @@ pub fn run(seed: u64, index: u64, enabled: u32, ctx: &Ctx) {
 /// The class bits `classes=a,b,...` names (all classes for an empty list); `None` if a name is
 /// unknown.
 pub fn parse_classes(list: &[u8]) -> Option<u32> {
+    parse_class_names(list, &CLASSES)
+}
+
+/// The bits of `names` that the comma-separated `list` names (all of them for an empty list);
+/// `None` if a name is unknown. Shared with the HRT build's own classes.
+pub fn parse_class_names(list: &[u8], names: &[&str]) -> Option<u32> {
     if list.is_empty() {
-        return Some((1 << CLASS_COUNT) - 1);
+        return Some((1 << names.len()) - 1);
     }
     list.split(|&b| b == b',')
-        .try_fold(0u32, |mask, name| CLASSES.iter().position(|c| c.as_bytes() == name).map(|c| mask | (1 << c)))
+        .try_fold(0u32, |mask, name| names.iter().position(|c| c.as_bytes() == name).map(|c| mask | (1 << c)))
 }
 
 /// Operations run by all CPUs, per class.
 pub fn totals() -> [u64; CLASS_COUNT] {
-    core::array::from_fn(|c| OPS.iter().map(|cpu| cpu[c].load(Ordering::Relaxed)).sum())
+    sum_per_class(&OPS)
+}
+
+/// Per-class operation counters summed over the CPUs.
+pub fn sum_per_class<const N: usize>(counters: &[[AtomicU64; N]]) -> [u64; N] {
+    core::array::from_fn(|c| counters.iter().map(|cpu| cpu[c].load(Ordering::Relaxed)).sum())
 }
