@@ -304,7 +304,63 @@ pub fn scratch_file(name: &str, size: usize) -> PathBuf {
     path
 }
 
+/// Whether `line` is the hypervisor's (its own log, or the HRT console it prints).
+fn is_hypervisor_line(line: &str) -> bool {
+    line.starts_with("(HYP)") || line.starts_with("(HRT)")
+}
+
+/// The guest's whole lines in `output`. When a hypervisor line breaks an unfinished guest line,
+/// the console ends the guest's fragment, prints its own line, then writes the guest's line
+/// again from its start: such a fragment (a guest line that the next guest line, after
+/// hypervisor lines, starts with) is left out, so each guest line counts once.
+pub fn guest_lines(output: &str) -> Vec<&str> {
+    let lines: Vec<(&str, bool)> =
+        output.lines().map(|line| line.trim_end_matches('\r')).map(|line| (line, is_hypervisor_line(line))).collect();
+    let mut whole = Vec::new();
+    for (i, &(line, hypervisor)) in lines.iter().enumerate() {
+        if hypervisor {
+            continue;
+        }
+        let rest = &lines[i + 1..];
+        let interrupted = rest.first().is_some_and(|&(_, next_is_hypervisor)| next_is_hypervisor);
+        let redrawn = rest.iter().find(|(_, h)| !h).is_some_and(|(next, _)| next.starts_with(line));
+        if !(interrupted && redrawn && !line.is_empty()) {
+            whole.push(line);
+        }
+    }
+    whole
+}
+
+/// How many of the guest's whole lines (see [`guest_lines`]) contain `marker`.
+pub fn count_guest_lines(output: &str, marker: &str) -> usize {
+    guest_lines(output).iter().filter(|line| line.contains(marker)).count()
+}
+
 /// A TCP port nobody listens on right now (for gdb servers of parallel tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_line_broken_by_a_hypervisor_line_counts_once() {
+        let output = "HVTEST: init st\n(HRT) heartbeat 3\nHVTEST: init started uptime=1.25\n\
+                      (HYP) guest reset\n[    0.000000] Booting Linux\nHVTEST: init started uptime=1.25\n";
+        // The fragment is left out; the same text in a later boot still counts.
+        assert_eq!(count_guest_lines(output, "HVTEST: init st"), 2);
+        assert_eq!(
+            guest_lines(output),
+            ["HVTEST: init started uptime=1.25", "[    0.000000] Booting Linux", "HVTEST: init started uptime=1.25"]
+        );
+    }
+
+    #[test]
+    fn a_whole_line_followed_by_a_hypervisor_line_counts() {
+        let output = "HVTEST: init started uptime=0.9\r\n(HRT) ready\nHVTEST: shell ready\n";
+        assert_eq!(count_guest_lines(output, "HVTEST: init started"), 1);
+        assert_eq!(count_guest_lines(output, "HVTEST: shell ready"), 1);
+    }
 }
