@@ -10,7 +10,7 @@ Commands (each takes a snapshot of a stopped machine; see DEBUGGING.md):
   hyp-hvm            a hybrid VM: partitions, their RAM and stage-2 tables, the HVM state
   hyp-break NAME     a breakpoint on a function by its short name (handle_mmio_abort), which
                      plain `break` does not resolve for Rust functions
-  hyp-serror VCPU    give that vCPU a virtual SError at its next exit (QEMU has no physical
+  hyp-serror VCPU    give that vCPU a virtual SError at its next IRQ exit (QEMU has no physical
                      SErrors: this tests a guest's SError handling)
 
 If build/hrt.elf sits next to the hypervisor's ELF, its symbols are loaded too (the HRT is
@@ -319,7 +319,7 @@ class HypHvm(gdb.Command):
 
 
 class HypSError(gdb.Command):
-    """Give a vCPU a virtual SError at its next exit: hyp-serror VCPU."""
+    """Give a vCPU a virtual SError at its next IRQ exit: hyp-serror VCPU."""
 
     def __init__(self):
         super().__init__("hyp-serror", gdb.COMMAND_USER)
@@ -335,7 +335,7 @@ class HypSError(gdb.Command):
             raise gdb.GdbError(f"no vCPU {vcpu}: the VM has {count}")
         requests = "hypervisor::vm::run::HYP_DEBUG_SERROR_REQUESTS.v.value"
         gdb.execute(f"set var {requests} = {int(rust(requests)) | 1 << vcpu}", to_string=True)
-        print(f"vcpu{vcpu}: virtual SError requested (injected at its next exit; taken once it "
+        print(f"vcpu{vcpu}: virtual SError requested (injected at its next IRQ exit; taken once it "
               "unmasks SErrors)")
 
 

@@ -24,6 +24,7 @@
 
 mod arch;
 mod checks;
+mod dma_area;
 mod dtb;
 mod exceptions;
 mod gic;

@@ -4,23 +4,7 @@
 # twin, the sync channel and back to async, and processes killed in the middle of a call.
 #   HVTEST: step <name> rc=<rc>        after each step (its output before)
 # The steps' own lines come from hvmctl, hvm-test and hvm-test-rs.
-step() {
-    name=$1
-    shift
-    "$@"
-    echo "HVTEST: step $name rc=$?"
-}
-
-# Polls until the HRT is ready (at most 20 s); says whether it became ready.
-wait_ready() {
-    i=0
-    while [ $i -lt 100 ]; do
-        hvmctl state 2>/dev/null | grep -q "HRT ready" && return 0
-        sleep 0.2
-        i=$((i + 1))
-    done
-    return 1
-}
+. /tests/lib/steps.sh
 
 step ready-at-boot wait_ready
 step builtins hvm-test-rs builtins

@@ -8,23 +8,8 @@
 #   HVTEST: step <name> rc=<rc>        after each step (its output before)
 # The steps' own lines come from hvm-test-rs ("check <name>: ok|FAILED ..."), hvm-test and
 # hvmctl.
-step() {
-    name=$1
-    shift
-    "$@"
-    echo "HVTEST: step $name rc=$?"
-}
-
-# Polls until the HRT is ready (at most 60 s); says whether it became ready.
-wait_ready() {
-    i=0
-    while [ $i -lt 300 ]; do
-        hvmctl state 2>/dev/null | grep -q "HRT ready" && return 0
-        sleep 0.2
-        i=$((i + 1))
-    done
-    return 1
-}
+. /tests/lib/steps.sh
+HRT_READY_SECONDS=60
 
 step ready-at-boot wait_ready
 step merged hvm-test-rs merged

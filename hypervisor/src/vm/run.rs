@@ -262,7 +262,6 @@ fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) -> bool {
         // Waiting with an interrupt to take.
         slot.state = RunState::Runnable;
     }
-    drop(slot);
     LOADED_LRS[pcpu].lock().invalidate();
     if INTERFACE_OFF[pcpu].swap(false, Ordering::Relaxed) {
         pgic::set_virtual_interface(false);
@@ -272,7 +271,6 @@ fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) -> bool {
         // Partitions have their own VMIDs: switching tables needs no TLB maintenance.
         guest::set_vttbr(vttbr);
     }
-    let mut slot = SLOTS[vcpu].lock();
     *frame = slot.frame;
     if slot.fresh {
         slot.fresh = false;
@@ -542,7 +540,12 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
         // A vCPU reset while it ran does nothing more: it is dropped below.
         _ if is_stale(pcpu, vcpu) => (ExitKind::Other, Resched::No),
         (Some(info), Some(action)) => exits::handle_sync(frame, info, action, vcpu),
-        _ if kind.is_irq() => (ExitKind::Irq, irq::handle_irq(Some(vcpu))),
+        _ if kind.is_irq() => {
+            // A debugger's SError request waits for an IRQ exit (every running vCPU takes them:
+            // its timer, the slice tick), not a check on every exit.
+            take_debugger_serror_request(vcpu);
+            (ExitKind::Irq, irq::handle_irq(Some(vcpu)))
+        }
         _ if kind.is_serror() => exits::reflect_serror(frame, vcpu, ESR_EL2.get()),
         _ => {
             log::warn!("vcpu{vcpu}: {kind} at PC {:#x} (ESR_EL2 {:#x}) ignored", frame.elr, ESR_EL2.get());
@@ -647,7 +650,6 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     if INTERFACE_OFF[pcpu].swap(false, Ordering::Relaxed) {
         pgic::set_virtual_interface(LOADED_LRS[pcpu].lock().overflow());
     }
-    take_debugger_serror_request(current);
     update_tlb_trap(vm, pcpu, current);
     IN_GUEST[pcpu].store(true, Ordering::SeqCst);
     super::hvm::deliver_signal(vm, current, frame);
@@ -660,7 +662,8 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
 /// handling, and the hypervisor's keeping of a pending one with its vCPU, are exercised.
 pub static HYP_DEBUG_SERROR_REQUESTS: AtomicU32 = AtomicU32::new(0);
 
-/// Injects the virtual SError a debugger asked for `vcpu`, which is about to run here.
+/// Injects the virtual SError a debugger asked for `vcpu`, loaded here (if it is switched out
+/// in this exit, the pending SError is saved with it).
 fn take_debugger_serror_request(vcpu: usize) {
     let bit = 1u32 << vcpu;
     if HYP_DEBUG_SERROR_REQUESTS.load(Ordering::Relaxed) & bit != 0 {

@@ -2,9 +2,8 @@
 //! up queue 0 (8 entries) in a page of the fuzzer's own .bss, and asks for the device ID
 //! (GET_ID) and sector 0 (IN). Each must complete (the used index moves) with status OK.
 
-use core::ptr::{read_volatile, write_volatile};
-
 use crate::arch;
+use crate::dma_area::DmaArea;
 use crate::ops::{self, checked_read32, checked_write32};
 
 /// The queue: size, and where each part lives in `AREA`.
@@ -35,28 +34,8 @@ pub const STATUS_UNWRITTEN: u8 = 0xff;
 /// How long a request may take.
 const REQUEST_US: u64 = 200_000;
 
-#[repr(C, align(4096))]
-struct Area([u8; AREA_SIZE]);
-
 /// The queue's memory: only this check and the device touch it.
-static mut AREA: Area = Area([0; AREA_SIZE]);
-
-fn area() -> u64 {
-    core::ptr::addr_of!(AREA) as u64
-}
-
-fn put<T: Copy>(at: usize, value: T) {
-    debug_assert!(at + core::mem::size_of::<T>() <= AREA_SIZE);
-    // SAFETY: inside AREA, which only this check (one CPU, the checks run one at a time) and
-    // the device use; volatile, as the device reads it behind the compiler's back.
-    unsafe { write_volatile((area() + at as u64) as *mut T, value) };
-}
-
-fn get<T: Copy>(at: usize) -> T {
-    debug_assert!(at + core::mem::size_of::<T>() <= AREA_SIZE);
-    // SAFETY: as for `put`.
-    unsafe { read_volatile((area() + at as u64) as *const T) }
-}
+static AREA: DmaArea<AREA_SIZE> = DmaArea::new();
 
 /// A virtio-mmio transport at this address, reached with fault-checked accesses.
 pub struct Device(pub u64);
@@ -116,40 +95,40 @@ pub fn start(dev: &Device, queue: &QueueLayout) -> Result<(), &'static str> {
 
 fn descriptor(index: usize, address: u64, len: u32, flags: u16, next: u16) {
     let at = DESC_AT + index * DESC_SIZE;
-    put(at, address);
-    put(at + 8, len);
-    put(at + 12, flags);
-    put(at + 14, next);
+    AREA.put(at, address);
+    AREA.put(at + 8, len);
+    AREA.put(at + 12, flags);
+    AREA.put(at + 14, next);
 }
 
 /// One request of `kind` into a writable buffer at `buffer_at` of `len` bytes; `seq` is the
 /// request's number (0, 1, ...). Returns the used length.
 fn request(dev: &Device, seq: u16, kind: u32, buffer_at: usize, len: u32) -> Result<u32, &'static str> {
-    put(HEADER_AT, kind);
-    put(HEADER_AT + 4, 0u32);
-    put(HEADER_AT + 8, 0u64); // sector 0
-    put(STATUS_AT, STATUS_UNWRITTEN);
-    descriptor(0, area() + HEADER_AT as u64, HEADER_LEN, F_NEXT, 1);
-    descriptor(1, area() + buffer_at as u64, len, F_WRITE | F_NEXT, 2);
-    descriptor(2, area() + STATUS_AT as u64, 1, F_WRITE, 0);
-    put(AVAIL_AT + RING_ENTRIES + 2 * usize::from(seq % QUEUE_SIZE as u16), 0u16);
+    AREA.put(HEADER_AT, kind);
+    AREA.put(HEADER_AT + 4, 0u32);
+    AREA.put(HEADER_AT + 8, 0u64); // sector 0
+    AREA.put(STATUS_AT, STATUS_UNWRITTEN);
+    descriptor(0, AREA.address() + HEADER_AT as u64, HEADER_LEN, F_NEXT, 1);
+    descriptor(1, AREA.address() + buffer_at as u64, len, F_WRITE | F_NEXT, 2);
+    descriptor(2, AREA.address() + STATUS_AT as u64, 1, F_WRITE, 0);
+    AREA.put(AVAIL_AT + RING_ENTRIES + 2 * usize::from(seq % QUEUE_SIZE as u16), 0u16);
     arch::dsb_sy();
-    put(AVAIL_AT + RING_IDX, seq + 1);
+    AREA.put(AVAIL_AT + RING_IDX, seq + 1);
     arch::dsb_sy();
     dev.write(ops::QUEUE_NOTIFY, 0)?;
     let deadline = arch::now() + arch::us_to_ticks(REQUEST_US);
-    while get::<u16>(USED_AT + RING_IDX) != seq + 1 {
+    while AREA.get::<u16>(USED_AT + RING_IDX) != seq + 1 {
         if arch::now() > deadline {
             return Err("the request was not completed (used index did not move)");
         }
         core::hint::spin_loop();
     }
     let entry = USED_AT + RING_ENTRIES + USED_ENTRY * usize::from(seq % QUEUE_SIZE as u16);
-    if get::<u32>(entry) != 0 {
+    if AREA.get::<u32>(entry) != 0 {
         return Err("the used ring names another head");
     }
-    match get::<u8>(STATUS_AT) {
-        S_OK => Ok(get::<u32>(entry + 4)),
+    match AREA.get::<u8>(STATUS_AT) {
+        S_OK => Ok(AREA.get::<u32>(entry + 4)),
         STATUS_UNWRITTEN => Err("no status byte written"),
         _ => Err("the request failed (status not OK)"),
     }
@@ -161,14 +140,12 @@ pub fn check(base: u64) -> Result<[u8; 8], &'static str> {
     if dev.read(ops::VIRTIO_DEVICE_ID)? != ops::DEVICE_ID_BLOCK {
         return Err("the slot is no longer a block device");
     }
-    for at in (0..AREA_SIZE).step_by(8) {
-        put(at, 0u64);
-    }
+    AREA.clear();
     let queue = QueueLayout {
         size: QUEUE_SIZE,
-        desc: area() + DESC_AT as u64,
-        avail: area() + AVAIL_AT as u64,
-        used: area() + USED_AT as u64,
+        desc: AREA.address() + DESC_AT as u64,
+        avail: AREA.address() + AVAIL_AT as u64,
+        used: AREA.address() + USED_AT as u64,
     };
     start(&dev, &queue)?;
     let id_len = request(&dev, 0, T_GET_ID, ID_AT, ID_LEN)?;
@@ -179,5 +156,5 @@ pub fn check(base: u64) -> Result<[u8; 8], &'static str> {
     let status = dev.read(ops::INTERRUPT_STATUS)?;
     dev.write(ops::INTERRUPT_ACK, status)?;
     dev.write(ops::STATUS, 0)?;
-    Ok(core::array::from_fn(|i| get::<u8>(ID_AT + i)))
+    Ok(core::array::from_fn(|i| AREA.get::<u8>(ID_AT + i)))
 }

@@ -7,7 +7,6 @@
 //! never runs; one that bounds its work per pass lets it tick. Afterwards every request
 //! published must complete with status OK.
 
-use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{start, Role};
@@ -15,6 +14,7 @@ use crate::checks::disk::{
     self, Device, QueueLayout, DESC_SIZE, F_NEXT, F_WRITE, HEADER_LEN, RING_ENTRIES, RING_IDX, STATUS_UNWRITTEN, S_OK,
     T_IN,
 };
+use crate::dma_area::DmaArea;
 use crate::dtb::Platform;
 use crate::uart::println;
 use crate::{arch, ops};
@@ -46,29 +46,8 @@ const STATUS_AT: usize = HEADER_AT + 64;
 const DATA_AT: usize = 4 * PAGE;
 const AREA_SIZE: usize = DATA_AT + DATA_LEN as usize;
 
-#[repr(C, align(4096))]
-struct Area([u8; AREA_SIZE]);
-
 /// Only this scenario and the device touch it.
-static mut AREA: Area = Area([0; AREA_SIZE]);
-
-fn area() -> u64 {
-    core::ptr::addr_of!(AREA) as u64
-}
-
-fn put<T: Copy>(at: usize, value: T) {
-    assert!(at + core::mem::size_of::<T>() <= AREA_SIZE);
-    // SAFETY: inside AREA, which only this scenario and the device use; each location has one
-    // writer (the notifier sets up, the publisher owns avail.idx, the device the used ring);
-    // volatile, as the device and other vCPUs access it behind the compiler's back.
-    unsafe { write_volatile((area() + at as u64) as *mut T, value) };
-}
-
-fn get<T: Copy>(at: usize) -> T {
-    assert!(at + core::mem::size_of::<T>() <= AREA_SIZE);
-    // SAFETY: as for `put`.
-    unsafe { read_volatile((area() + at as u64) as *const T) }
-}
+static AREA: DmaArea<AREA_SIZE> = DmaArea::new();
 
 static GO: AtomicBool = AtomicBool::new(false);
 static DISK_BASE: AtomicU64 = AtomicU64::new(0);
@@ -80,10 +59,10 @@ static TICKER_DONE: AtomicBool = AtomicBool::new(false);
 
 fn descriptor(index: usize, at: usize, len: u32, flags: u16, next: u16) {
     let base = DESC_AT + index * DESC_SIZE;
-    put(base, area() + at as u64);
-    put(base + 8, len);
-    put(base + 12, flags);
-    put(base + 14, next);
+    AREA.put(base, AREA.address() + at as u64);
+    AREA.put(base + 8, len);
+    AREA.put(base + 12, flags);
+    AREA.put(base + 14, next);
 }
 
 fn wait_until(what: &AtomicBool, deadline: u64) -> bool {
@@ -101,22 +80,20 @@ pub fn run(platform: &Platform, disk: Option<u64>, entry: u64) -> Result<&'stati
     if platform.cpu_count <= TICKER {
         return Err("needs three vCPUs (notifier, publisher, ticker)");
     }
-    for at in (0..AREA_SIZE).step_by(8) {
-        put(at, 0u64);
-    }
+    AREA.clear();
     let dev = Device(base);
     DISK_BASE.store(base, Ordering::Relaxed);
     let queue = QueueLayout {
         size: u32::from(QUEUE_SIZE),
-        desc: area() + DESC_AT as u64,
-        avail: area() + AVAIL_AT as u64,
-        used: area() + USED_AT as u64,
+        desc: AREA.address() + DESC_AT as u64,
+        avail: AREA.address() + AVAIL_AT as u64,
+        used: AREA.address() + USED_AT as u64,
     };
     disk::start(&dev, &queue)?;
     // One chain, 0 -> 1 -> 2; every avail entry (all zero) names it.
-    put(HEADER_AT, T_IN);
-    put(HEADER_AT + 8, 0u64);
-    put(STATUS_AT, STATUS_UNWRITTEN);
+    AREA.put(HEADER_AT, T_IN);
+    AREA.put(HEADER_AT + 8, 0u64);
+    AREA.put(STATUS_AT, STATUS_UNWRITTEN);
     descriptor(0, HEADER_AT, HEADER_LEN, F_NEXT, 1);
     descriptor(1, DATA_AT, DATA_LEN, F_WRITE | F_NEXT, 2);
     descriptor(2, STATUS_AT, 1, F_WRITE, 0);
@@ -138,17 +115,17 @@ pub fn run(platform: &Platform, disk: Option<u64>, entry: u64) -> Result<&'stati
     let ticks = TICKS.load(Ordering::Acquire);
     let expected = FLOOD_US / TICK_US;
     println!("FUZZ: scenario virtio_flood notify_us={notify_us} ticks={ticks}/{expected}");
-    while get::<u16>(USED_AT + RING_IDX) != published {
+    while AREA.get::<u16>(USED_AT + RING_IDX) != published {
         if arch::now() > late {
             println!(
                 "FUZZ: scenario virtio_flood stuck: published={published} completed={} (mod 2^16)",
-                get::<u16>(USED_AT + RING_IDX)
+                AREA.get::<u16>(USED_AT + RING_IDX)
             );
             return Err("the published requests were not all completed");
         }
         core::hint::spin_loop();
     }
-    let status = get::<u8>(STATUS_AT);
+    let status = AREA.get::<u8>(STATUS_AT);
     let interrupts = dev.read(ops::INTERRUPT_STATUS)?;
     dev.write(ops::INTERRUPT_ACK, interrupts)?;
     dev.write(ops::STATUS, 0)?;
@@ -172,12 +149,12 @@ pub fn publisher() {
     let mut published: u16 = 0;
     let mut total: u64 = 0;
     while arch::now() < end {
-        if published.wrapping_sub(get::<u16>(USED_AT + RING_IDX)) < MAX_AHEAD {
-            put(AVAIL_AT + RING_ENTRIES + 2 * usize::from(published % QUEUE_SIZE), 0u16);
+        if published.wrapping_sub(AREA.get::<u16>(USED_AT + RING_IDX)) < MAX_AHEAD {
+            AREA.put(AVAIL_AT + RING_ENTRIES + 2 * usize::from(published % QUEUE_SIZE), 0u16);
             published = published.wrapping_add(1);
             total += 1;
             arch::dsb_sy();
-            put(AVAIL_AT + RING_IDX, published);
+            AREA.put(AVAIL_AT + RING_IDX, published);
         }
     }
     println!("FUZZ: scenario virtio_flood publisher published={total}");

@@ -4,6 +4,7 @@
 //! other's breakpoints, and reset when a vCPU starts afresh (issue 13, hole 6).
 
 use aarch64_cpu::registers::{Readable, ID_AA64DFR0_EL1};
+use spin::Once;
 
 /// The architecture allows up to 16 of each.
 const MAX_PAIRS: usize = 16;
@@ -95,11 +96,14 @@ pub struct DebugRegisters {
 }
 
 /// How many breakpoints and watchpoints this CPU has (ID_AA64DFR0_EL1.BRPs/WRPs hold the count
-/// minus one).
+/// minus one), read once: every vCPU switch needs it twice.
 fn implemented() -> (usize, usize) {
-    let breakpoints = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::BRPs) as usize + 1;
-    let watchpoints = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::WRPs) as usize + 1;
-    (breakpoints.min(MAX_PAIRS), watchpoints.min(MAX_PAIRS))
+    static COUNTS: Once<(usize, usize)> = Once::new();
+    *COUNTS.call_once(|| {
+        let breakpoints = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::BRPs) as usize + 1;
+        let watchpoints = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::WRPs) as usize + 1;
+        (breakpoints.min(MAX_PAIRS), watchpoints.min(MAX_PAIRS))
+    })
 }
 
 impl DebugRegisters {
