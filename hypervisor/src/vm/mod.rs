@@ -17,6 +17,7 @@ macro_rules! guest_warn {
 pub mod exits;
 pub mod hvm;
 pub mod irq;
+mod lr_path;
 pub mod run;
 pub mod stats;
 

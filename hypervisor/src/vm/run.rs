@@ -10,13 +10,13 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
 use spin::Mutex;
 
-use super::{exits, irq, stats, vm, Vm};
+use super::{exits, irq, lr_path, stats, vm, Vm};
 use crate::arch::aarch64::context::VcpuContext;
 use crate::arch::aarch64::trap::{TrapFrame, VectorKind};
 use crate::arch::aarch64::{cpu, gic as pgic, guest, hyp_timer};
 use crate::exit::dispatch::{route, Action, ExitInfo};
 use crate::gic::loaded::{ExitReason, LoadedLrs};
-use crate::gic::{Kick, Vgic, MAX_LRS};
+use crate::gic::MAX_LRS;
 use crate::guest_map::{self, PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER};
 use crate::hvm::boot::El1Boot;
 use crate::mm::stage2::vtcr_value;
@@ -522,18 +522,8 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     // Whether the loaded list registers were synced in this exit (then `LoadedLrs` is exact).
     let mut synced = false;
     if reason.needs_exact_state() && (needs_sync || irq::timers_injected(vcpu)) {
-        let mut loaded = LOADED_LRS[pcpu].lock();
-        let mut vgic = vm.lock_vgic();
-        if needs_sync {
-            sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
-            needs_sync = false;
-            synced = true;
-        }
-        vm.take_posted(&mut vgic, vcpu);
-        let kick = resample_timer_lines(&mut vgic, vcpu);
-        drop(vgic);
-        drop(loaded);
-        vm.kick(kick);
+        synced = lr_path::sync_for_exit(vm, &mut LOADED_LRS[pcpu].lock(), vcpu, needs_sync, &mut work);
+        needs_sync &= !synced;
     }
 
     let (exit_kind, resched) = match (info, action) {
@@ -584,10 +574,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
             next => {
                 if needs_sync {
                     // The vGIC must know what the guest did before the vCPU is put away.
-                    let mut loaded = LOADED_LRS[pcpu].lock();
-                    let mut vgic = vm.lock_vgic();
-                    sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
-                    vm.take_posted(&mut vgic, vcpu);
+                    lr_path::sync(vm, &mut LOADED_LRS[pcpu].lock(), vcpu, &mut work);
                     needs_sync = false;
                 }
                 save(vcpu, frame, state);
@@ -606,47 +593,13 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let mut injected = 0;
     let late_sync = needs_sync && current == vcpu;
     if late_sync || loaded.needs_flush(synced, kicked) {
-        let mut vgic = vm.lock_vgic();
-        let mut kick = Kick::NONE;
-        if late_sync {
-            sync_locked(&mut vgic, &mut loaded, vcpu, &mut work);
-            synced = true;
-        }
-        // After the sync if there was one to do; a vCPU just loaded was synced when it left.
-        vm.take_posted(&mut vgic, current);
-        if late_sync {
-            kick |= resample_timer_lines(&mut vgic, vcpu);
-        }
-        // Without a sync in this exit the guest may have acknowledged entries since they were
-        // written: the flush must start from what the hardware holds now.
-        let hardware = if synced && current == vcpu {
-            *loaded.values()
-        } else {
-            loaded.current(|n| counted_read_lr(n, &mut work))
-        };
-        let mut lrs = hardware;
-        let result = vgic.flush_lrs(current, &mut lrs[..loaded.count()]);
-        drop(vgic);
-        loaded.update(&hardware, &lrs, |n, value| {
-            counted_write_lr(n, value, &mut work);
-            if hardware[n] == 0 {
-                injected += 1;
-            }
-        });
-        work.flushes += 1;
-        // Hardware-linked interrupts the flush withdrew: the guest will never deactivate them.
-        for pintid in result.deactivate.iter().flatten() {
-            pgic::deactivate(*pintid);
-        }
-        for (n, lr) in lrs.iter().enumerate().take(loaded.count()) {
+        let refill = lr_path::refill(vm, &mut loaded, vcpu, current, late_sync, synced, &mut work);
+        injected = refill.injected;
+        for (n, lr) in refill.lrs.iter().enumerate().take(loaded.count()) {
             HYP_DEBUG_LRS[pcpu][n].store(*lr, Ordering::Relaxed);
         }
-        if loaded.set_overflow(result.overflow) {
-            pgic::set_virtual_interface(result.overflow);
-        }
-        drop(loaded);
-        vm.kick(kick | result.kick);
     }
+    drop(loaded);
     if INTERFACE_OFF[pcpu].swap(false, Ordering::Relaxed) {
         pgic::set_virtual_interface(LOADED_LRS[pcpu].lock().overflow());
     }
@@ -671,53 +624,6 @@ fn take_debugger_serror_request(vcpu: usize) {
         log::info!("vcpu{vcpu}: virtual SError injected (a debugger asked for it)");
         crate::arch::aarch64::serror::inject(0);
     }
-}
-
-/// Syncs the loaded vCPU's list registers into the vGIC (the caller holds both locks).
-/// Completed entries leave the hardware at once, not at the next entry: an EOI'd entry keeps
-/// the maintenance interrupt asserted, which would wake a WFI wait over and over.
-fn sync_locked(vgic: &mut Vgic, loaded: &mut LoadedLrs, vcpu: usize, work: &mut VgicStats) {
-    let hardware = loaded.current(|n| counted_read_lr(n, work));
-    let mut lrs = hardware;
-    vgic.sync_lrs(vcpu, &mut lrs[..loaded.count()]);
-    loaded.update(&hardware, &lrs, |n, value| counted_write_lr(n, value, work));
-    work.syncs += 1;
-}
-
-fn counted_read_lr(n: usize, work: &mut VgicStats) -> u64 {
-    work.lr_reads += 1;
-    pgic::read_lr(n)
-}
-
-fn counted_write_lr(n: usize, value: u64, work: &mut VgicStats) {
-    work.lr_writes += 1;
-    pgic::write_lr(n, value);
-}
-
-/// The guest's timer interrupts are level-triggered and hardware-linked: one the guest has not
-/// taken yet must stop being pending once its timer no longer asserts it (disabled, masked,
-/// or moved into the future), as on hardware. The guest's timer writes do not trap, so this
-/// resamples the lines where the guest can look (its vGIC accesses, WFI) and on physical IRQs,
-/// after the list registers were synced (KVM does the same).
-/// Only timers injected since their last resample are looked at (`irq::timers_injected`);
-/// the caller holds the vGIC lock, after a sync. Returns the vCPUs to kick.
-fn resample_timer_lines(vgic: &mut Vgic, vcpu: usize) -> Kick {
-    let mut kick = Kick::NONE;
-    if !irq::timers_injected(vcpu) {
-        return kick;
-    }
-    let timers = crate::arch::aarch64::context::TimerRegisters::read();
-    for (intid, high) in [(PPI_VIRT_TIMER, timers.virtual_line()), (PPI_NONSECURE_PHYS_TIMER, timers.physical_line())] {
-        if high || !irq::take_timer_injected(vcpu, intid) {
-            continue;
-        }
-        let (holder, deactivate) = vgic.hw_line_dropped(intid, vcpu);
-        if deactivate {
-            pgic::deactivate(intid);
-        }
-        kick |= holder;
-    }
-    kick
 }
 
 /// What the exit means for the vCPU's interrupt state (see `gic::loaded`).

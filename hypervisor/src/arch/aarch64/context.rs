@@ -105,6 +105,12 @@ impl TimerRegisters {
         }
     }
 
+    /// Whether the live virtual and physical timers assert their interrupt lines (reads only
+    /// the two control registers).
+    pub fn read_lines() -> (bool, bool) {
+        (timer_line(CNTV_CTL_EL0.get()), timer_line(CNTP_CTL_EL0.get()))
+    }
+
     /// Saves the timers and stops them on this pCPU (the next vCPU must not get their
     /// interrupts).
     pub fn save_and_stop() -> Self {
