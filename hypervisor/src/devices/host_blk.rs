@@ -2,20 +2,25 @@
 //! the host DTB's virtio-mmio slots and driven with the virtio-drivers crate. The guest never
 //! sees this device; it sees the emulated one in `devices::virtio`, which calls this backend.
 //!
-//! Requests are synchronous: the vCPU that notified its queue waits while QEMU serves the I/O.
+//! Requests are synchronous: the vCPU that notified its queue waits while QEMU serves the I/O,
+//! napping between looks so that QEMU's own threads get the host cores.
 //! Data goes through the emulated device's bounce buffer (one copy) rather than handing guest
 //! buffers to the host device, so a guest can never make the real device DMA outside its RAM.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 use super::virtio::blk::{BackendError, BlockBackend, DEVICE_ID_LEN};
+use crate::arch::aarch64::{cpu, hyp_timer};
 use crate::boot::host_dtb::VirtioMmioSlot;
+
+/// Longest sleep between two looks at the host device's used ring (µs).
+const POLL_NAP_US: u64 = 30;
 
 /// virtio-drivers' view of hypervisor memory: identity-mapped, coherent (QEMU), heap-backed.
 pub struct HypHal;
@@ -92,20 +97,53 @@ impl HostBlock {
     }
 }
 
+impl HostBlock {
+    /// Waits until the device has completed the one request in flight. QEMU serves it on other
+    /// host threads (its block layer's workers and main loop), so rather than spin, which keeps
+    /// a host core from them, this pCPU naps between looks at the used ring (a WFI: QEMU stops
+    /// its thread). The device's interrupt is not wired to wake it: a nap lasts at most
+    /// `POLL_NAP_US`.
+    fn wait_until_used(&mut self) {
+        let ticks_per_us = cpu::counter_frequency() / 1_000_000;
+        while self.device.peek_used().is_none() {
+            hyp_timer::nap_until(cpu::counter() + POLL_NAP_US * ticks_per_us);
+        }
+    }
+}
+
 impl BlockBackend for HostBlock {
     fn capacity_sectors(&self) -> u64 {
         self.device.capacity()
     }
 
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        self.device.read_blocks(sector as usize, buf).map_err(|e| {
+        let mut request = BlkReq::default();
+        let mut response = BlkResp::default();
+        // SAFETY: `request`, `buf` and `response` are not touched between the submission and
+        // `complete_read_blocks` (this function waits for it), which gets the same buffers.
+        let result = unsafe {
+            self.device.read_blocks_nb(sector as usize, &mut request, buf, &mut response).and_then(|token| {
+                self.wait_until_used();
+                self.device.complete_read_blocks(token, &request, buf, &mut response)
+            })
+        };
+        result.map_err(|e| {
             log::warn!("disk read at sector {sector} failed: {e:?}");
             BackendError::Io
         })
     }
 
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BackendError> {
-        self.device.write_blocks(sector as usize, buf).map_err(|e| {
+        let mut request = BlkReq::default();
+        let mut response = BlkResp::default();
+        // SAFETY: as for `read`.
+        let result = unsafe {
+            self.device.write_blocks_nb(sector as usize, &mut request, buf, &mut response).and_then(|token| {
+                self.wait_until_used();
+                self.device.complete_write_blocks(token, &request, buf, &mut response)
+            })
+        };
+        result.map_err(|e| {
             log::warn!("disk write at sector {sector} failed: {e:?}");
             BackendError::Io
         })

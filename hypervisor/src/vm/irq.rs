@@ -77,7 +77,7 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
 }
 
 /// Per vCPU, the timer PPIs injected since their line was last resampled (bit 0: virtual,
-/// bit 1: physical); see `run::resample_timer_lines`.
+/// bit 1: physical); see `lr_path::resample_timer_lines`.
 static TIMERS_INJECTED: [AtomicU8; MAX_VCPUS] = [const { AtomicU8::new(0) }; MAX_VCPUS];
 
 fn timer_bit(intid: u32) -> u8 {

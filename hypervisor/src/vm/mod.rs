@@ -14,6 +14,7 @@ macro_rules! guest_warn {
     };
 }
 
+mod contended;
 pub mod exits;
 pub mod hvm;
 pub mod irq;
@@ -197,17 +198,19 @@ impl MmioDevice for DiskDevice {
     fn name(&self) -> &'static str {
         "virtio-blk"
     }
+    // The disk's lock is held for whole passes over the host device (milliseconds): waiters
+    // nap rather than spin (see `contended`).
     fn read(&mut self, offset: u64, size: u8) -> u64 {
-        self.0.lock().read(offset, size)
+        contended::lock(&self.0).read(offset, size)
     }
     fn write(&mut self, offset: u64, size: u8, value: u64) {
-        let mut disk = self.0.lock();
+        let mut disk = contended::lock(&self.0);
         disk.write(offset, size, value);
         DISK_UNSERVED.store(disk.has_unserved(), Ordering::Release);
         log_disk_error(&mut disk);
     }
     fn irq_asserted(&self) -> bool {
-        self.0.lock().irq_asserted()
+        contended::lock(&self.0).irq_asserted()
     }
 }
 
@@ -463,7 +466,7 @@ impl Vm {
             return guard;
         }
         let start = cpu::counter();
-        let guard = self.vgic.lock();
+        let guard = contended::lock(&self.vgic);
         let waited = cpu::counter() - start;
         stats::add_vgic(crate::profile::VgicStats { lock_waits: 1, lock_wait_ticks: waited, ..Default::default() });
         guard

@@ -1,7 +1,7 @@
 //! The EL2 physical timer (CNTHP): the scheduler's preemption tick and idle wake-up. Only EL2
 //! can program it, so nothing a guest does can stop the tick.
 
-use aarch64_cpu::registers::{Writeable, CNTHP_CTL_EL2};
+use aarch64_cpu::registers::{Readable, Writeable, CNTHP_CTL_EL2};
 
 /// Fires the tick when the counter reaches `deadline`.
 pub fn arm_at(deadline: u64) {
@@ -13,4 +13,41 @@ pub fn arm_at(deadline: u64) {
 /// Stops the tick (its interrupt line drops).
 pub fn disarm() {
     CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR);
+}
+
+/// Sleeps this pCPU until the counter reaches `deadline` or an interrupt is pending, whichever
+/// comes first, and leaves the tick as it found it. Returns at once if an interrupt is pending
+/// already. On QEMU a WFI with nothing pending stops the CPU's host thread, so its host core
+/// goes to another thread, e.g. the holder of a lock this pCPU waits for.
+pub fn nap_until(deadline: u64) {
+    if physical_irq_pending() {
+        return;
+    }
+    let saved_ctl = CNTHP_CTL_EL2.get();
+    let saved_deadline = deadline_register();
+    let tick_armed = CNTHP_CTL_EL2.matches_all(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+    arm_at(if tick_armed { deadline.min(saved_deadline) } else { deadline });
+    aarch64_cpu::asm::wfi();
+    // SAFETY: as in `arm_at`; the deadline goes back before the control, so a re-enabled tick
+    // never compares against the nap's deadline.
+    unsafe { core::arch::asm!("msr cnthp_cval_el2, {}", in(reg) saved_deadline) };
+    CNTHP_CTL_EL2.set(saved_ctl);
+}
+
+/// CNTHP_CVAL_EL2 (aarch64-cpu has no accessor for it).
+fn deadline_register() -> u64 {
+    let value: u64;
+    // SAFETY: reading the hypervisor's own timer deadline has no side effect.
+    unsafe { core::arch::asm!("mrs {}, cnthp_cval_el2", out(reg) value) };
+    value
+}
+
+/// ISR_EL1.I, bit [7]: read at EL2, whether a physical IRQ is pending (masked or not).
+const ISR_IRQ_PENDING: u64 = 1 << 7;
+
+fn physical_irq_pending() -> bool {
+    let isr: u64;
+    // SAFETY: ISR_EL1 is a read-only status register (aarch64-cpu has no accessor for it).
+    unsafe { core::arch::asm!("mrs {}, isr_el1", out(reg) isr) };
+    isr & ISR_IRQ_PENDING != 0
 }
