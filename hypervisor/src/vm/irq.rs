@@ -4,7 +4,7 @@
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use super::run::Resched;
-use super::vm;
+use super::{vm, IoPass};
 use crate::arch::aarch64::gic as pgic;
 use crate::arch::aarch64::hyp_timer;
 use crate::console::CONSOLE;
@@ -146,10 +146,20 @@ pub fn wait_for_interrupt(vcpu: usize) {
         if has_deliverable(vcpu) {
             return;
         }
-        // IRQs stay masked at EL2; WFI still wakes when one becomes pending.
-        let idle_start = crate::arch::aarch64::cpu::counter();
-        aarch64_cpu::asm::wfi();
-        super::stats::add_idle(vcpu, crate::arch::aarch64::cpu::counter() - idle_start);
+        // This pCPU has nothing else to do: disk requests a notification left unserved are
+        // served back to back (their completion is often what the vCPU waits for), as an idle
+        // pCPU does; before, they waited for the next exit of some vCPU.
+        // A pass's completion may be for this vCPU: it looks again before sleeping.
+        match vm().serve_unserved_io(true) {
+            IoPass::Ran { .. } => {}
+            IoPass::Deferred => super::run::nap_while_another_pcpu_serves_io(),
+            IoPass::NothingWaits => {
+                // IRQs stay masked at EL2; WFI still wakes when one becomes pending.
+                let idle_start = crate::arch::aarch64::cpu::counter();
+                aarch64_cpu::asm::wfi();
+                super::stats::add_idle(vcpu, crate::arch::aarch64::cpu::counter() - idle_start);
+            }
+        }
         handle_irq(Some(vcpu));
         if super::run::reset_pending() {
             return;

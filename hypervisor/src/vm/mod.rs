@@ -186,6 +186,25 @@ static DISK_UNSERVED: AtomicBool = AtomicBool::new(false);
 /// [`Vm::serve_unserved_io`]).
 static NEXT_BUSY_PASS_AT: AtomicU64 = AtomicU64::new(0);
 
+/// What [`Vm::serve_unserved_io`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoPass {
+    /// No notified disk request waits.
+    NothingWaits,
+    /// A pass ran here; `more` requests still wait.
+    Ran { more: bool },
+    /// Requests wait, but no pass ran here: another pCPU runs one, or it is not yet this busy
+    /// pCPU's turn.
+    Deferred,
+}
+
+impl IoPass {
+    /// Whether requests still wait after this.
+    pub fn more_waits(self) -> bool {
+        !matches!(self, Self::NothingWaits | Self::Ran { more: false })
+    }
+}
+
 /// Logs the request the guest got wrong, if any.
 fn log_disk_error(disk: &mut Disk) {
     if let Some(error) = disk.take_error() {
@@ -506,35 +525,35 @@ impl Vm {
         self.kick(kick);
     }
 
-    /// Serves one more pass of the disk's notified requests if some wait; returns whether some
-    /// still do. Cheap when none wait (one atomic load): it runs on every guest exit, and a
-    /// pass already running on another pCPU is not waited for.
+    /// Serves one more pass of the disk's notified requests if some wait. Cheap when none
+    /// wait (one atomic load): it runs on every guest exit, and a pass already running on
+    /// another pCPU is not waited for.
     ///
     /// The disk is emulated synchronously, so its work takes CPU time from somewhere. An idle
     /// pCPU (`idle`) serves pass after pass: no vCPU waits for it. A pCPU that runs vCPUs
     /// serves at most half of the time: after a pass, none until as long again has passed, so a
     /// guest that floods its disk cannot starve its own other vCPUs.
-    pub fn serve_unserved_io(&self, idle: bool) -> bool {
+    pub fn serve_unserved_io(&self, idle: bool) -> IoPass {
         if !DISK_UNSERVED.load(Ordering::Acquire) {
-            return false;
+            return IoPass::NothingWaits;
         }
         let start = cpu::counter();
         if !idle && start < NEXT_BUSY_PASS_AT.load(Ordering::Relaxed) {
-            return true;
+            return IoPass::Deferred;
         }
         let Some(mut disk) = self.disk.as_ref().and_then(|disk| disk.try_lock()) else {
-            return true;
+            return IoPass::Deferred;
         };
         disk.serve_unserved();
         let end = cpu::counter();
         NEXT_BUSY_PASS_AT.store(end + (end - start), Ordering::Relaxed);
-        let unserved = disk.has_unserved();
-        DISK_UNSERVED.store(unserved, Ordering::Release);
+        let more = disk.has_unserved();
+        DISK_UNSERVED.store(more, Ordering::Release);
         log_disk_error(&mut disk);
         let asserted = disk.irq_asserted();
         drop(disk);
         self.set_line(IrqLine { intid: DISK_INTID, asserted });
-        unserved
+        IoPass::Ran { more }
     }
 
     /// Pulls typed input into the guest's UART (console IRQ) and updates its line.

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
 use spin::Mutex;
 
-use super::{exits, irq, lr_path, stats, vm, Vm};
+use super::{exits, irq, lr_path, stats, vm, IoPass, Vm};
 use crate::arch::aarch64::context::VcpuContext;
 use crate::arch::aarch64::trap::{TrapFrame, VectorKind};
 use crate::arch::aarch64::{cpu, gic as pgic, guest, hyp_timer};
@@ -33,6 +33,8 @@ pub const TIME_SLICE_MS: u64 = 1;
 
 /// How soon a pinned pCPU comes back to serve disk requests a notification left unserved.
 const UNSERVED_IO_RETRY_US: u64 = 500;
+/// How long an idle pCPU naps while another pCPU serves the disk.
+const IO_PASS_NAP_US: u64 = 100;
 
 /// A vCPU's saved state and scheduling state.
 struct VcpuSlot {
@@ -332,10 +334,17 @@ fn idle_until_runnable(pcpu: usize, frame: &mut TrapFrame) {
         if pick_next_vcpu(pcpu).is_some_and(|next| load(pcpu, next, frame)) {
             return;
         }
-        if vm().serve_unserved_io(true) {
-            // More disk work: no sleeping, but take the interrupts that came meanwhile.
-            irq::handle_irq(None);
-            continue;
+        match vm().serve_unserved_io(true) {
+            IoPass::NothingWaits => {}
+            pass => {
+                // Disk work: no sleeping, but take the interrupts that came meanwhile, and look
+                // again for a runnable vCPU (the pass may have completed what one waits for).
+                if pass == IoPass::Deferred {
+                    nap_while_another_pcpu_serves_io();
+                }
+                irq::handle_irq(None);
+                continue;
+            }
         }
         let deadline = QUEUES[pcpu].lock().as_ref().and_then(|q| q.earliest_deadline(&states()));
         match deadline {
@@ -345,6 +354,12 @@ fn idle_until_runnable(pcpu: usize, frame: &mut TrapFrame) {
         aarch64_cpu::asm::wfi();
         irq::handle_irq(None);
     }
+}
+
+/// An idle pCPU whose disk pass could not run (another pCPU runs one) waits a little before it
+/// looks again, without keeping the host core from the pCPU that serves.
+pub fn nap_while_another_pcpu_serves_io() {
+    hyp_timer::nap_until(cpu::counter() + cpu::counter_frequency() * IO_PASS_NAP_US / 1_000_000);
 }
 
 /// What the exit handler asks of the scheduler.
@@ -545,7 +560,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
 
     // Disk requests a notification left unserved: one more bounded pass, charged to the vCPU
     // that exited (before a switch, so the next vCPU's slice starts after it).
-    if vm.serve_unserved_io(false) && !pcpu_is_shared() {
+    if vm.serve_unserved_io(false).more_waits() && !pcpu_is_shared() {
         // Come back for the rest even if the guest polls without exiting (a shared pCPU's
         // slice tick does that already).
         hyp_timer::arm_at(cpu::counter() + cpu::counter_frequency() * UNSERVED_IO_RETRY_US / 1_000_000);
