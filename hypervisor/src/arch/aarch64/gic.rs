@@ -112,6 +112,19 @@ pub fn priority_drop(intid: u32) {
     GicCpuInterface::end_interrupt(int_id(intid), InterruptGroup::Group1);
 }
 
+/// ICC_RPR_EL1 when no interrupt is being handled (its priority not yet dropped).
+const IDLE_RUNNING_PRIORITY: u64 = 0xFF;
+
+/// Whether this pCPU is between the acknowledge and the priority drop of some interrupt. While
+/// it is, interrupts of the same or lower priority (all of the hypervisor's) are not signalled,
+/// and a WFI does not wake for them.
+pub fn handling_interrupt() -> bool {
+    let running: u64;
+    // SAFETY: reading ICC_RPR_EL1 has no side effect (arm-gic has no accessor for it).
+    unsafe { core::arch::asm!("mrs {}, icc_rpr_el1", out(reg) running) };
+    running & IDLE_RUNNING_PRIORITY != IDLE_RUNNING_PRIORITY
+}
+
 /// Deactivates `intid` (ICC_DIR_EL1).
 pub fn deactivate(intid: u32) {
     // SAFETY: writing ICC_DIR_EL1 deactivates an interrupt; no memory is involved.

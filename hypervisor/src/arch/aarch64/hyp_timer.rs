@@ -17,10 +17,12 @@ pub fn disarm() {
 
 /// Sleeps this pCPU until the counter reaches `deadline` or an interrupt is pending, whichever
 /// comes first, and leaves the tick as it found it. Returns at once if an interrupt is pending
-/// already. On QEMU a WFI with nothing pending stops the CPU's host thread, so its host core
-/// goes to another thread, e.g. the holder of a lock this pCPU waits for.
+/// already, or if this pCPU is handling one (inside the IRQ path, before its priority drop):
+/// then the nap's own timer interrupt would not be signalled, and the WFI might never end.
+/// On QEMU a WFI with nothing pending stops the CPU's host thread, so its host core goes to
+/// another thread, e.g. the holder of a lock this pCPU waits for.
 pub fn nap_until(deadline: u64) {
-    if physical_irq_pending() {
+    if physical_irq_pending() || super::gic::handling_interrupt() {
         return;
     }
     let saved_ctl = CNTHP_CTL_EL2.get();
