@@ -3,6 +3,7 @@
 //! can never make the hypervisor touch memory outside the guest's RAM.
 
 use super::addr::{HostPhys, Ipa};
+use super::bulk_copy;
 use super::MemRange;
 
 /// The guest's RAM: `ipa` range (guest-physical) and where it lives in host memory.
@@ -42,7 +43,7 @@ impl GuestMemory {
         // SAFETY: `host_address` checked the whole range lies in guest RAM, which `new`'s
         // contract makes ours to write; `bytes` cannot overlap it (it is hypervisor memory or a
         // module outside guest RAM).
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), host as *mut u8, bytes.len()) };
+        unsafe { bulk_copy::copy_nonoverlapping(bytes.as_ptr(), host as *mut u8, bytes.len()) };
         Ok(())
     }
 
@@ -50,7 +51,7 @@ impl GuestMemory {
     pub fn read(&self, ipa: Ipa, out: &mut [u8]) -> Result<(), OutsideGuestRam> {
         let HostPhys(host) = self.host_address(ipa, out.len() as u64)?;
         // SAFETY: as in `write`, the range was checked to lie in guest RAM.
-        unsafe { core::ptr::copy_nonoverlapping(host as *const u8, out.as_mut_ptr(), out.len()) };
+        unsafe { bulk_copy::copy_nonoverlapping(host as *const u8, out.as_mut_ptr(), out.len()) };
         Ok(())
     }
 }

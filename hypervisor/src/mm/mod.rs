@@ -1,6 +1,7 @@
 //! Memory: address ranges and the host memory plan.
 
 pub mod addr;
+mod bulk_copy;
 pub mod guest_memory;
 pub mod layout;
 pub mod stage2;
