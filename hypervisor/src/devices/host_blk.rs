@@ -16,7 +16,7 @@ use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 use super::virtio::blk::{BackendError, BlockBackend, DEVICE_ID_LEN};
-use crate::arch::aarch64::{cpu, hyp_timer};
+use crate::arch::aarch64::hyp_timer;
 use crate::boot::host_dtb::VirtioMmioSlot;
 
 /// Longest sleep between two looks at the host device's used ring (µs).
@@ -95,20 +95,25 @@ impl HostBlock {
         }
         None
     }
-}
 
-impl HostBlock {
     /// Waits until the device has completed the one request in flight. QEMU serves it on other
     /// host threads (its block layer's workers and main loop), so rather than spin, which keeps
     /// a host core from them, this pCPU naps between looks at the used ring (a WFI: QEMU stops
     /// its thread). The device's interrupt is not wired to wake it: a nap lasts at most
     /// `POLL_NAP_US`.
     fn wait_until_used(&mut self) {
-        let ticks_per_us = cpu::counter_frequency() / 1_000_000;
         while self.device.peek_used().is_none() {
-            hyp_timer::nap_until(cpu::counter() + POLL_NAP_US * ticks_per_us);
+            hyp_timer::nap_for_us(POLL_NAP_US);
         }
     }
+}
+
+/// A host request's outcome for the emulated device; failures are logged.
+fn io_result(result: virtio_drivers::Result, what: &str, sector: u64) -> Result<(), BackendError> {
+    result.map_err(|e| {
+        log::warn!("disk {what} at sector {sector} failed: {e:?}");
+        BackendError::Io
+    })
 }
 
 impl BlockBackend for HostBlock {
@@ -127,10 +132,7 @@ impl BlockBackend for HostBlock {
                 self.device.complete_read_blocks(token, &request, buf, &mut response)
             })
         };
-        result.map_err(|e| {
-            log::warn!("disk read at sector {sector} failed: {e:?}");
-            BackendError::Io
-        })
+        io_result(result, "read", sector)
     }
 
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BackendError> {
@@ -143,10 +145,7 @@ impl BlockBackend for HostBlock {
                 self.device.complete_write_blocks(token, &request, buf, &mut response)
             })
         };
-        result.map_err(|e| {
-            log::warn!("disk write at sector {sector} failed: {e:?}");
-            BackendError::Io
-        })
+        io_result(result, "write", sector)
     }
 
     fn flush(&mut self) -> Result<(), BackendError> {

@@ -17,17 +17,15 @@ const NAP_US: u64 = 50;
 
 /// Locks `mutex`; if another pCPU holds it, waits as the module docs say.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    let ticks_per_us = cpu::counter_frequency() / 1_000_000;
-    let spin_until = cpu::counter() + SPIN_US * ticks_per_us;
+    let spin_until = cpu::counter() + cpu::counter_frequency() * SPIN_US / 1_000_000;
     loop {
         if let Some(guard) = mutex.try_lock() {
             return guard;
         }
-        let now = cpu::counter();
-        if now < spin_until {
+        if cpu::counter() < spin_until {
             core::hint::spin_loop();
         } else {
-            hyp_timer::nap_until(now + NAP_US * ticks_per_us);
+            hyp_timer::nap_for_us(NAP_US);
         }
     }
 }

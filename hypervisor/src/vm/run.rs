@@ -359,7 +359,7 @@ fn idle_until_runnable(pcpu: usize, frame: &mut TrapFrame) {
 /// An idle pCPU whose disk pass could not run (another pCPU runs one) waits a little before it
 /// looks again, without keeping the host core from the pCPU that serves.
 pub fn nap_while_another_pcpu_serves_io() {
-    hyp_timer::nap_until(cpu::counter() + cpu::counter_frequency() * IO_PASS_NAP_US / 1_000_000);
+    hyp_timer::nap_for_us(IO_PASS_NAP_US);
 }
 
 /// What the exit handler asks of the scheduler.

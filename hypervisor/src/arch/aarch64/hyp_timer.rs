@@ -36,6 +36,11 @@ pub fn nap_until(deadline: u64) {
     CNTHP_CTL_EL2.set(saved_ctl);
 }
 
+/// [`nap_until`] `micros` microseconds from now.
+pub fn nap_for_us(micros: u64) {
+    nap_until(super::cpu::counter() + super::cpu::counter_frequency() * micros / 1_000_000);
+}
+
 /// CNTHP_CVAL_EL2 (aarch64-cpu has no accessor for it).
 fn deadline_register() -> u64 {
     let value: u64;
