@@ -35,24 +35,12 @@ pub fn write_hardware(loaded: &mut LoadedLrs, hardware: &[u64; MAX_LRS], new: &[
     });
 }
 
-/// Syncs the loaded vCPU's list registers into the vGIC (and takes its posted timer PPIs in,
-/// which must come after the sync). Completed entries leave the hardware at once, not at the
-/// next entry: an EOI'd entry keeps the maintenance interrupt asserted, which would wake a WFI
-/// wait over and over.
-pub fn sync(vm: &Vm, loaded: &mut LoadedLrs, vcpu: usize, work: &mut VgicStats) {
-    let hardware = read_hardware(loaded, work);
-    let mut lrs = hardware;
-    let mut vgic = vm.lock_vgic();
-    vgic.sync_lrs(vcpu, &mut lrs[..loaded.count()]);
-    vm.take_posted(&mut vgic, vcpu);
-    drop(vgic);
-    write_hardware(loaded, &hardware, &lrs, work);
-    work.syncs += 1;
-}
-
-/// Syncs (if `needs_sync`) and resamples the timer lines of the loaded vCPU, for an exit whose
-/// handling reads its interrupt state. Says whether it synced.
-pub fn sync_for_exit(vm: &Vm, loaded: &mut LoadedLrs, vcpu: usize, needs_sync: bool, work: &mut VgicStats) -> bool {
+/// Syncs the loaded vCPU's list registers into the vGIC if `needs_sync`, takes its posted timer
+/// PPIs in (after the sync) and resamples its timer lines: for an exit whose handling reads its
+/// interrupt state, and before the vCPU is switched out. Says whether it synced. Completed
+/// entries leave the hardware at once, not at the next entry: an EOI'd entry keeps the
+/// maintenance interrupt asserted, which would wake a WFI wait over and over.
+pub fn sync_and_resample(vm: &Vm, loaded: &mut LoadedLrs, vcpu: usize, needs_sync: bool, work: &mut VgicStats) -> bool {
     let hardware = needs_sync.then(|| read_hardware(loaded, work));
     let lines = TimerLines::read_if_injected(vcpu);
     let mut lrs = hardware;

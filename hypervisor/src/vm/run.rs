@@ -537,7 +537,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     // Whether the loaded list registers were synced in this exit (then `LoadedLrs` is exact).
     let mut synced = false;
     if reason.needs_exact_state() && (needs_sync || irq::timers_injected(vcpu)) {
-        synced = lr_path::sync_for_exit(vm, &mut LOADED_LRS[pcpu].lock(), vcpu, needs_sync, &mut work);
+        synced = lr_path::sync_and_resample(vm, &mut LOADED_LRS[pcpu].lock(), vcpu, needs_sync, &mut work);
         needs_sync &= !synced;
     }
 
@@ -589,7 +589,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
             next => {
                 if needs_sync {
                     // The vGIC must know what the guest did before the vCPU is put away.
-                    lr_path::sync(vm, &mut LOADED_LRS[pcpu].lock(), vcpu, &mut work);
+                    lr_path::sync_and_resample(vm, &mut LOADED_LRS[pcpu].lock(), vcpu, true, &mut work);
                     needs_sync = false;
                 }
                 save(vcpu, frame, state);
