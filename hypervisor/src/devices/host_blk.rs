@@ -2,25 +2,20 @@
 //! the host DTB's virtio-mmio slots and driven with the virtio-drivers crate. The guest never
 //! sees this device; it sees the emulated one in `devices::virtio`, which calls this backend.
 //!
-//! Requests are synchronous: the vCPU that notified its queue waits while QEMU serves the I/O,
-//! napping between looks so that QEMU's own threads get the host cores.
+//! Requests are synchronous: the vCPU that notified its queue waits while QEMU serves the I/O.
 //! Data goes through the emulated device's bounce buffer (one copy) rather than handing guest
 //! buffers to the host device, so a guest can never make the real device DMA outside its RAM.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use virtio_drivers::device::blk::{BlkReq, BlkResp, VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 use super::virtio::blk::{BackendError, BlockBackend, DEVICE_ID_LEN};
-use crate::arch::aarch64::hyp_timer;
 use crate::boot::host_dtb::VirtioMmioSlot;
-
-/// Longest sleep between two looks at the host device's used ring (µs).
-const POLL_NAP_US: u64 = 30;
 
 /// virtio-drivers' view of hypervisor memory: identity-mapped, coherent (QEMU), heap-backed.
 pub struct HypHal;
@@ -95,25 +90,6 @@ impl HostBlock {
         }
         None
     }
-
-    /// Waits until the device has completed the one request in flight. QEMU serves it on other
-    /// host threads (its block layer's workers and main loop), so rather than spin, which keeps
-    /// a host core from them, this pCPU naps between looks at the used ring (a WFI: QEMU stops
-    /// its thread). The device's interrupt is not wired to wake it: a nap lasts at most
-    /// `POLL_NAP_US`.
-    fn wait_until_used(&mut self) {
-        while self.device.peek_used().is_none() {
-            hyp_timer::nap_for_us(POLL_NAP_US);
-        }
-    }
-}
-
-/// A host request's outcome for the emulated device; failures are logged.
-fn io_result(result: virtio_drivers::Result, what: &str, sector: u64) -> Result<(), BackendError> {
-    result.map_err(|e| {
-        log::warn!("disk {what} at sector {sector} failed: {e:?}");
-        BackendError::Io
-    })
 }
 
 impl BlockBackend for HostBlock {
@@ -122,30 +98,17 @@ impl BlockBackend for HostBlock {
     }
 
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        let mut request = BlkReq::default();
-        let mut response = BlkResp::default();
-        // SAFETY: `request`, `buf` and `response` are not touched between the submission and
-        // `complete_read_blocks` (this function waits for it), which gets the same buffers.
-        let result = unsafe {
-            self.device.read_blocks_nb(sector as usize, &mut request, buf, &mut response).and_then(|token| {
-                self.wait_until_used();
-                self.device.complete_read_blocks(token, &request, buf, &mut response)
-            })
-        };
-        io_result(result, "read", sector)
+        self.device.read_blocks(sector as usize, buf).map_err(|e| {
+            log::warn!("disk read at sector {sector} failed: {e:?}");
+            BackendError::Io
+        })
     }
 
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BackendError> {
-        let mut request = BlkReq::default();
-        let mut response = BlkResp::default();
-        // SAFETY: as for `read`.
-        let result = unsafe {
-            self.device.write_blocks_nb(sector as usize, &mut request, buf, &mut response).and_then(|token| {
-                self.wait_until_used();
-                self.device.complete_write_blocks(token, &request, buf, &mut response)
-            })
-        };
-        io_result(result, "write", sector)
+        self.device.write_blocks(sector as usize, buf).map_err(|e| {
+            log::warn!("disk write at sector {sector} failed: {e:?}");
+            BackendError::Io
+        })
     }
 
     fn flush(&mut self) -> Result<(), BackendError> {
