@@ -227,20 +227,23 @@ class HypPending(gdb.Command):
 
     @with_physical_memory
     def invoke(self, arg, from_tty):
-        vgic = locked(vm()["vgic"])
+        # Each vCPU's interrupts and the distributor's SPIs have their own lock; gdb reads
+        # through them (the target is stopped).
+        vgic = vm()["vgic"]
         def describe(irq):
             flags = [name for name in ("enabled", "latch", "line", "active") if bool(irq[name])]
             in_lr = "in LR" if "Some" in str(irq["lr"]) else ""
             return flags, in_lr
         shown = 0
         for vcpu, state in enumerate(vec_items(vgic["vcpus"])):
+            state = locked(state)
             for intid in range(32):
                 flags, in_lr = describe(state["private"][intid])
                 if {"latch", "line", "active"} & set(flags) or in_lr:
                     kind = "SGI" if intid < 16 else "PPI"
                     print(f"vcpu{vcpu} {kind} {intid}: {' '.join(flags)} {in_lr}")
                     shown += 1
-        for n, irq in enumerate(vec_items(vgic["spis"])):
+        for n, irq in enumerate(vec_items(locked(vgic["dist"])["spis"])):
             flags, in_lr = describe(irq)
             if {"latch", "line", "active"} & set(flags) or in_lr:
                 print(f"SPI {32 + n}: {' '.join(flags)} {in_lr}")

@@ -7,7 +7,8 @@
 
 use super::irq::{INTID_END, MAX_PINTID};
 use super::regs::{ArrayAccess, Bank};
-use super::vgic::{Vgic, IROUTER_WRITABLE};
+use super::vgic::Vgic;
+use super::view::{Groups, View, IROUTER_WRITABLE};
 use super::{
     is_valid_size, merge_window, reg64_shift, size_mask, Kick, MmioRead, MmioWrite, RegAccess, IIDR, PIDR2_ARCH_GICV3,
     PIDR2_OFFSET,
@@ -54,7 +55,7 @@ impl Vgic {
             return MmioRead::refused(RegAccess::WrongSize);
         }
         if (GICD_IROUTER..GICD_IROUTER_END).contains(&offset) {
-            return self.irouter_read(offset, size);
+            return self.read_distributor(|view| view.irouter_read(offset, size));
         }
         let value = match offset {
             GICD_CTLR => self.ctlr(),
@@ -64,7 +65,7 @@ impl Vgic {
             PIDR2_OFFSET => PIDR2_ARCH_GICV3.into(),
             _ => {
                 return match ArrayAccess::decode(offset, size) {
-                    Ok(access) => MmioRead::ok(self.array_read(Bank::Spis, access)),
+                    Ok(access) => self.read_distributor(|view| MmioRead::ok(view.array_read(Bank::Spis, access))),
                     Err(refusal) => MmioRead::refused(refusal),
                 };
             }
@@ -76,7 +77,7 @@ impl Vgic {
     }
 
     /// Emulates a guest write of the low `size` bytes of `value` at `offset` in the GICD frame.
-    pub fn gicd_write(&mut self, offset: u64, size: u8, value: u64) -> MmioWrite {
+    pub fn gicd_write(&self, offset: u64, size: u8, value: u64) -> MmioWrite {
         if offset >= GICD_SIZE {
             return MmioWrite::refused(RegAccess::Unknown);
         }
@@ -85,7 +86,7 @@ impl Vgic {
         }
         let value = value & size_mask(size);
         if (GICD_IROUTER..GICD_IROUTER_END).contains(&offset) {
-            return self.irouter_write(offset, size, value);
+            return self.on_distributor(|view| view.irouter_write(offset, size, value));
         }
         match offset {
             GICD_CTLR | GICD_TYPER | GICD_IIDR | GICD_TYPER2 | GICD_STATUSR | PIDR2_OFFSET if size != WORD => {
@@ -95,35 +96,38 @@ impl Vgic {
             // Read-only identification, and a status register with nothing to report.
             GICD_TYPER | GICD_IIDR | GICD_TYPER2 | GICD_STATUSR | PIDR2_OFFSET => MmioWrite::ok(Kick::NONE),
             _ => match ArrayAccess::decode(offset, size) {
-                Ok(access) => MmioWrite::ok(self.array_write(Bank::Spis, access, value)),
+                Ok(access) => self.on_distributor(|view| MmioWrite::ok(view.array_write(Bank::Spis, access, value))),
                 Err(refusal) => MmioWrite::refused(refusal),
             },
         }
     }
 
     fn ctlr(&self) -> u64 {
+        let groups = self.groups();
         let mut ctlr = CTLR_ARE | CTLR_DS;
-        if self.enable_grp0 {
+        if groups.grp0 {
             ctlr |= CTLR_ENABLE_GRP0;
         }
-        if self.enable_grp1 {
+        if groups.grp1 {
             ctlr |= CTLR_ENABLE_GRP1;
         }
         ctlr
     }
 
     /// Only the group enables are writable. Changing one can change what every vCPU may take.
-    fn set_ctlr(&mut self, value: u64) -> Kick {
-        let before = (self.enable_grp0, self.enable_grp1);
-        self.enable_grp0 = value & CTLR_ENABLE_GRP0 != 0;
-        self.enable_grp1 = value & CTLR_ENABLE_GRP1 != 0;
-        if before == (self.enable_grp0, self.enable_grp1) {
-            Kick::NONE
-        } else {
-            Kick::first(self.num_vcpus)
-        }
+    fn set_ctlr(&self, value: u64) -> Kick {
+        let groups = Groups { grp0: value & CTLR_ENABLE_GRP0 != 0, grp1: value & CTLR_ENABLE_GRP1 != 0 };
+        self.on_distributor(|view| match view.dist.as_deref_mut() {
+            Some(dist) if groups != view.groups => {
+                self.store_groups(dist, groups);
+                Kick::first(self.cfg.num_vcpus)
+            }
+            _ => Kick::NONE,
+        })
     }
+}
 
+impl View<'_> {
     /// The INTID a GICD_IROUTER<n> offset belongs to, and the byte offset within the register.
     fn irouter_at(offset: u64) -> (u32, u64) {
         let relative = offset - GICD_IROUTER;
@@ -137,7 +141,8 @@ impl Vgic {
             return MmioRead::refused(RegAccess::WrongSize);
         };
         // Reserved (n < 32) and unimplemented SPIs read as zero.
-        let route = super::irq::spi_index(intid).map_or(0, |spi| self.routes[spi]);
+        let routes = self.dist.as_deref().map(|dist| &dist.routes);
+        let route = super::irq::spi_index(intid).and_then(|spi| routes?.get(spi).copied()).unwrap_or(0);
         MmioRead::ok((route >> shift) & size_mask(size))
     }
 
@@ -146,14 +151,15 @@ impl Vgic {
         let Some(shift) = reg64_shift(offset_in_reg, size) else {
             return MmioWrite::refused(RegAccess::WrongSize);
         };
-        let Some(spi) = super::irq::spi_index(intid) else {
+        let routes = self.dist.as_deref_mut().map(|dist| &mut dist.routes);
+        let Some(current) = super::irq::spi_index(intid).and_then(|spi| routes?.get_mut(spi)) else {
             return MmioWrite::ok(Kick::NONE);
         };
-        let route = merge_window(self.routes[spi], shift, size, value) & IROUTER_WRITABLE;
-        if route == self.routes[spi] {
+        let route = merge_window(*current, shift, size, value) & IROUTER_WRITABLE;
+        if route == *current {
             return MmioWrite::ok(Kick::NONE);
         }
-        self.routes[spi] = route;
+        *current = route;
         // A new target may now have it; a list register on the old one may need withdrawing.
         MmioWrite::ok(self.attention(0, intid))
     }
@@ -173,7 +179,7 @@ mod tests {
         read.value
     }
 
-    fn write32(vgic: &mut Vgic, offset: u64, value: u64) -> Kick {
+    fn write32(vgic: &Vgic, offset: u64, value: u64) -> Kick {
         let write = vgic.gicd_write(offset, 4, value);
         assert_eq!(write.access, RegAccess::Ok, "write at {offset:#x}");
         write.kick
@@ -197,20 +203,20 @@ mod tests {
 
     #[test]
     fn linux_dist_init_sequence() {
-        let mut vgic = Vgic::new(2);
-        write32(&mut vgic, GICD_CTLR, 0);
+        let vgic = Vgic::new(2);
+        write32(&vgic, GICD_CTLR, 0);
         assert_eq!(read32(&vgic, GICD_CTLR) & 1 << 31, 0, "RWP never set");
         for word in 1..4 {
-            write32(&mut vgic, IGROUPR + 4 * word, !0);
-            write32(&mut vgic, ICFGR + 4 * 2 * word, 0);
-            write32(&mut vgic, ICFGR + 4 * 2 * word + 4, 0);
+            write32(&vgic, IGROUPR + 4 * word, !0);
+            write32(&vgic, ICFGR + 4 * 2 * word, 0);
+            write32(&vgic, ICFGR + 4 * 2 * word + 4, 0);
             for prio in 0..8 {
-                write32(&mut vgic, IPRIORITYR + 32 * word + 4 * prio, 0xA0A0_A0A0);
+                write32(&vgic, IPRIORITYR + 32 * word + 4 * prio, 0xA0A0_A0A0);
             }
-            write32(&mut vgic, ICENABLER + 4 * word, !0);
+            write32(&vgic, ICENABLER + 4 * word, !0);
         }
         // ARE_NS | EnableGrp1A | EnableGrp1 as Linux writes them.
-        write32(&mut vgic, GICD_CTLR, 1 << 4 | 1 << 1 | 1);
+        write32(&vgic, GICD_CTLR, 1 << 4 | 1 << 1 | 1);
         let ctlr = read32(&vgic, GICD_CTLR);
         assert_eq!(ctlr & (CTLR_ARE | CTLR_ENABLE_GRP1), CTLR_ARE | CTLR_ENABLE_GRP1);
         for intid in SPI_BASE..INTID_END {
@@ -224,12 +230,12 @@ mod tests {
 
     #[test]
     fn enabling_a_pending_spi_kicks_its_target() {
-        let mut vgic = Vgic::new(4);
-        write32(&mut vgic, GICD_CTLR, CTLR_ENABLE_GRP1);
+        let vgic = Vgic::new(4);
+        write32(&vgic, GICD_CTLR, CTLR_ENABLE_GRP1);
         assert_eq!(vgic.gicd_write(irouter(UART), 8, 2).kick, Kick::NONE, "nothing pending");
         assert_eq!(vgic.set_pending(UART, 0), Kick::NONE, "still disabled");
         let word = ISENABLER + 4 * u64::from(UART / 32);
-        assert_eq!(write32(&mut vgic, word, 1 << (UART % 32)), Kick::vcpu(2));
+        assert_eq!(write32(&vgic, word, 1 << (UART % 32)), Kick::vcpu(2));
         assert_eq!(read32(&vgic, word), 1 << (UART % 32));
         assert_eq!(read32(&vgic, ISPENDR + 4), 1 << (UART % 32));
         assert!(vgic.has_deliverable(2) && !vgic.has_deliverable(0));
@@ -242,7 +248,7 @@ mod tests {
 
     #[test]
     fn irouter_keeps_only_defined_bits_and_splits_into_halves() {
-        let mut vgic = Vgic::new(1);
+        let vgic = Vgic::new(1);
         vgic.gicd_write(irouter(40), 8, u64::MAX);
         assert_eq!(vgic.gicd_read(irouter(40), 8).value, IROUTER_WRITABLE);
         assert_eq!(vgic.gicd_read(irouter(40) + 4, 4).value, 0xFF);
@@ -255,7 +261,7 @@ mod tests {
 
     #[test]
     fn priorities_are_byte_accessible() {
-        let mut vgic = Vgic::new(1);
+        let vgic = Vgic::new(1);
         let base = IPRIORITYR + u64::from(UART);
         assert_eq!(vgic.gicd_write(base, 1, 0x1234).access, RegAccess::Ok);
         assert_eq!(vgic.gicd_read(base, 1).value, 0x34);
@@ -265,7 +271,7 @@ mod tests {
 
     #[test]
     fn wrong_sizes_and_unknown_offsets_are_reported() {
-        let mut vgic = Vgic::new(1);
+        let vgic = Vgic::new(1);
         assert_eq!(vgic.gicd_read(GICD_CTLR, 8).access, RegAccess::WrongSize);
         assert_eq!(vgic.gicd_write(GICD_CTLR, 1, 3).access, RegAccess::WrongSize);
         assert_eq!(read32(&vgic, GICD_CTLR) & CTLR_ENABLE_GRP1, 0, "ignored");
@@ -277,7 +283,7 @@ mod tests {
 
     #[test]
     fn no_access_panics() {
-        let mut vgic = Vgic::new(2);
+        let vgic = Vgic::new(2);
         for offset in (0..GICD_SIZE + 0x10).step_by(2).chain([u64::MAX - 7, 1 << 63]) {
             for size in [0, 1, 2, 3, 4, 8, 16, u8::MAX] {
                 vgic.gicd_read(offset, size);

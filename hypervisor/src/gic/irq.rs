@@ -6,6 +6,7 @@
 //! a new edge (`latch`), the line level, and guest MMIO edits to apply at the next flush
 //! (`fix`). `lr_sync.rs` moves state between the two.
 
+use super::lr::LrState;
 use crate::guest_map::{NUM_SPIS, SPI_BASE};
 
 /// SGIs are INTIDs 0..16, PPIs 16..32: both private to a vCPU.
@@ -44,11 +45,15 @@ pub enum Trigger {
     Level,
 }
 
-/// Where an interrupt sits while it is in a list register.
+/// Where an interrupt sits while it is in a list register, and the list register's state as
+/// of the holder's last sync or flush. The state is kept here, with the interrupt, rather than
+/// with the holder's record: the distributor reports an SPI's pending and active state under
+/// its own lock, without the lock of the vCPU that holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LrSlot {
     pub vcpu: usize,
     pub index: usize,
+    pub state: LrState,
 }
 
 /// Guest MMIO edits to an interrupt that is in a list register, applied by the owning vCPU's

@@ -2,9 +2,9 @@
 //! exit path touches the virtual GIC (its lock and the ICH_* registers) only when something
 //! can have changed.
 //!
-//! On QEMU every ICH_* access is slow (it takes QEMU's global lock) and the VM-wide vGIC lock
-//! is contended by every vCPU; taking both on every exit made each exit cost far more than the
-//! exit itself. The rules, as KVM does with its used-LR count and ELRSR:
+//! On QEMU every ICH_* access is slow (it takes QEMU's global lock) and the vGIC's locks can be
+//! contended (the VM-wide one it had was, by every vCPU); taking both on every exit made each
+//! exit cost far more than the exit itself. The rules, as KVM does with its used-LR count and ELRSR:
 //!
 //! - **sync** (learn what the guest did with its list registers) only when a list register is
 //!   in use and either one of them was emptied (ICH_ELRSR_EL2), or the exit may depend on or

@@ -12,7 +12,7 @@
 
 use super::irq::{IrqState, LrFixup, LrSlot, INTID_END, NUM_INTIDS, NUM_PRIVATE};
 use super::lr::{ListRegister, LrState};
-use super::vgic::{effective_lr_state, LrEntry, Vgic};
+use super::view::{effective_lr_state, View};
 use super::{Kick, MAX_LRS};
 
 /// What the integrator must do after [`Vgic::flush_lrs`].
@@ -38,31 +38,31 @@ pub struct FlushResult {
 /// that no list register holds (hardware-linked interrupts are private: the guest's timers).
 pub const MAX_DEACTIVATIONS: usize = MAX_LRS + 2;
 
-impl Vgic {
+impl View<'_> {
     /// Learns from `lrs` (ICH_LR<n>_EL2 of `vcpu`, as read after an exit) what the guest did.
     /// Completed interrupts leave the record and their list register is zeroed; for a
     /// level-triggered one whose line is still high that makes it pending again.
     pub fn sync_lrs(&mut self, vcpu: usize, lrs: &mut [u64]) {
-        if vcpu >= self.num_vcpus {
+        if self.cpu(vcpu).is_none() {
             return;
         }
         for (index, raw) in lrs.iter_mut().enumerate().take(MAX_LRS) {
-            let Some(entry) = self.vcpus[vcpu].lrs[index] else {
+            let Some(intid) = self.record(vcpu, index) else {
                 continue;
             };
             let lr = ListRegister::decode(*raw);
             // A list register holding something else than we put there is treated as
             // completed too: our record must never point at a stranger.
-            if lr.state == LrState::Invalid || lr.vintid != entry.intid {
+            if lr.state == LrState::Invalid || lr.vintid != intid {
                 self.release(vcpu, index);
-                if let Some(irq) = self.irq_mut(vcpu, entry.intid) {
+                if let Some(irq) = self.irq_mut(vcpu, intid) {
                     acknowledged(irq);
                 }
                 *raw = 0;
                 continue;
             }
-            self.vcpus[vcpu].lrs[index] = Some(LrEntry { state: lr.state, ..entry });
-            if let Some(irq) = self.irq_mut(vcpu, entry.intid) {
+            if let Some(irq) = self.irq_mut(vcpu, intid) {
+                irq.lr = Some(LrSlot { vcpu, index, state: lr.state });
                 if !lr.state.is_pending() {
                     acknowledged(irq);
                 }
@@ -70,11 +70,16 @@ impl Vgic {
         }
     }
 
+    /// The INTID list register `index` of `vcpu` holds, by the record.
+    fn record(&self, vcpu: usize, index: usize) -> Option<u32> {
+        *self.cpu(vcpu)?.lrs.get(index)?
+    }
+
     /// Prepares `lrs` (ICH_LR<n>_EL2 of `vcpu`; its length is the number of list registers)
     /// for entering the guest. Syncs first, so a preceding [`Vgic::sync_lrs`] is optional.
     /// Every element may change and must be written back.
     pub fn flush_lrs(&mut self, vcpu: usize, lrs: &mut [u64]) -> FlushResult {
-        if vcpu >= self.num_vcpus {
+        if self.cpu(vcpu).is_none() {
             return FlushResult::default();
         }
         self.sync_lrs(vcpu, lrs);
@@ -84,7 +89,7 @@ impl Vgic {
         let mut kick = Kick::NONE;
         let mut deactivate = [None; MAX_DEACTIVATIONS];
         for (index, raw) in lrs.iter_mut().enumerate() {
-            if self.vcpus[vcpu].lrs[index].is_some() {
+            if self.record(vcpu, index).is_some() {
                 let (refresh_kick, withdrawn_pintid) = self.refresh(vcpu, index, raw);
                 kick |= refresh_kick;
                 deactivate[index] = withdrawn_pintid;
@@ -100,7 +105,7 @@ impl Vgic {
         for intid in 0..INTID_END {
             if self.deliverable_to(vcpu, intid) {
                 if let Some(irq) = self.irq(vcpu, intid) {
-                    waiting[count] = (irq.priority & self.lr_priority_mask, intid);
+                    waiting[count] = (irq.priority & self.cfg.lr_priority_mask, intid);
                     count += 1;
                 }
             }
@@ -110,7 +115,7 @@ impl Vgic {
 
         let mut overflow = false;
         for &(priority, intid) in waiting.iter() {
-            let free = self.vcpus[vcpu].lrs[..lrs.len()].iter().position(Option::is_none);
+            let free = (0..lrs.len()).find(|&index| self.record(vcpu, index).is_none());
             let Some(index) = free.or_else(|| self.evict_below(vcpu, priority, lrs)) else {
                 // The rest rank no higher: they wait for a maintenance interrupt.
                 overflow = true;
@@ -148,10 +153,9 @@ impl Vgic {
     /// Returns the vCPU that should take over an interrupt withdrawn from here, and the
     /// physical INTID to deactivate if a hardware-linked interrupt was withdrawn.
     fn refresh(&mut self, vcpu: usize, index: usize, raw: &mut u64) -> (Kick, Option<u32>) {
-        let Some(entry) = self.vcpus[vcpu].lrs[index] else {
+        let Some(intid) = self.record(vcpu, index) else {
             return (Kick::NONE, None);
         };
-        let intid = entry.intid;
         let forwarded_here = self.irq(vcpu, intid).is_some_and(|irq| self.deliverable(vcpu, irq))
             && self.target(vcpu, intid) == Some(vcpu);
         let Some(irq) = self.irq_mut(vcpu, intid) else {
@@ -184,8 +188,8 @@ impl Vgic {
             *raw = 0;
             return (self.attention(vcpu, intid), withdrawn);
         }
+        irq.lr = Some(LrSlot { vcpu, index, state: lr.state });
         *raw = lr.encode();
-        self.vcpus[vcpu].lrs[index] = Some(LrEntry { state: lr.state, ..entry });
         (Kick::NONE, None)
     }
 
@@ -197,10 +201,10 @@ impl Vgic {
             .enumerate()
             .map(|(index, &raw)| (index, ListRegister::decode(raw)))
             .filter(|(index, lr)| {
-                self.vcpus[vcpu].lrs[*index].is_some() && lr.state == LrState::Pending && lr.priority > priority
+                self.record(vcpu, *index).is_some() && lr.state == LrState::Pending && lr.priority > priority
             })
             .max_by_key(|(_, lr)| lr.priority)?;
-        let intid = self.vcpus[vcpu].lrs[index]?.intid;
+        let intid = self.record(vcpu, index)?;
         self.release(vcpu, index);
         if let Some(irq) = self.irq_mut(vcpu, intid) {
             irq.latch |= irq.is_edge();
@@ -211,7 +215,7 @@ impl Vgic {
 
     /// Puts pending `intid` into free list register `index`.
     fn place(&mut self, vcpu: usize, index: usize, intid: u32, raw: &mut u64) {
-        let priority_mask = self.lr_priority_mask;
+        let priority_mask = self.cfg.lr_priority_mask;
         let Some(irq) = self.irq_mut(vcpu, intid) else {
             return;
         };
@@ -232,18 +236,20 @@ impl Vgic {
         }
         irq.active = false;
         irq.fix = LrFixup::default();
-        irq.lr = Some(LrSlot { vcpu, index });
-        self.vcpus[vcpu].lrs[index] = Some(LrEntry { intid, state: lr.state });
+        irq.lr = Some(LrSlot { vcpu, index, state: lr.state });
         *raw = lr.encode();
+        if let Some(record) = self.cpu_mut(vcpu).and_then(|state| state.lrs.get_mut(index)) {
+            *record = Some(intid);
+        }
     }
 
     /// Forgets list register `index` of `vcpu` (both sides of the record).
     fn release(&mut self, vcpu: usize, index: usize) {
-        let Some(entry) = self.vcpus[vcpu].lrs[index].take() else {
+        let Some(intid) = self.cpu_mut(vcpu).and_then(|state| state.lrs.get_mut(index)?.take()) else {
             return;
         };
-        if let Some(irq) = self.irq_mut(vcpu, entry.intid) {
-            if irq.lr == Some(LrSlot { vcpu, index }) {
+        if let Some(irq) = self.irq_mut(vcpu, intid) {
+            if irq.lr.is_some_and(|slot| (slot.vcpu, slot.index) == (vcpu, index)) {
                 irq.lr = None;
                 irq.active = false;
                 irq.fix = LrFixup::default();

@@ -1,21 +1,24 @@
 //! The guest's timer interrupts in flight: when a vCPU's timer fires, the IRQ path posts its
-//! PPI into the vCPU's mailbox with one atomic OR, without the vGIC lock; the vCPU's own pCPU
-//! takes it into the state ([`Vgic::take_posted_ppis`]) under the lock it takes anyway for the
-//! vCPU's list registers, once they are synced. The timer is the commonest interrupt, so its
-//! exit takes the VM-wide lock once instead of twice.
+//! PPI into the vCPU's mailbox with one atomic OR, without taking the vCPU's lock (which its
+//! own exit path may hold on another pCPU while the vCPU moves); the vCPU's own pCPU takes it
+//! into the state ([`VcpuGic::take_posted_ppis`]) under the lock it holds anyway for the
+//! vCPU's list registers, once they are synced.
 //!
 //! Why only the owner takes a PPI in, and only after syncing: a completed list register uses
 //! up its level interrupt's pending latch; a timer that fired after that completion must not
 //! be used up with it.
 //!
 //! SGIs are not posted this way: a lock-free post taken in later lost an IPI in a 4-vCPU
-//! cross-CPU pipe ping-pong (the guest hung with two vCPUs spinning on a lock); sending them
-//! under the lock, the state changes at once. Finding out why is future work.
+//! cross-CPU pipe ping-pong (the guest hung with two vCPUs spinning on a lock). Sent under the
+//! target's own lock (`Vgic::send_sgi`), the state changes at once, and no lock shared by all
+//! vCPUs is involved.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::irq::NUM_SGIS;
-use super::vgic::Vgic;
+#[cfg(doc)]
+use super::vgic::{VcpuGic, Vgic};
+use super::view::View;
 use super::Kick;
 use crate::options::MAX_VCPUS;
 
@@ -64,12 +67,12 @@ impl Mailboxes {
     }
 }
 
-impl Vgic {
+impl View<'_> {
     /// Takes the PPIs posted to `vcpu` into its state, each made pending as
     /// [`Vgic::set_pending`] makes it. Only once the vCPU's list registers are synced (see the
     /// module docs): so only on the pCPU the vCPU is loaded on, after its sync. Returns the vCPU
     /// if it now has something to look at.
-    pub fn take_posted_ppis(&mut self, vcpu: usize, mailboxes: &Mailboxes) -> Kick {
+    pub(super) fn take_posted_ppis(&mut self, vcpu: usize, mailboxes: &Mailboxes) -> Kick {
         let Some(posted) = mailboxes.get(vcpu).filter(|m| !m.is_empty()).map(Mailbox::take) else {
             return Kick::NONE;
         };

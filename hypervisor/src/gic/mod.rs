@@ -10,19 +10,22 @@
 //! - interrupt injection by devices and the hypervisor ([`Vgic::set_pending`],
 //!   [`Vgic::set_level`], [`Vgic::set_hw_mapping`]);
 //! - moving interrupts between the shadow state and a vCPU's list registers
-//!   ([`Vgic::sync_lrs`] after an exit, [`Vgic::flush_lrs`] before an entry).
+//!   ([`VcpuGic::sync_lrs`] after an exit, [`VcpuGic::flush_lrs`] before an entry).
 //!
 //! Nothing in here touches hardware, so it all runs in host unit tests. The integrator owns the
 //! ICH_* accessors, the MMIO trap decoding and the cross-CPU kicks.
 //!
 //! # Integrator contract
 //!
-//! - One [`Vgic`] per VM, behind a lock: every method takes the whole VM's state.
-//! - After a guest exit on vCPU `v`: read its list registers into a slice and call
-//!   [`Vgic::sync_lrs`]; before re-entering: call [`Vgic::flush_lrs`] on the same slice and
-//!   write *every* element back (freed entries are zeroed, which also clears pending EOI
-//!   maintenance status). The slice length is the number of list registers
-//!   (ICH_VTR_EL2.ListRegs + 1); tell [`Vgic::set_lr_priority_bits`] ICH_VTR_EL2.PRIbits + 1.
+//! - One [`Vgic`] per VM, shared by every pCPU; it locks what each call touches (see
+//!   `vgic.rs`: each vCPU's interrupts have their own lock, the distributor its own).
+//! - After a guest exit on vCPU `v`: lock its state with [`Vgic::vcpu`], read its list
+//!   registers into a slice and call [`VcpuGic::sync_lrs`]; before re-entering: call
+//!   [`VcpuGic::flush_lrs`] on the same slice and write *every* element back (freed entries are
+//!   zeroed, which also clears pending EOI maintenance status). The slice length is the number
+//!   of list registers (ICH_VTR_EL2.ListRegs + 1); tell [`Vgic::set_lr_priority_bits`]
+//!   ICH_VTR_EL2.PRIbits + 1. Do not call other [`Vgic`] methods for `v` while holding its
+//!   [`VcpuGic`]: its lock is not re-entrant.
 //! - Set ICH_HCR_EL2.UIE when [`FlushResult::overflow`] is set and clear it otherwise; kick the
 //!   vCPUs in [`FlushResult::kick`].
 //! - Every method returning a [`Kick`] names vCPUs whose deliverable interrupts may have changed:
@@ -44,11 +47,12 @@ mod redistributor;
 mod regs;
 pub mod sgi;
 mod vgic;
+mod view;
 
 pub use affinity::Affinity;
 pub use lr::{ListRegister, LrState};
 pub use lr_sync::FlushResult;
-pub use vgic::Vgic;
+pub use vgic::{VcpuGic, Vgic, Waiter};
 
 use core::ops::{BitOr, BitOrAssign};
 

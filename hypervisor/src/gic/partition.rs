@@ -10,31 +10,31 @@
 //! - Resetting a partition resets its vCPUs' SGIs and PPIs (and, for the ROS, the
 //!   distributor) and leaves the other partition's state alone.
 
-use super::irq::IrqState;
-use super::vgic::{VcpuState, Vgic};
-use crate::guest_map::{NUM_SPIS, SPI_BASE};
+use super::irq::{self, LrFixup};
+use super::vgic::Vgic;
+use super::view::{Distributor, Groups, VcpuState};
 
 impl Vgic {
     /// Makes this the GIC of a hybrid VM whose first `ros_vcpus` vCPUs are the ROS.
     pub fn set_partition(&mut self, ros_vcpus: usize) {
-        self.ros_vcpus = ros_vcpus.clamp(1, self.num_vcpus);
+        self.cfg.ros_vcpus = ros_vcpus.clamp(1, self.cfg.num_vcpus);
     }
 
     pub fn ros_vcpus(&self) -> usize {
-        self.ros_vcpus
+        self.cfg.ros_vcpus
     }
 
     /// Whether `vcpu` belongs to the HRT partition.
     pub fn is_hrt_vcpu(&self, vcpu: usize) -> bool {
-        vcpu >= self.ros_vcpus
+        vcpu >= self.cfg.ros_vcpus
     }
 
     /// How many vCPUs (from 0) an SGI from `sender` can reach.
     pub(super) fn sgi_reach(&self, sender: usize) -> usize {
         if self.is_hrt_vcpu(sender) {
-            self.num_vcpus
+            self.cfg.num_vcpus
         } else {
-            self.ros_vcpus
+            self.cfg.ros_vcpus
         }
     }
 
@@ -45,31 +45,48 @@ impl Vgic {
     }
 
     /// Puts `vcpu`'s SGIs, PPIs, redistributor and list-register record back to reset, keeping
-    /// the hardware links of its timer PPIs. The caller makes sure the vCPU is not loaded
-    /// anywhere (or is dropped before it runs again).
-    pub fn reset_vcpu(&mut self, vcpu: usize) {
-        let Some(state) = self.vcpus.get_mut(vcpu) else {
+    /// the hardware links of its timer PPIs; SPIs its list registers held go back to the
+    /// distributor. The caller makes sure the vCPU is not loaded anywhere (or is dropped before
+    /// it runs again).
+    pub fn reset_vcpu(&self, vcpu: usize) {
+        let Some(mutex) = self.vcpus.get(vcpu) else {
             return;
         };
+        let mut state = self.lock(mutex);
         let links: [Option<u32>; 32] = core::array::from_fn(|intid| state.private[intid].hw_pintid);
+        let held_spis = state.lrs;
         *state = VcpuState::new();
         for (irq, link) in state.private.iter_mut().zip(links) {
             irq.hw_pintid = link;
+        }
+        // Vcpu before distributor: the lock order.
+        let mut dist = self.lock(&self.dist);
+        dist.awake &= !(1 << vcpu);
+        for spi in held_spis.iter().flatten().filter_map(|&intid| irq::spi_index(intid)) {
+            let irq = &mut dist.spis[spi];
+            if irq.lr.is_some_and(|slot| slot.vcpu == vcpu) {
+                irq.lr = None;
+                irq.active = false;
+                irq.fix = LrFixup::default();
+            }
         }
     }
 
     /// Resets the ROS partition's part of the GIC: the distributor (enables, SPIs, routes) and
     /// the ROS vCPUs' redistributors. HRT vCPUs keep their state.
-    pub fn reset_ros(&mut self) {
-        self.enable_grp0 = false;
-        self.enable_grp1 = false;
-        for (n, spi) in self.spis.iter_mut().enumerate() {
-            let link = spi.hw_pintid;
-            *spi = IrqState::reset(SPI_BASE + n as u32);
-            spi.hw_pintid = link;
+    pub fn reset_ros(&self) {
+        {
+            let mut dist = self.lock(&self.dist);
+            let links: alloc::vec::Vec<_> = dist.spis.iter().map(|spi| spi.hw_pintid).collect();
+            let hrt_awake = dist.awake & !((1 << self.cfg.ros_vcpus) - 1);
+            *dist = Distributor::new();
+            for (spi, link) in dist.spis.iter_mut().zip(links) {
+                spi.hw_pintid = link;
+            }
+            dist.awake = hrt_awake;
+            self.store_groups(&mut dist, Groups::default());
         }
-        self.routes = alloc::vec![0; NUM_SPIS as usize];
-        for vcpu in 0..self.ros_vcpus {
+        for vcpu in 0..self.cfg.ros_vcpus {
             self.reset_vcpu(vcpu);
         }
     }
@@ -104,7 +121,7 @@ mod tests {
 
     #[test]
     fn ros_sgis_reach_ros_vcpus_only_the_hrt_reaches_everyone() {
-        let mut vgic = hybrid();
+        let vgic = hybrid();
         vgic.gicd_write(GICD_CTLR, 4, CTLR_ARE_GRP1);
         let broadcast = 1 << 40 | 5 << 24;
         assert_eq!(vgic.send_sgi(0, broadcast), Kick::vcpu(1) | Kick::vcpu(2), "IRM=1 from the ROS");
@@ -117,7 +134,7 @@ mod tests {
 
     #[test]
     fn spis_never_route_to_the_hrt() {
-        let mut vgic = hybrid();
+        let vgic = hybrid();
         vgic.gicd_write(GICD_CTLR, 4, CTLR_ARE_GRP1);
         vgic.gicd_write(GICD_ISENABLER1, 4, 1);
         vgic.gicd_write(GICD_IROUTER + 8 * 32, 8, 3);
@@ -129,7 +146,7 @@ mod tests {
 
     #[test]
     fn the_hrt_does_not_need_the_ros_distributor() {
-        let mut vgic = hybrid();
+        let vgic = hybrid();
         vgic.gicd_write(GICD_CTLR, 4, 0);
         assert_eq!(vgic.send_sgi(3, 5 << 24 | 1 << 3), Kick::vcpu(3));
         assert!(vgic.has_deliverable(3), "HRT SGI with the distributor off");
@@ -148,7 +165,7 @@ mod tests {
 
     #[test]
     fn resetting_one_partition_leaves_the_other_alone() {
-        let mut vgic = hybrid();
+        let vgic = hybrid();
         vgic.gicd_write(GICD_CTLR, 4, CTLR_ARE_GRP1);
         vgic.set_hw_mapping(27, 27);
         vgic.send_sgi(3, 5 << 24 | 1 << 3);
@@ -159,7 +176,7 @@ mod tests {
         assert_eq!(vgic.gicd_read(GICD_CTLR, 4).value & 0x3, 0, "distributor back to disabled");
         vgic.reset_vcpu(3);
         assert!(!vgic.has_deliverable(3));
-        assert_eq!(vgic.vcpus[3].private[27].hw_pintid, Some(27), "timer link kept");
-        assert_eq!(vgic.vcpus[0].private[27].hw_pintid, Some(27));
+        assert_eq!(vgic.irq(3, 27).unwrap().hw_pintid, Some(27), "timer link kept");
+        assert_eq!(vgic.irq(0, 27).unwrap().hw_pintid, Some(27));
     }
 }

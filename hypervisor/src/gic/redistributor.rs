@@ -53,7 +53,7 @@ impl Vgic {
         }
         if frame_offset >= SGI_FRAME {
             return match sgi_frame_access(frame_offset - SGI_FRAME, size) {
-                Ok(access) => MmioRead::ok(self.array_read(Bank::Private(vcpu), access)),
+                Ok(access) => MmioRead::ok(self.on_vcpu(vcpu, |view| view.array_read(Bank::Private(vcpu), access))),
                 Err(refusal) => MmioRead::refused(refusal),
             };
         }
@@ -81,7 +81,7 @@ impl Vgic {
     }
 
     /// Emulates a guest write of the low `size` bytes of `value` at `offset` from GICR_BASE.
-    pub fn gicr_write(&mut self, offset: u64, size: u8, value: u64) -> MmioWrite {
+    pub fn gicr_write(&self, offset: u64, size: u8, value: u64) -> MmioWrite {
         let Some((vcpu, frame_offset)) = self.locate(offset) else {
             return MmioWrite::refused(RegAccess::Unknown);
         };
@@ -91,7 +91,9 @@ impl Vgic {
         let value = value & size_mask(size);
         if frame_offset >= SGI_FRAME {
             return match sgi_frame_access(frame_offset - SGI_FRAME, size) {
-                Ok(access) => MmioWrite::ok(self.array_write(Bank::Private(vcpu), access, value)),
+                Ok(access) => {
+                    MmioWrite::ok(self.on_vcpu(vcpu, |view| view.array_write(Bank::Private(vcpu), access, value)))
+                }
                 Err(refusal) => MmioWrite::refused(refusal),
             };
         }
@@ -111,36 +113,50 @@ impl Vgic {
     /// The vCPU whose redistributor `offset` falls in, and the offset within it.
     fn locate(&self, offset: u64) -> Option<(usize, u64)> {
         let vcpu = usize::try_from(offset / GICR_STRIDE).ok()?;
-        (vcpu < self.num_vcpus).then_some((vcpu, offset % GICR_STRIDE))
+        (vcpu < self.cfg.num_vcpus).then_some((vcpu, offset % GICR_STRIDE))
     }
 
     fn gicr_typer(&self, vcpu: usize) -> u64 {
         let affinity = Affinity::from_mpidr(vcpu_mpidr(vcpu)).packed();
         let mut typer = u64::from(affinity) << TYPER_AFFINITY_SHIFT | (vcpu as u64) << TYPER_PROCESSOR_NUMBER_SHIFT;
         // The ROS walks the frames until Last and must stop at its own (see `gic::partition`).
-        if vcpu + 1 == self.num_vcpus || vcpu + 1 == self.ros_vcpus {
+        if vcpu + 1 == self.cfg.num_vcpus || vcpu + 1 == self.cfg.ros_vcpus {
             typer |= TYPER_LAST;
         }
         typer
     }
 
     fn waker(&self, vcpu: usize) -> u64 {
-        if self.vcpus[vcpu].asleep {
-            WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP
-        } else {
+        let awake = self.read_distributor(|view| view.dist.as_deref().is_some_and(|dist| dist.awake & 1 << vcpu != 0));
+        if awake {
             0
+        } else {
+            WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP
         }
     }
 
     /// Only ProcessorSleep is writable. Waking or parking a redistributor can move SPIs routed
-    /// to "any" vCPU, so every vCPU takes a look.
-    fn set_waker(&mut self, vcpu: usize, value: u64) -> Kick {
+    /// to "any" vCPU, so every vCPU takes a look. The awake set is the distributor's: "any"
+    /// routing reads it.
+    fn set_waker(&self, vcpu: usize, value: u64) -> Kick {
         let asleep = value & WAKER_PROCESSOR_SLEEP != 0;
-        if core::mem::replace(&mut self.vcpus[vcpu].asleep, asleep) == asleep {
-            Kick::NONE
-        } else {
-            Kick::first(self.num_vcpus)
-        }
+        let everyone = Kick::first(self.cfg.num_vcpus);
+        self.on_distributor(|view| {
+            let Some(dist) = view.dist.as_deref_mut() else {
+                return Kick::NONE;
+            };
+            let before = dist.awake;
+            if asleep {
+                dist.awake &= !(1 << vcpu);
+            } else {
+                dist.awake |= 1 << vcpu;
+            }
+            if dist.awake == before {
+                Kick::NONE
+            } else {
+                everyone
+            }
+        })
     }
 }
 
@@ -176,7 +192,7 @@ mod tests {
         read.value
     }
 
-    fn write32(vgic: &mut Vgic, offset: u64, value: u64) -> Kick {
+    fn write32(vgic: &Vgic, offset: u64, value: u64) -> Kick {
         let write = vgic.gicr_write(offset, 4, value);
         assert_eq!(write.access, RegAccess::Ok, "write at {offset:#x}");
         write.kick
@@ -199,24 +215,24 @@ mod tests {
 
     #[test]
     fn waker_handshake() {
-        let mut vgic = Vgic::new(2);
+        let vgic = Vgic::new(2);
         let waker = rd(1, GICR_WAKER);
         assert_eq!(read32(&vgic, waker), WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP);
-        assert_eq!(write32(&mut vgic, waker, 0), Kick::first(2));
+        assert_eq!(write32(&vgic, waker, 0), Kick::first(2));
         assert_eq!(read32(&vgic, waker) & WAKER_CHILDREN_ASLEEP, 0);
         assert_eq!(read32(&vgic, rd(0, GICR_WAKER)), 0b110, "vCPU 0 is untouched");
-        write32(&mut vgic, waker, WAKER_PROCESSOR_SLEEP);
+        write32(&vgic, waker, WAKER_PROCESSOR_SLEEP);
         assert_eq!(read32(&vgic, waker), 0b110);
     }
 
     #[test]
     fn linux_cpu_init_sequence() {
-        let mut vgic = Vgic::new(2);
-        write32(&mut vgic, sgi(1, IGROUPR), !0);
-        write32(&mut vgic, sgi(1, ICACTIVER), !0);
-        write32(&mut vgic, sgi(1, ICENABLER), !0);
+        let vgic = Vgic::new(2);
+        write32(&vgic, sgi(1, IGROUPR), !0);
+        write32(&vgic, sgi(1, ICACTIVER), !0);
+        write32(&vgic, sgi(1, ICENABLER), !0);
         for word in 0..8 {
-            write32(&mut vgic, sgi(1, IPRIORITYR + 4 * word), 0xA0A0_A0A0);
+            write32(&vgic, sgi(1, IPRIORITYR + 4 * word), 0xA0A0_A0A0);
         }
         assert_eq!(read32(&vgic, sgi(1, IGROUPR)), 0xFFFF_FFFF);
         assert_eq!(read32(&vgic, sgi(1, ISENABLER)), 0);
@@ -225,10 +241,10 @@ mod tests {
 
         // The timer PPI: level-triggered, priority by byte, then enabled.
         let timer_cfg_shift = 2 * (PPI_VIRT_TIMER - 16);
-        write32(&mut vgic, sgi(1, ICFGR + 4), 0);
+        write32(&vgic, sgi(1, ICFGR + 4), 0);
         assert_eq!((read32(&vgic, sgi(1, ICFGR + 4)) >> timer_cfg_shift) & 0b11, 0);
         vgic.gicr_write(sgi(1, IPRIORITYR + u64::from(PPI_VIRT_TIMER)), 1, 0x80);
-        write32(&mut vgic, sgi(1, ISENABLER), 1 << PPI_VIRT_TIMER);
+        write32(&vgic, sgi(1, ISENABLER), 1 << PPI_VIRT_TIMER);
         let irq = vgic.irq(1, PPI_VIRT_TIMER).unwrap();
         assert!(irq.enabled && irq.priority == 0x80 && !irq.is_edge());
         assert!(!vgic.irq(0, PPI_VIRT_TIMER).unwrap().enabled);
@@ -236,34 +252,34 @@ mod tests {
 
     #[test]
     fn sgi_config_is_read_only() {
-        let mut vgic = Vgic::new(1);
-        write32(&mut vgic, sgi(0, ICFGR), 0);
+        let vgic = Vgic::new(1);
+        write32(&vgic, sgi(0, ICFGR), 0);
         assert_eq!(read32(&vgic, sgi(0, ICFGR)), 0xAAAA_AAAA);
     }
 
     #[test]
     fn pending_and_active_bits() {
-        let mut vgic = Vgic::new(1);
-        vgic.enable_grp1 = true;
-        write32(&mut vgic, sgi(0, ISENABLER), 1 << 20);
-        assert_eq!(write32(&mut vgic, sgi(0, ISPENDR), 1 << 20), Kick::vcpu(0));
+        let vgic = Vgic::new(1);
+        vgic.set_groups(false, true);
+        write32(&vgic, sgi(0, ISENABLER), 1 << 20);
+        assert_eq!(write32(&vgic, sgi(0, ISPENDR), 1 << 20), Kick::vcpu(0));
         assert_eq!(read32(&vgic, sgi(0, ISPENDR)), 1 << 20);
-        write32(&mut vgic, sgi(0, ISACTIVER), 1 << 5);
+        write32(&vgic, sgi(0, ISACTIVER), 1 << 5);
         assert_eq!(read32(&vgic, sgi(0, ICACTIVER)), 1 << 5);
-        write32(&mut vgic, sgi(0, ICACTIVER), 1 << 5);
+        write32(&vgic, sgi(0, ICACTIVER), 1 << 5);
         assert_eq!(read32(&vgic, sgi(0, ISACTIVER)), 0);
     }
 
     #[test]
     fn raz_wi_and_unknown_registers() {
-        let mut vgic = Vgic::new(1);
+        let vgic = Vgic::new(1);
         for register in [GICR_CTLR, GICR_STATUSR, GICR_PROPBASER, GICR_PENDBASER] {
-            write32(&mut vgic, rd(0, register), !0);
+            write32(&vgic, rd(0, register), !0);
             assert_eq!(read32(&vgic, rd(0, register)), 0);
         }
         assert_eq!(vgic.gicr_read(rd(0, GICR_PROPBASER), 8), MmioRead::ok(0));
         for register in [IGRPMODR, NSACR] {
-            write32(&mut vgic, sgi(0, register), !0);
+            write32(&vgic, sgi(0, register), !0);
             assert_eq!(read32(&vgic, sgi(0, register)), 0);
         }
         assert_eq!(vgic.gicr_read(sgi(0, ISENABLER + 4), 4).access, RegAccess::Unknown);
@@ -277,7 +293,7 @@ mod tests {
 
     #[test]
     fn no_access_panics() {
-        let mut vgic = Vgic::new(2);
+        let vgic = Vgic::new(2);
         let end = 3 * GICR_STRIDE;
         for offset in (0..end).step_by(4).chain([u64::MAX - 3, 1 << 63]) {
             for size in [0, 1, 2, 4, 8, 255] {

@@ -4,7 +4,7 @@
 //! SGI frame).
 
 use super::irq::{self, IrqState, Trigger};
-use super::vgic::Vgic;
+use super::view::{active_view, pending_view, View};
 use super::{Kick, RegAccess};
 
 /// Offsets of the arrays, from GICD_base or SGI_base.
@@ -142,13 +142,13 @@ impl Bank {
     }
 }
 
-impl Vgic {
+impl View<'_> {
     /// Reads a register array; interrupts outside `bank` read as zero.
     pub(super) fn array_read(&self, bank: Bank, access: ArrayAccess) -> u64 {
         let mut value = 0;
         for (intid, shift) in access.intids() {
             if let Some(irq) = self.irq(bank.vcpu(), intid).filter(|_| bank.owns(intid)) {
-                value |= (self.field_read(access.reg, irq, intid) & access.field_mask()) << shift;
+                value |= (Self::field_read(access.reg, irq, intid) & access.field_mask()) << shift;
             }
         }
         value
@@ -172,12 +172,12 @@ impl Vgic {
         kick
     }
 
-    fn field_read(&self, reg: ArrayReg, irq: &IrqState, intid: u32) -> u64 {
+    fn field_read(reg: ArrayReg, irq: &IrqState, intid: u32) -> u64 {
         match reg {
             ArrayReg::Group => irq.group1.into(),
             ArrayReg::SetEnable | ArrayReg::ClearEnable => irq.enabled.into(),
-            ArrayReg::SetPending | ArrayReg::ClearPending => self.pending_view(irq).into(),
-            ArrayReg::SetActive | ArrayReg::ClearActive => self.active_view(irq).into(),
+            ArrayReg::SetPending | ArrayReg::ClearPending => pending_view(irq).into(),
+            ArrayReg::SetActive | ArrayReg::ClearActive => active_view(irq).into(),
             ArrayReg::Priority => irq.priority.into(),
             ArrayReg::Config if irq.is_edge() || irq::is_sgi(intid) => ICFGR_EDGE,
             ArrayReg::Config | ArrayReg::Targets | ArrayReg::GroupModifier | ArrayReg::Nsacr => 0,
@@ -278,7 +278,7 @@ mod tests {
     fn clearing_pending_in_a_list_register_leaves_a_fixup() {
         let mut irq = IrqState::reset(40);
         irq.latch = true;
-        irq.lr = Some(irq::LrSlot { vcpu: 0, index: 1 });
+        irq.lr = Some(irq::LrSlot { vcpu: 0, index: 1, state: crate::gic::LrState::Pending });
         assert!(field_write(ArrayReg::ClearPending, &mut irq, 40, 1));
         assert!(!irq.latch && irq.fix.clear_pending);
         assert!(field_write(ArrayReg::ClearActive, &mut irq, 40, 1));

@@ -1,135 +1,142 @@
-//! The virtual GIC of one VM: its distributor and redistributor state, interrupt routing, and
-//! the injection API devices and the hypervisor use.
+//! The virtual GIC of one VM and its locks: each vCPU's interrupt state under its own lock,
+//! the distributor's (SPIs) under another.
 //!
-//! SGIs and PPIs (INTIDs 0..32) are banked per vCPU, SPIs are per VM. Routing follows the
-//! guest's GICD_IROUTER<n> (affinity routing is always on). Every change that could make an
-//! interrupt deliverable, or could require editing a list register, reports the vCPU concerned
-//! as a [`Kick`].
+//! The common exits touch one vCPU's interrupts only: its timer (a PPI), an SGI it sends (the
+//! target's SGI), a WFI, a kick, a null HVC. None of them takes a lock that all vCPUs share;
+//! on QEMU, where 4 vCPU threads share 2 host cores, a holder of such a lock that the host
+//! preempted used to stall every other vCPU.
+//!
+//! # Lock order
+//!
+//! A vCPU's lock before the distributor's; never two vCPUs' at once. A vCPU takes the
+//! distributor's lock only while it holds an SPI in a list register, or while an SPI waits
+//! for it. Which vCPUs SPIs wait for is an atomic bitmask (`Vgic::spis_waiting`), recomputed
+//! by whoever releases the distributor's lock, from the state it leaves behind. A bit set just
+//! after a vCPU looked comes with that vCPU's kick (every change to an SPI reports the vCPUs
+//! concerned as a [`Kick`]), so its next exit looks again.
 
-use alloc::vec;
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
 use alloc::vec::Vec;
+use spin::{Mutex, MutexGuard};
 
-use super::affinity::Affinity;
-use super::irq::{self, IrqState, LrSlot, NUM_PRIVATE};
-use super::lr::LrState;
+use super::irq;
+use super::lr_sync::FlushResult;
+use super::mailbox::Mailboxes;
 use super::sgi::{sgi_targets, SgiRequest};
-use super::{Kick, MAX_LRS};
-use crate::guest_map::{vcpu_mpidr, NUM_SPIS, SPI_BASE};
+use super::view::{Config, Distributor, Groups, VcpuState, View};
+use super::Kick;
+use crate::guest_map::SPI_BASE;
 use crate::options::MAX_VCPUS;
 
-/// GICD_IROUTER<n>.Interrupt_Routing_Mode, bit [31]: 1 = "any participating PE".
-pub(super) const IROUTER_MODE_ANY: u64 = 1 << 31;
-/// The GICD_IROUTER<n> bits we keep: Aff0..Aff2 [23:0], Interrupt_Routing_Mode [31] and
-/// Aff3 [39:32]; the rest are RES0.
-pub(super) const IROUTER_WRITABLE: u64 = 0xFF_80FF_FFFF;
 /// Priority bits the list registers implement unless told otherwise (ICH_VTR_EL2.PRIbits + 1
 /// on QEMU's cortex-a57).
 const DEFAULT_LR_PRIORITY_BITS: u8 = 5;
 const PRIORITY_BITS: u8 = 8;
+/// Bits of [`Vgic::groups`]: GICD_CTLR.EnableGrp0 and EnableGrp1.
+const GROUP0_ENABLED: u8 = 1 << 0;
+const GROUP1_ENABLED: u8 = 1 << 1;
 
-/// What one list register of a vCPU holds, as of the last flush or sync.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct LrEntry {
-    pub intid: u32,
-    pub state: LrState,
+/// How a pCPU passes the time while another holds one of the vGIC's locks. The host tests
+/// spin; the hypervisor naps so that QEMU gives the holder the host core (see
+/// `vm::contended`), and counts the wait in the exit profile.
+#[derive(Clone, Copy)]
+pub struct Waiter {
+    /// Called once when a wait starts; its value is handed to `pause` and `end`.
+    pub begin: fn() -> u64,
+    /// Called over and over until the lock is free.
+    pub pause: fn(started: u64),
+    /// Called once the lock is taken.
+    pub end: fn(started: u64),
 }
 
-/// Per-vCPU state: the redistributor and the record of its list registers.
-#[derive(Clone, Debug)]
-pub(super) struct VcpuState {
-    /// SGIs and PPIs.
-    pub private: [IrqState; NUM_PRIVATE as usize],
-    /// GICR_WAKER.ProcessorSleep: the guest has not (yet) woken this redistributor.
-    pub asleep: bool,
-    pub lrs: [Option<LrEntry>; MAX_LRS],
-}
+impl Waiter {
+    /// Busy-waits, and remembers nothing.
+    pub const SPIN: Waiter = Waiter { begin: || 0, pause: |_| core::hint::spin_loop(), end: |_| {} };
 
-impl VcpuState {
-    pub(super) fn new() -> Self {
-        Self {
-            private: core::array::from_fn(|intid| IrqState::reset(intid as u32)),
-            asleep: true,
-            lrs: [None; MAX_LRS],
+    fn lock<'a, T>(&self, mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
+        if let Some(guard) = mutex.try_lock() {
+            return guard;
+        }
+        let started = (self.begin)();
+        loop {
+            (self.pause)(started);
+            if let Some(guard) = mutex.try_lock() {
+                (self.end)(started);
+                return guard;
+            }
         }
     }
 }
 
 /// The virtual GICv3 of one VM (see the module docs of `gic`).
-#[derive(Clone, Debug)]
 pub struct Vgic {
-    pub(super) num_vcpus: usize,
-    /// vCPUs `[0, ros_vcpus)` own the distributor (see `gic::partition`); all of them
-    /// unless this is a hybrid VM.
-    pub(super) ros_vcpus: usize,
-    /// GICD_CTLR.EnableGrp0 / EnableGrp1.
-    pub(super) enable_grp0: bool,
-    pub(super) enable_grp1: bool,
-    pub(super) spis: Vec<IrqState>,
-    /// GICD_IROUTER<n> of each SPI, masked to [`IROUTER_WRITABLE`].
-    pub(super) routes: Vec<u64>,
-    pub(super) vcpus: Vec<VcpuState>,
-    /// Priority bits a list register keeps, e.g. 0xF8 for 5 bits.
-    pub(super) lr_priority_mask: u8,
+    pub(super) cfg: Config,
+    /// GICD_CTLR's group enables ([`GROUP0_ENABLED`], [`GROUP1_ENABLED`]): read by anyone,
+    /// written under the distributor's lock.
+    groups: AtomicU8,
+    /// Bit n: an SPI waits for vCPU n (see the module docs).
+    spis_waiting: AtomicU32,
+    pub(super) dist: Mutex<Distributor>,
+    pub(super) vcpus: Vec<Mutex<VcpuState>>,
+    waiter: Waiter,
 }
 
 impl Vgic {
     /// A GIC in its reset state for `num_vcpus` vCPUs (clamped to 1..=MAX_VCPUS): everything
-    /// disabled, every SPI routed to vCPU 0, every redistributor asleep.
+    /// disabled, every SPI routed to vCPU 0, every redistributor asleep. Its locks spin.
     pub fn new(num_vcpus: usize) -> Self {
         let num_vcpus = num_vcpus.clamp(1, MAX_VCPUS);
         let mut vgic = Self {
-            num_vcpus,
-            ros_vcpus: num_vcpus,
-            enable_grp0: false,
-            enable_grp1: false,
-            spis: (0..NUM_SPIS).map(|spi| IrqState::reset(SPI_BASE + spi)).collect(),
-            routes: vec![0; NUM_SPIS as usize],
-            vcpus: (0..num_vcpus).map(|_| VcpuState::new()).collect(),
-            lr_priority_mask: 0,
+            cfg: Config { num_vcpus, ros_vcpus: num_vcpus, lr_priority_mask: 0 },
+            groups: AtomicU8::new(0),
+            spis_waiting: AtomicU32::new(0),
+            dist: Mutex::new(Distributor::new()),
+            vcpus: (0..num_vcpus).map(|_| Mutex::new(VcpuState::new())).collect(),
+            waiter: Waiter::SPIN,
         };
         vgic.set_lr_priority_bits(DEFAULT_LR_PRIORITY_BITS);
         vgic
     }
 
+    /// Waits for its locks with `waiter` instead of spinning.
+    pub fn set_waiter(&mut self, waiter: Waiter) {
+        self.waiter = waiter;
+    }
+
     pub fn num_vcpus(&self) -> usize {
-        self.num_vcpus
+        self.cfg.num_vcpus
     }
 
     /// Tells the flush how many priority bits the list registers implement
     /// (ICH_VTR_EL2.PRIbits + 1, clamped to 1..=8); lower bits are written as zero.
     pub fn set_lr_priority_bits(&mut self, bits: u8) {
         let bits = bits.clamp(1, PRIORITY_BITS);
-        self.lr_priority_mask = u8::MAX << (PRIORITY_BITS - bits);
+        self.cfg.lr_priority_mask = u8::MAX << (PRIORITY_BITS - bits);
+    }
+
+    /// vCPU `index`'s interrupt state, locked, for its exit path (see [`VcpuGic`]); `None` if
+    /// there is no such vCPU.
+    pub fn vcpu(&self, index: usize) -> Option<VcpuGic<'_>> {
+        let cpu = self.lock(self.vcpus.get(index)?);
+        Some(VcpuGic { vgic: self, index, cpu, dist: None })
+    }
+
+    pub(super) fn lock<'a, T>(&'a self, mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
+        self.waiter.lock(mutex)
     }
 
     /// Latches an edge on `intid` (for SGIs/PPIs, `vcpu`'s copy; ignored for SPIs), as a
     /// device's edge or a hardware-linked interrupt firing does.
-    pub fn set_pending(&mut self, intid: u32, vcpu: usize) -> Kick {
-        match self.irq_mut(vcpu, intid) {
-            Some(irq) => irq.latch = true,
-            None => return Kick::NONE,
-        }
-        self.attention(vcpu, intid)
+    pub fn set_pending(&self, intid: u32, vcpu: usize) -> Kick {
+        self.on_intid(vcpu, intid, |view| view.set_pending(intid, vcpu))
     }
 
     /// Sets the input line of `intid` (for SGIs/PPIs, `vcpu`'s copy). A level-triggered
     /// interrupt is pending while the line is high; an edge-triggered one latches on a rising
     /// edge.
-    pub fn set_level(&mut self, intid: u32, vcpu: usize, level: bool) -> Kick {
-        let Some(irq) = self.irq_mut(vcpu, intid) else {
-            return Kick::NONE;
-        };
-        let rising = level && !irq.line;
-        irq.line = level;
-        if irq.is_edge() {
-            if !rising {
-                return Kick::NONE;
-            }
-            irq.latch = true;
-        }
-        // A falling level may have to be withdrawn from a list register, hence the attention
-        // in both directions.
-        self.attention(vcpu, intid)
+    pub fn set_level(&self, intid: u32, vcpu: usize, level: bool) -> Kick {
+        self.on_intid(vcpu, intid, |view| view.set_level(intid, vcpu, level))
     }
 
     /// The source of hardware-linked level interrupt `intid` (`vcpu`'s copy for a PPI) is low
@@ -139,52 +146,37 @@ impl Vgic {
     /// physical interrupt must be deactivated: true unless the guest has acknowledged it, in
     /// which case its deactivation does that through the list register. Edge-triggered and
     /// software interrupts are left alone (an edge stays latched).
-    pub fn hw_line_dropped(&mut self, intid: u32, vcpu: usize) -> (Kick, bool) {
-        let Some(irq) = self.irq(vcpu, intid) else {
-            return (Kick::NONE, false);
-        };
-        if irq.is_edge() || irq.hw_pintid.is_none() {
-            return (Kick::NONE, false);
-        }
-        let taken = irq.active || self.lr_view(irq).is_active();
-        let was_pending = self.pending_view(irq);
-        let Some(irq) = self.irq_mut(vcpu, intid) else {
-            return (Kick::NONE, false);
-        };
-        irq.latch = false;
-        irq.line = false;
-        let kick = if was_pending { self.attention_to_holder(vcpu, intid) } else { Kick::NONE };
-        (kick, !taken)
-    }
-
-    /// The vCPU holding `intid` in a list register, if any.
-    fn attention_to_holder(&self, vcpu: usize, intid: u32) -> Kick {
-        match self.irq(vcpu, intid).and_then(|irq| irq.lr) {
-            Some(slot) => Kick::vcpu(slot.vcpu),
-            None => Kick::NONE,
-        }
+    /// The loaded vCPU's exit path uses [`VcpuGic::hw_line_dropped`] instead.
+    pub fn hw_line_dropped(&self, intid: u32, vcpu: usize) -> (Kick, bool) {
+        let mut deactivate = false;
+        let kick = self.on_intid(vcpu, intid, |view| {
+            let (kick, physical) = view.hw_line_dropped(intid, vcpu);
+            deactivate = physical;
+            kick
+        });
+        (kick, deactivate)
     }
 
     /// Links virtual `intid` to physical `pintid` (on every vCPU, for an SGI/PPI): the flush
     /// puts it in hardware list registers, so the guest's deactivation deactivates `pintid`.
     /// Inject it with [`Vgic::set_pending`] each time the physical interrupt fires. Returns
     /// false, changing nothing, for an SGI, an unimplemented INTID or a special pINTID.
-    pub fn set_hw_mapping(&mut self, intid: u32, pintid: u32) -> bool {
+    pub fn set_hw_mapping(&self, intid: u32, pintid: u32) -> bool {
         let valid = !irq::is_sgi(intid) && (irq::NUM_SGIS..=irq::MAX_PINTID).contains(&pintid);
         valid && self.set_mapping(intid, Some(pintid))
     }
 
     /// Undoes [`Vgic::set_hw_mapping`]. Returns false for an unimplemented INTID.
-    pub fn clear_hw_mapping(&mut self, intid: u32) -> bool {
+    pub fn clear_hw_mapping(&self, intid: u32) -> bool {
         self.set_mapping(intid, None)
     }
 
-    fn set_mapping(&mut self, intid: u32, pintid: Option<u32>) -> bool {
+    fn set_mapping(&self, intid: u32, pintid: Option<u32>) -> bool {
         if let Some(spi) = irq::spi_index(intid) {
-            self.spis[spi].hw_pintid = pintid;
+            self.lock(&self.dist).spis[spi].hw_pintid = pintid;
         } else if irq::is_private(intid) {
-            for vcpu in &mut self.vcpus {
-                vcpu.private[intid as usize].hw_pintid = pintid;
+            for vcpu in &self.vcpus {
+                self.lock(vcpu).private[intid as usize].hw_pintid = pintid;
             }
         } else {
             return false;
@@ -193,299 +185,224 @@ impl Vgic {
     }
 
     /// Emulates `sender`'s write of `value` to ICC_SGI1R_EL1 (or ICC_ASGI1R_EL1): sets the SGI
-    /// pending on each targeted vCPU that has it in Group 1.
-    pub fn send_sgi(&mut self, sender: usize, value: u64) -> Kick {
+    /// pending on each targeted vCPU that has it in Group 1. Takes each target's lock in turn,
+    /// and no other.
+    pub fn send_sgi(&self, sender: usize, value: u64) -> Kick {
         self.raise_sgi(sender, SgiRequest::decode(value), true)
     }
 
     /// Emulates a write to ICC_SGI0R_EL1: like [`Vgic::send_sgi`], for SGIs in Group 0.
-    pub fn send_sgi_group0(&mut self, sender: usize, value: u64) -> Kick {
+    pub fn send_sgi_group0(&self, sender: usize, value: u64) -> Kick {
         self.raise_sgi(sender, SgiRequest::decode(value), false)
     }
 
-    fn raise_sgi(&mut self, sender: usize, request: SgiRequest, group1: bool) -> Kick {
+    fn raise_sgi(&self, sender: usize, request: SgiRequest, group1: bool) -> Kick {
         let mut kick = Kick::NONE;
         for target in sgi_targets(sender, &request, self.sgi_reach(sender)).iter() {
-            kick |= self.latch_sgi(target, request.intid, group1);
+            kick |= self.on_vcpu(target, |view| view.latch_sgi(target, request.intid, group1));
         }
         kick
-    }
-
-    /// Makes SGI `intid` pending on `target` if the target has it in the group it was sent
-    /// for; returns the vCPU to tell.
-    pub(super) fn latch_sgi(&mut self, target: usize, intid: u32, group1: bool) -> Kick {
-        let Some(irq) = self.vcpus.get_mut(target).and_then(|state| state.private.get_mut(intid as usize)) else {
-            return Kick::NONE;
-        };
-        if irq.group1 != group1 {
-            return Kick::NONE;
-        }
-        irq.latch = true;
-        self.attention(target, intid)
     }
 
     /// Whether `vcpu` has an interrupt to take: one in a list register that is pending, or one
     /// the next flush would put there. Used to end a trapped WFI.
     pub fn has_deliverable(&self, vcpu: usize) -> bool {
-        let Some(state) = self.vcpus.get(vcpu) else {
-            return false;
+        self.vcpu(vcpu).is_some_and(|mut gic| gic.has_deliverable())
+    }
+
+    /// [`VcpuGic::sync_lrs`] of `vcpu`.
+    pub fn sync_lrs(&self, vcpu: usize, lrs: &mut [u64]) {
+        if let Some(mut gic) = self.vcpu(vcpu) {
+            gic.sync_lrs(lrs);
+        }
+    }
+
+    /// [`VcpuGic::flush_lrs`] of `vcpu`.
+    pub fn flush_lrs(&self, vcpu: usize, lrs: &mut [u64]) -> FlushResult {
+        self.vcpu(vcpu).map(|mut gic| gic.flush_lrs(lrs)).unwrap_or_default()
+    }
+
+    /// The group enables as they are now.
+    pub(super) fn groups(&self) -> Groups {
+        let bits = self.groups.load(Ordering::Acquire);
+        Groups { grp0: bits & GROUP0_ENABLED != 0, grp1: bits & GROUP1_ENABLED != 0 }
+    }
+
+    /// Sets the group enables; the caller holds the distributor's lock (so that writers are
+    /// ordered with the SPI changes they gate).
+    pub(super) fn store_groups(&self, _dist: &mut Distributor, groups: Groups) {
+        let bits = if groups.grp0 { GROUP0_ENABLED } else { 0 } | if groups.grp1 { GROUP1_ENABLED } else { 0 };
+        self.groups.store(bits, Ordering::Release);
+    }
+
+    /// Runs `op` on the distributor, locked.
+    pub(super) fn on_distributor<R>(&self, op: impl FnOnce(&mut View) -> R) -> R {
+        let mut dist = self.lock(&self.dist);
+        let result = op(&mut View { cfg: &self.cfg, groups: self.groups(), dist: Some(&mut dist), cpu: None });
+        self.publish_spis_waiting(&mut dist);
+        result
+    }
+
+    /// Locks one of the vGIC's locks, waiting as the integrator asked.
+
+    /// Runs `op`, which changes nothing, on the distributor, locked.
+    pub(super) fn read_distributor<R>(&self, op: impl FnOnce(&View) -> R) -> R {
+        let mut dist = self.lock(&self.dist);
+        op(&View { cfg: &self.cfg, groups: self.groups(), dist: Some(&mut dist), cpu: None })
+    }
+
+    /// Runs `op` on vCPU `vcpu`'s state, locked (and no other); nothing if there is no such
+    /// vCPU.
+    pub(super) fn on_vcpu<R: Default>(&self, vcpu: usize, op: impl FnOnce(&mut View) -> R) -> R {
+        let Some(mutex) = self.vcpus.get(vcpu) else {
+            return R::default();
         };
-        let in_lr = state.lrs.iter().flatten().any(|entry| {
-            self.irq(vcpu, entry.intid).is_some_and(|irq| self.lr_view(irq).is_pending() && self.deliverable(vcpu, irq))
-        });
-        in_lr || (0..irq::INTID_END).any(|intid| self.deliverable_to(vcpu, intid))
+        let mut cpu = self.lock(mutex);
+        op(&mut View { cfg: &self.cfg, groups: self.groups(), dist: None, cpu: Some((vcpu, &mut cpu)) })
     }
 
-    /// The shadow state of `intid` as `vcpu` sees it (`vcpu` is ignored for SPIs).
-    pub(super) fn irq(&self, vcpu: usize, intid: u32) -> Option<&IrqState> {
-        match irq::spi_index(intid) {
-            Some(spi) => self.spis.get(spi),
-            None if irq::is_private(intid) => Some(&self.vcpus.get(vcpu)?.private[intid as usize]),
-            None => None,
-        }
-    }
-
-    pub(super) fn irq_mut(&mut self, vcpu: usize, intid: u32) -> Option<&mut IrqState> {
-        match irq::spi_index(intid) {
-            Some(spi) => self.spis.get_mut(spi),
-            None if irq::is_private(intid) => Some(&mut self.vcpus.get_mut(vcpu)?.private[intid as usize]),
-            None => None,
-        }
-    }
-
-    /// The vCPU `intid` is currently delivered to, if any.
-    pub(super) fn target(&self, vcpu: usize, intid: u32) -> Option<usize> {
-        match irq::spi_index(intid) {
-            Some(spi) => self.route_target(self.routes[spi]),
-            None if irq::is_private(intid) && vcpu < self.num_vcpus => Some(vcpu),
-            None => None,
-        }
-    }
-
-    /// Resolves a GICD_IROUTER<n> value among the vCPUs that own the distributor. "Any"
-    /// routing picks the first of them whose redistributor the guest has woken (vCPU 0 before
-    /// any is); a specific affinity that names none of them delivers nowhere, as on hardware.
-    fn route_target(&self, route: u64) -> Option<usize> {
-        let owners = &self.vcpus[..self.ros_vcpus];
-        if route & IROUTER_MODE_ANY != 0 {
-            return Some(owners.iter().position(|vcpu| !vcpu.asleep).unwrap_or(0));
-        }
-        self.vcpu_with_affinity(Affinity::from_mpidr(route)).filter(|&vcpu| vcpu < self.ros_vcpus)
-    }
-
-    pub(super) fn vcpu_with_affinity(&self, affinity: Affinity) -> Option<usize> {
-        (0..self.num_vcpus).find(|&index| Affinity::from_mpidr(vcpu_mpidr(index)) == affinity)
-    }
-
-    /// Whether the distributor forwards interrupts of this group (GICD_CTLR.EnableGrp0/1).
-    pub(super) fn group_enabled(&self, group1: bool) -> bool {
-        if group1 {
-            self.enable_grp1
+    /// Runs `op` under the lock that guards `intid`: the distributor's for an SPI, `vcpu`'s
+    /// for an SGI or PPI.
+    fn on_intid(&self, vcpu: usize, intid: u32, op: impl FnOnce(&mut View) -> Kick) -> Kick {
+        if irq::spi_index(intid).is_some() {
+            self.on_distributor(op)
         } else {
-            self.enable_grp0
+            self.on_vcpu(vcpu, op)
         }
     }
 
-    /// Whether the distributor would forward this interrupt of `vcpu` if it were pending. The
-    /// interrupts of an HRT vCPU (its own SGIs and PPIs: SPIs never reach it) do not depend on
-    /// the ROS's distributor (see `gic::partition`).
-    pub(super) fn deliverable(&self, vcpu: usize, irq: &IrqState) -> bool {
-        irq.enabled && (self.group_enabled(irq.group1) || self.is_hrt_vcpu(vcpu))
-    }
-
-    /// Whether `intid` waits, outside any list register, for `vcpu` to take it.
-    pub(super) fn deliverable_to(&self, vcpu: usize, intid: u32) -> bool {
-        self.irq(vcpu, intid).is_some_and(|irq| {
-            irq.lr.is_none() && irq.pending() && self.deliverable(vcpu, irq) && self.target(vcpu, intid) == Some(vcpu)
-        })
-    }
-
-    /// The vCPU that must look at `intid` after a change to it: the one holding it in a list
-    /// register, or else the one it is deliverable to.
-    pub(super) fn attention(&self, vcpu: usize, intid: u32) -> Kick {
-        let Some(irq) = self.irq(vcpu, intid) else {
-            return Kick::NONE;
-        };
-        if let Some(LrSlot { vcpu: holder, .. }) = irq.lr {
-            return Kick::vcpu(holder);
+    /// Recomputes which vCPUs SPIs wait for, from `dist`, which the caller has locked and is
+    /// about to release.
+    fn publish_spis_waiting(&self, dist: &mut Distributor) {
+        let view = View { cfg: &self.cfg, groups: self.groups(), dist: Some(dist), cpu: None };
+        let mut waiting = Kick::NONE;
+        for intid in SPI_BASE..irq::INTID_END {
+            if let Some(target) = view.target(0, intid).filter(|&target| view.deliverable_to(target, intid)) {
+                waiting |= Kick::vcpu(target);
+            }
         }
-        match self.target(vcpu, intid) {
-            Some(target) if self.deliverable_to(target, intid) => Kick::vcpu(target),
-            _ => Kick::NONE,
-        }
+        self.spis_waiting.store(waiting.bits(), Ordering::Release);
     }
 
-    /// The list register state of `irq` as the guest would see it once pending MMIO edits are
-    /// applied ([`LrState::Invalid`] when it is in no list register).
-    pub(super) fn lr_view(&self, irq: &IrqState) -> LrState {
-        let Some(slot) = irq.lr else {
-            return LrState::Invalid;
-        };
-        let state = self.vcpus[slot.vcpu].lrs[slot.index].map_or(LrState::Invalid, |e| e.state);
-        effective_lr_state(irq, state)
-    }
-
-    /// Pending as GICD_ISPENDR<n> reports it: in the shadow state or in a list register.
-    pub(super) fn pending_view(&self, irq: &IrqState) -> bool {
-        irq.pending() || self.lr_view(irq).is_pending()
-    }
-
-    /// Active as GICD_ISACTIVER<n> reports it.
-    pub(super) fn active_view(&self, irq: &IrqState) -> bool {
-        irq.active || self.lr_view(irq).is_active()
+    /// Whether an SPI waits for `vcpu` (see the module docs).
+    fn may_have_spis(&self, vcpu: usize) -> bool {
+        self.spis_waiting.load(Ordering::Acquire) & Kick::vcpu(vcpu).bits() != 0
     }
 }
 
-/// A list register's `state` once the guest's pending MMIO edits to `irq` (its fixup) and the
-/// line level are taken into account.
-pub(super) fn effective_lr_state(irq: &IrqState, state: LrState) -> LrState {
-    let mut pending = state.is_pending();
-    let mut active = state.is_active();
-    if irq.is_edge() {
-        pending &= !irq.fix.clear_pending;
-    } else {
-        // A level interrupt not yet acknowledged stays pending only while something still
-        // asserts it; GICD_ICPENDR clears the latch, not the line.
-        pending &= irq.line || irq.latch;
+/// One vCPU's interrupt state, locked: what its exit path works with between reading and
+/// writing its list registers. Takes the distributor's lock too, later and only when the vCPU
+/// has SPIs to deal with (see the module docs); both are released when this is dropped.
+pub struct VcpuGic<'a> {
+    vgic: &'a Vgic,
+    index: usize,
+    cpu: MutexGuard<'a, VcpuState>,
+    dist: Option<MutexGuard<'a, Distributor>>,
+}
+
+impl VcpuGic<'_> {
+    /// Whether the next look at this vCPU's interrupts involves SPIs.
+    fn involves_spis(&self) -> bool {
+        self.cpu.holds_spis() || self.vgic.may_have_spis(self.index)
     }
-    if let Some(forced) = irq.fix.active {
-        active = forced;
+
+    /// The view of this vCPU, with the distributor locked as well if `spis`.
+    fn view(&mut self, spis: bool) -> View<'_> {
+        if spis && self.dist.is_none() {
+            self.dist = Some(self.vgic.lock(&self.vgic.dist));
+        }
+        View {
+            cfg: &self.vgic.cfg,
+            groups: self.vgic.groups(),
+            dist: self.dist.as_deref_mut(),
+            cpu: Some((self.index, &mut self.cpu)),
+        }
     }
-    LrState::new(pending, active)
+
+    /// Learns from `lrs` (ICH_LR<n>_EL2 of this vCPU, as read after an exit) what the guest
+    /// did. Completed interrupts leave the record and their list register is zeroed; for a
+    /// level-triggered one whose line is still high that makes it pending again.
+    pub fn sync_lrs(&mut self, lrs: &mut [u64]) {
+        let (index, spis) = (self.index, self.cpu.holds_spis());
+        self.view(spis).sync_lrs(index, lrs);
+    }
+
+    /// Prepares `lrs` (ICH_LR<n>_EL2 of this vCPU; its length is the number of list
+    /// registers) for entering the guest. Syncs first, so a preceding [`VcpuGic::sync_lrs`]
+    /// is optional. Every element may change and must be written back.
+    pub fn flush_lrs(&mut self, lrs: &mut [u64]) -> FlushResult {
+        let (index, spis) = (self.index, self.involves_spis());
+        self.view(spis).flush_lrs(index, lrs)
+    }
+
+    /// Whether this vCPU has an interrupt to take (see [`Vgic::has_deliverable`]).
+    pub fn has_deliverable(&mut self) -> bool {
+        let (index, spis) = (self.index, self.involves_spis());
+        self.view(spis).has_deliverable(index)
+    }
+
+    /// [`Vgic::hw_line_dropped`] for this vCPU.
+    pub fn hw_line_dropped(&mut self, intid: u32) -> (Kick, bool) {
+        let index = self.index;
+        self.view(!irq::is_private(intid)).hw_line_dropped(intid, index)
+    }
+
+    /// Takes the PPIs posted to this vCPU into its state (see `gic::mailbox`).
+    pub fn take_posted_ppis(&mut self, mailboxes: &Mailboxes) -> Kick {
+        let index = self.index;
+        self.view(false).take_posted_ppis(index, mailboxes)
+    }
+}
+
+impl Drop for VcpuGic<'_> {
+    /// Whoever releases the distributor's lock publishes which vCPUs SPIs wait for.
+    fn drop(&mut self) {
+        if let Some(dist) = self.dist.as_deref_mut() {
+            self.vgic.publish_spis_waiting(dist);
+        }
+    }
+}
+
+/// Windows on the state for the host tests.
+#[cfg(test)]
+impl Vgic {
+    /// A copy of `intid`'s shadow state as `vcpu` sees it.
+    pub(super) fn irq(&self, vcpu: usize, intid: u32) -> Option<super::irq::IrqState> {
+        if irq::spi_index(intid).is_some() {
+            self.read_distributor(|view| view.irq(vcpu, intid).copied())
+        } else {
+            self.on_vcpu(vcpu, |view| view.irq(vcpu, intid).copied())
+        }
+    }
+
+    /// Edits `intid`'s shadow state as `vcpu` sees it.
+    pub(super) fn edit_irq(&self, vcpu: usize, intid: u32, edit: impl FnOnce(&mut super::irq::IrqState)) {
+        self.on_intid(vcpu, intid, |view| {
+            if let Some(irq) = view.irq_mut(vcpu, intid) {
+                edit(irq);
+            }
+            Kick::NONE
+        });
+    }
+
+    /// Sets GICD_CTLR's group enables.
+    pub(super) fn set_groups(&self, grp0: bool, grp1: bool) {
+        let mut dist = self.dist.lock();
+        self.store_groups(&mut dist, Groups { grp0, grp1 });
+        self.publish_spis_waiting(&mut dist);
+    }
+
+    /// The INTID in list register `index` of `vcpu`, by its record.
+    pub(super) fn record(&self, vcpu: usize, index: usize) -> Option<u32> {
+        self.vcpus[vcpu].lock().lrs[index]
+    }
+
+    pub(super) fn spis_waiting_bits(&self) -> u32 {
+        self.spis_waiting.load(Ordering::Acquire)
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::guest_map::{PPI_VIRT_TIMER, UART_SPI};
-
-    const UART: u32 = SPI_BASE + UART_SPI;
-
-    fn enabled_vgic(vcpus: usize) -> Vgic {
-        let mut vgic = Vgic::new(vcpus);
-        vgic.enable_grp1 = true;
-        vgic
-    }
-
-    #[test]
-    fn reset_state() {
-        let vgic = Vgic::new(0);
-        assert_eq!(vgic.num_vcpus(), 1, "clamped to at least one vCPU");
-        assert_eq!(Vgic::new(100).num_vcpus(), MAX_VCPUS);
-        assert_eq!(vgic.lr_priority_mask, 0xF8);
-        assert!(vgic.vcpus[0].asleep);
-        assert_eq!(vgic.irq(0, 3).unwrap().trigger, irq::Trigger::Edge);
-        assert!(vgic.irq(0, UART).unwrap().group1);
-        assert!(vgic.irq(0, irq::INTID_END).is_none());
-        assert!(vgic.irq(1, 5).is_none(), "no vCPU 1");
-    }
-
-    #[test]
-    fn injection_kicks_only_when_deliverable() {
-        let mut vgic = enabled_vgic(2);
-        assert_eq!(vgic.set_pending(UART, 0), Kick::NONE, "disabled: nobody to tell");
-        vgic.spis[UART_SPI as usize].enabled = true;
-        assert_eq!(vgic.set_pending(UART, 0), Kick::vcpu(0));
-        assert!(vgic.has_deliverable(0) && !vgic.has_deliverable(1));
-
-        vgic.vcpus[1].private[PPI_VIRT_TIMER as usize].enabled = true;
-        assert_eq!(vgic.set_pending(PPI_VIRT_TIMER, 1), Kick::vcpu(1));
-        assert_eq!(vgic.set_pending(PPI_VIRT_TIMER, 7), Kick::NONE, "no such vCPU");
-        assert_eq!(vgic.set_pending(5000, 0), Kick::NONE);
-    }
-
-    #[test]
-    fn group_enable_gates_delivery() {
-        let mut vgic = Vgic::new(1);
-        vgic.spis[0].enabled = true;
-        vgic.set_pending(SPI_BASE, 0);
-        assert!(!vgic.has_deliverable(0));
-        vgic.enable_grp1 = true;
-        assert!(vgic.has_deliverable(0));
-        vgic.spis[0].group1 = false;
-        assert!(!vgic.has_deliverable(0));
-    }
-
-    #[test]
-    fn level_lines_pend_while_high_and_edges_latch_on_rising() {
-        let mut vgic = enabled_vgic(1);
-        vgic.spis[0].enabled = true;
-        assert_eq!(vgic.set_level(SPI_BASE, 0, true), Kick::vcpu(0));
-        assert!(vgic.has_deliverable(0));
-        vgic.set_level(SPI_BASE, 0, false);
-        assert!(!vgic.has_deliverable(0));
-
-        vgic.spis[0].trigger = irq::Trigger::Edge;
-        assert_eq!(vgic.set_level(SPI_BASE, 0, true), Kick::vcpu(0));
-        assert_eq!(vgic.set_level(SPI_BASE, 0, true), Kick::NONE, "no new edge");
-        vgic.set_level(SPI_BASE, 0, false);
-        assert!(vgic.has_deliverable(0), "the edge stays latched after the line drops");
-    }
-
-    #[test]
-    fn routing_follows_irouter() {
-        let mut vgic = enabled_vgic(4);
-        vgic.spis[0].enabled = true;
-        vgic.routes[0] = 2;
-        assert_eq!(vgic.set_pending(SPI_BASE, 0), Kick::vcpu(2));
-        vgic.routes[0] = 1 << 8; // Aff1 = 1: no such vCPU.
-        assert_eq!(vgic.target(0, SPI_BASE), None);
-        vgic.routes[0] = IROUTER_MODE_ANY | 3;
-        assert_eq!(vgic.target(0, SPI_BASE), Some(0), "nobody awake: vCPU 0");
-        vgic.vcpus[3].asleep = false;
-        assert_eq!(vgic.target(0, SPI_BASE), Some(3));
-    }
-
-    #[test]
-    fn sgis_reach_listed_vcpus_or_everyone_but_the_sender() {
-        let mut vgic = enabled_vgic(4);
-        for vcpu in &mut vgic.vcpus {
-            vcpu.private[1].enabled = true;
-            vcpu.private[2].enabled = true;
-        }
-        assert_eq!(vgic.send_sgi(0, 1 << 24 | 0b1010), Kick::vcpu(1) | Kick::vcpu(3));
-        assert!(vgic.vcpus[1].private[1].latch && !vgic.vcpus[2].private[1].latch);
-
-        let kick = vgic.send_sgi(2, 1 << 40 | 2 << 24);
-        assert_eq!(kick, Kick::vcpu(0) | Kick::vcpu(1) | Kick::vcpu(3));
-        assert!(!vgic.vcpus[2].private[2].latch, "not the sender");
-
-        // Targets that name no vCPU are ignored: Aff0 8..15, or Aff1 = 1.
-        assert_eq!(vgic.send_sgi(0, 0xFF00), Kick::NONE);
-        assert_eq!(vgic.send_sgi(0, 1 << 16 | 0b1), Kick::NONE);
-    }
-
-    #[test]
-    fn sgis_respect_the_target_group() {
-        let mut vgic = enabled_vgic(2);
-        vgic.enable_grp0 = true;
-        vgic.vcpus[1].private[4].enabled = true;
-        vgic.vcpus[1].private[4].group1 = false;
-        assert_eq!(vgic.send_sgi(0, 4 << 24 | 0b10), Kick::NONE);
-        assert!(!vgic.vcpus[1].private[4].latch);
-        assert_eq!(vgic.send_sgi_group0(0, 4 << 24 | 0b10), Kick::vcpu(1));
-    }
-
-    #[test]
-    fn hw_mappings_are_validated() {
-        let mut vgic = Vgic::new(2);
-        assert!(vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER));
-        assert_eq!(vgic.vcpus[1].private[PPI_VIRT_TIMER as usize].hw_pintid, Some(27));
-        assert!(!vgic.set_hw_mapping(1, 1), "SGIs cannot be hardware-linked");
-        assert!(!vgic.set_hw_mapping(PPI_VIRT_TIMER, 1023), "special INTID");
-        assert!(!vgic.set_hw_mapping(irq::INTID_END, 40));
-        assert!(vgic.clear_hw_mapping(PPI_VIRT_TIMER));
-        assert_eq!(vgic.vcpus[0].private[PPI_VIRT_TIMER as usize].hw_pintid, None);
-    }
-
-    #[test]
-    fn lower_lr_priority_precision() {
-        let mut vgic = Vgic::new(1);
-        vgic.set_lr_priority_bits(4);
-        assert_eq!(vgic.lr_priority_mask, 0xF0);
-        vgic.set_lr_priority_bits(0);
-        assert_eq!(vgic.lr_priority_mask, 0x80);
-        vgic.set_lr_priority_bits(200);
-        assert_eq!(vgic.lr_priority_mask, 0xFF);
-    }
-}
+mod concurrent;
+#[cfg(test)]
+mod tests;

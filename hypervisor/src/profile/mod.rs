@@ -91,8 +91,8 @@ pub struct ExitStats {
 }
 
 /// What the exit path did with the virtual GIC: how often it synced and flushed the list
-/// registers, the ICH_* list-register accesses that took, and time spent waiting for the
-/// VM-wide vGIC lock held by another pCPU.
+/// registers, the ICH_* list-register accesses that took, and time spent waiting for a vGIC
+/// lock (a vCPU's or the distributor's) held by another pCPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VgicStats {
     pub syncs: u64,

@@ -17,15 +17,25 @@ const NAP_US: u64 = 50;
 
 /// Locks `mutex`; if another pCPU holds it, waits as the module docs say.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    let spin_until = cpu::counter() + cpu::counter_frequency() * SPIN_US / 1_000_000;
+    if let Some(guard) = mutex.try_lock() {
+        return guard;
+    }
+    let started = cpu::counter();
     loop {
+        pause(started);
         if let Some(guard) = mutex.try_lock() {
             return guard;
         }
-        if cpu::counter() < spin_until {
-            core::hint::spin_loop();
-        } else {
-            hyp_timer::nap_for_us(NAP_US);
-        }
+    }
+}
+
+/// One step of a wait that began at counter value `started`: a spin while the wait is young,
+/// a nap after.
+pub fn pause(started: u64) {
+    let spin_until = started + cpu::counter_frequency() * SPIN_US / 1_000_000;
+    if cpu::counter() < spin_until {
+        core::hint::spin_loop();
+    } else {
+        hyp_timer::nap_for_us(NAP_US);
     }
 }

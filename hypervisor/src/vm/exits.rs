@@ -164,7 +164,7 @@ fn resample_physical_timer(vcpu: usize) {
         return;
     }
     let vm = vm();
-    let (kick, deactivate) = vm.lock_vgic().hw_line_dropped(guest_map::PPI_NONSECURE_PHYS_TIMER, vcpu);
+    let (kick, deactivate) = vm.vgic.hw_line_dropped(guest_map::PPI_NONSECURE_PHYS_TIMER, vcpu);
     if deactivate {
         crate::arch::aarch64::gic::deactivate(guest_map::PPI_NONSECURE_PHYS_TIMER);
     }
@@ -209,12 +209,12 @@ fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioA
     let handled = if access.is_write {
         let value = access.store_value(read_gpr(&frame.x, access.reg));
         if gicd.contains(ipa) {
-            let result = vm.lock_vgic().gicd_write(ipa - gicd.start, access.size, value);
+            let result = vm.vgic.gicd_write(ipa - gicd.start, access.size, value);
             note_gic_access(vcpu, "GICD write", ipa, result.access);
             vm.kick(result.kick);
             true
         } else if gicr.contains(ipa) {
-            let result = vm.lock_vgic().gicr_write(ipa - gicr.start, access.size, value);
+            let result = vm.vgic.gicr_write(ipa - gicr.start, access.size, value);
             note_gic_access(vcpu, "GICR write", ipa, result.access);
             vm.kick(result.kick);
             true
@@ -227,11 +227,11 @@ fn handle_mmio_abort(frame: &mut TrapFrame, vcpu: usize, ipa: u64, access: MmioA
         }
     } else {
         let raw = if gicd.contains(ipa) {
-            let result = vm.lock_vgic().gicd_read(ipa - gicd.start, access.size);
+            let result = vm.vgic.gicd_read(ipa - gicd.start, access.size);
             note_gic_access(vcpu, "GICD read", ipa, result.access);
             Some(result.value)
         } else if gicr.contains(ipa) {
-            let result = vm.lock_vgic().gicr_read(ipa - gicr.start, access.size);
+            let result = vm.vgic.gicr_read(ipa - gicr.start, access.size);
             note_gic_access(vcpu, "GICR read", ipa, result.access);
             Some(result.value)
         } else {

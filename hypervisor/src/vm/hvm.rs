@@ -525,11 +525,8 @@ fn caller_buffer(vm: &Vm, vcpu: usize, level: Level, va: u64, size: u64) -> Opti
 /// Raises the upcall SGI on the HRT cores in `cores` (bit n: HRT core n) and kicks them.
 fn raise_upcall(vm: &Vm, hrt: &HrtPartition, cores: u64) {
     let mut kick = crate::gic::Kick::NONE;
-    {
-        let mut vgic = vm.lock_vgic();
-        for core in (0..hrt.cores).filter(|core| cores & (1 << core) != 0) {
-            kick |= vgic.set_pending(guest_map::HRT_UPCALL_SGI, hrt.first_vcpu + core);
-        }
+    for core in (0..hrt.cores).filter(|core| cores & (1 << core) != 0) {
+        kick |= vm.vgic.set_pending(guest_map::HRT_UPCALL_SGI, hrt.first_vcpu + core);
     }
     vm.kick(kick);
 }
@@ -544,11 +541,8 @@ pub fn reset_hrt(vm: &Vm) {
     SIGNAL_PENDING.store(false, Ordering::Release);
     let cores = hrt.first_vcpu..hrt.first_vcpu + hrt.cores;
     run::reset_partition(vm, cores.clone(), || {
-        {
-            let mut vgic = vm.lock_vgic();
-            for vcpu in cores.clone() {
-                vgic.reset_vcpu(vcpu);
-            }
+        for vcpu in cores.clone() {
+            vm.vgic.reset_vcpu(vcpu);
         }
         vm.drop_posted(cores);
         if let Err(error) = hrt.boot(vm) {

@@ -134,9 +134,10 @@ pub fn pump_console_input(uart: &mut Vpl011) {
 /// (its timer may have fired meanwhile: posted PPIs are taken in first).
 pub fn has_deliverable(vcpu: usize) -> bool {
     let vm = vm();
-    let mut vgic = vm.lock_vgic();
-    vm.take_posted(&mut vgic, vcpu);
-    vgic.has_deliverable(vcpu)
+    vm.vgic.vcpu(vcpu).is_some_and(|mut gic| {
+        vm.take_posted(&mut gic);
+        gic.has_deliverable()
+    })
 }
 
 /// WFI: returns once vCPU `vcpu` has an interrupt to take; until then the pCPU sleeps and

@@ -1,20 +1,20 @@
 //! The exit path's work on the loaded vCPU's list registers: syncing them into the vGIC,
 //! resampling the guest's timer lines, refilling them before the entry.
 //!
-//! Each step reads the hardware (ICH_LR<n>_EL2, the timer controls) before it takes the
-//! VM-wide vGIC lock and writes the hardware after releasing it; under the lock it only
+//! Each step reads the hardware (ICH_LR<n>_EL2, the timer controls) before it locks the
+//! vCPU's interrupt state and writes the hardware after releasing it; under the lock it only
 //! computes. Why: on QEMU every ICH_* and timer register access takes QEMU's global lock, and a
-//! vGIC lock holder that waits for that lock, or that the host deschedules meanwhile, leaves
-//! every other vCPU that wants the vGIC spinning (with 4 vCPU threads on 2 host cores the exit
-//! profile showed a quarter of the hypervisor's time in such waits). Only this pCPU touches its
-//! list registers and its guest does not run in between, so the vGIC's record may run ahead of
-//! the hardware for that short while.
+//! lock holder that waits for that lock, or that the host deschedules meanwhile, leaves every
+//! other pCPU that wants the lock waiting (when the vGIC had one lock for the whole VM, with 4
+//! vCPU threads on 2 host cores, the exit profile showed a quarter of the hypervisor's time in
+//! such waits). Only this pCPU touches its list registers and its guest does not run in
+//! between, so the vGIC's record may run ahead of the hardware for that short while.
 
 use super::{irq, Vm};
 use crate::arch::aarch64::context::TimerRegisters;
 use crate::arch::aarch64::gic as pgic;
 use crate::gic::loaded::LoadedLrs;
-use crate::gic::{Kick, Vgic, MAX_LRS};
+use crate::gic::{Kick, VcpuGic, MAX_LRS};
 use crate::guest_map::{PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER};
 use crate::profile::VgicStats;
 
@@ -44,13 +44,15 @@ pub fn sync_and_resample(vm: &Vm, loaded: &mut LoadedLrs, vcpu: usize, needs_syn
     let hardware = needs_sync.then(|| read_hardware(loaded, work));
     let lines = TimerLines::read_if_injected(vcpu);
     let mut lrs = hardware;
-    let mut vgic = vm.lock_vgic();
+    let Some(mut gic) = vm.vgic.vcpu(vcpu) else {
+        return false;
+    };
     if let Some(lrs) = lrs.as_mut() {
-        vgic.sync_lrs(vcpu, &mut lrs[..loaded.count()]);
+        gic.sync_lrs(&mut lrs[..loaded.count()]);
     }
-    vm.take_posted(&mut vgic, vcpu);
-    let resampled = resample_timer_lines(&mut vgic, vcpu, lines);
-    drop(vgic);
+    vm.take_posted(&mut gic);
+    let resampled = resample_timer_lines(&mut gic, vcpu, lines);
+    drop(gic);
     if let (Some(hardware), Some(lrs)) = (hardware, lrs) {
         write_hardware(loaded, &hardware, &lrs, work);
         work.syncs += 1;
@@ -67,39 +69,41 @@ pub struct Refill {
     pub lrs: [u64; MAX_LRS],
 }
 
-/// Refills the list registers of `current`, loaded on this pCPU, before the entry. With
-/// `late_sync`, `exited` (the same vCPU) is synced first, in the same lock hold; `synced` says
-/// the record of the hardware is exact already (a sync in this exit, not followed by a switch).
+/// Refills the list registers of `vcpu`, loaded on this pCPU, before the entry. With
+/// `late_sync` (the vCPU that exited stays), it is synced first, in the same lock hold;
+/// `synced` says the record of the hardware is exact already (a sync in this exit, not
+/// followed by a switch).
 pub fn refill(
     vm: &Vm,
     loaded: &mut LoadedLrs,
-    exited: usize,
-    current: usize,
+    vcpu: usize,
     late_sync: bool,
     synced: bool,
     work: &mut VgicStats,
 ) -> Refill {
     // Without a sync in this exit the guest may have acknowledged entries since they were
     // written: the flush must start from what the hardware holds now.
-    let hardware = if synced && current == exited { *loaded.values() } else { read_hardware(loaded, work) };
-    let lines = if late_sync { TimerLines::read_if_injected(exited) } else { None };
+    let hardware = if synced { *loaded.values() } else { read_hardware(loaded, work) };
+    let lines = if late_sync { TimerLines::read_if_injected(vcpu) } else { None };
     let count = loaded.count();
     let mut lrs = hardware;
 
-    let mut vgic = vm.lock_vgic();
+    let Some(mut gic) = vm.vgic.vcpu(vcpu) else {
+        return Refill { injected: 0, lrs };
+    };
     let mut resampled = Resampled::default();
     if late_sync {
-        vgic.sync_lrs(exited, &mut lrs[..count]);
+        gic.sync_lrs(&mut lrs[..count]);
         work.syncs += 1;
     }
     // After the sync if there was one to do; a vCPU just loaded was synced when it left.
-    vm.take_posted(&mut vgic, current);
+    vm.take_posted(&mut gic);
     if late_sync {
-        resampled = resample_timer_lines(&mut vgic, exited, lines);
+        resampled = resample_timer_lines(&mut gic, vcpu, lines);
     }
     let before_flush = lrs;
-    let result = vgic.flush_lrs(current, &mut lrs[..count]);
-    drop(vgic);
+    let result = gic.flush_lrs(&mut lrs[..count]);
+    drop(gic);
 
     write_hardware(loaded, &hardware, &lrs, work);
     work.flushes += 1;
@@ -116,7 +120,7 @@ pub fn refill(
     Refill { injected, lrs }
 }
 
-/// The guest's timer lines, read outside the vGIC lock.
+/// The guest's timer lines, read outside the vGIC's locks.
 #[derive(Clone, Copy)]
 pub struct TimerLines {
     virtual_high: bool,
@@ -134,8 +138,8 @@ impl TimerLines {
     }
 }
 
-/// What a resample asks of the hardware and the other vCPUs, done once the vGIC lock is
-/// released.
+/// What a resample asks of the hardware and the other vCPUs, done once the vCPU's interrupt
+/// state is unlocked.
 #[derive(Default)]
 pub struct Resampled {
     kick: Kick,
@@ -158,7 +162,7 @@ impl Resampled {
 /// resamples the lines where the guest can look (its vGIC accesses, WFI) and on physical IRQs,
 /// after the list registers were synced (KVM does the same).
 /// Only timers injected since their last resample are looked at (`irq::timers_injected`).
-fn resample_timer_lines(vgic: &mut Vgic, vcpu: usize, lines: Option<TimerLines>) -> Resampled {
+fn resample_timer_lines(gic: &mut VcpuGic, vcpu: usize, lines: Option<TimerLines>) -> Resampled {
     let mut resampled = Resampled::default();
     let Some(lines) = lines else {
         return resampled;
@@ -168,7 +172,7 @@ fn resample_timer_lines(vgic: &mut Vgic, vcpu: usize, lines: Option<TimerLines>)
         if high || !irq::take_timer_injected(vcpu, intid) {
             continue;
         }
-        let (holder, deactivate) = vgic.hw_line_dropped(intid, vcpu);
+        let (holder, deactivate) = gic.hw_line_dropped(intid);
         if deactivate {
             *slot = Some(intid);
         }

@@ -43,7 +43,7 @@ use crate::devices::virtio::mmio::VirtioMmio;
 use crate::devices::vpl011::{TxSink, Vpl011};
 use crate::devices::{DeviceManager, IrqLine, MmioDevice};
 use crate::gic::mailbox::Mailboxes;
-use crate::gic::Vgic;
+use crate::gic::{VcpuGic, Vgic, Waiter};
 use crate::guest_map;
 use crate::mm::addr::{HostPhys, Ipa};
 use crate::mm::guest_memory::GuestMemory;
@@ -117,7 +117,7 @@ pub struct Vm {
     pub hrt: Option<hvm::HrtPartition>,
     pub memory: GuestMemory,
     pub stage2: GuestStage2,
-    pub vgic: Mutex<Vgic>,
+    pub vgic: Vgic,
     pub psci: Mutex<PsciState>,
     pub devices: Mutex<DeviceManager>,
     pub uart: Arc<Mutex<Vpl011>>,
@@ -374,7 +374,7 @@ pub fn build(
         hrt,
         memory,
         stage2,
-        vgic: Mutex::new(new_vgic(vcpu_count, ros_vcpus)),
+        vgic: new_vgic(vcpu_count, ros_vcpus),
         psci: Mutex::new(PsciState::new(ros_vcpus, ram_ipa.start, ram_ipa.size)),
         devices: Mutex::new(devices),
         uart,
@@ -386,9 +386,19 @@ pub fn build(
     Ok(VM.call_once(|| vm))
 }
 
+/// How the vGIC's locks wait: spin briefly, then nap (see `contended`); the time goes into the
+/// exit profile.
+const VGIC_WAITER: Waiter = Waiter { begin: cpu::counter, pause: contended::pause, end: record_vgic_wait };
+
+fn record_vgic_wait(started: u64) {
+    let waited = cpu::counter() - started;
+    stats::add_vgic(crate::profile::VgicStats { lock_waits: 1, lock_wait_ticks: waited, ..Default::default() });
+}
+
 fn new_vgic(vcpu_count: usize, ros_vcpus: usize) -> Vgic {
     let mut vgic = Vgic::new(vcpu_count);
     vgic.set_partition(ros_vcpus);
+    vgic.set_waiter(VGIC_WAITER);
     // The guest's timers are the pCPU's: their interrupts are linked to the physical ones.
     vgic.set_hw_mapping(guest_map::PPI_VIRT_TIMER, guest_map::PPI_VIRT_TIMER);
     vgic.set_hw_mapping(guest_map::PPI_NONSECURE_PHYS_TIMER, guest_map::PPI_NONSECURE_PHYS_TIMER);
@@ -449,7 +459,7 @@ impl Vm {
         if let Err(error) = self.load_images() {
             log::error!("guest reset failed: {error}");
         }
-        self.lock_vgic().reset_ros();
+        self.vgic.reset_ros();
         // Interrupts posted for the old guest and never taken are not the new guest's.
         self.drop_posted(0..self.ros_vcpus);
         *self.psci.lock() = PsciState::new(self.ros_vcpus, self.memory.ipa.start, self.memory.ipa.size);
@@ -478,23 +488,11 @@ impl Vm {
         }
     }
 
-    /// The virtual GIC, locked; time spent waiting for another pCPU to release it goes into
-    /// the exit profile.
-    pub fn lock_vgic(&self) -> spin::MutexGuard<'_, Vgic> {
-        if let Some(guard) = self.vgic.try_lock() {
-            return guard;
-        }
-        let start = cpu::counter();
-        let guard = contended::lock(&self.vgic);
-        let waited = cpu::counter() - start;
-        stats::add_vgic(crate::profile::VgicStats { lock_waits: 1, lock_wait_ticks: waited, ..Default::default() });
-        guard
-    }
-
-    /// Takes the timer PPIs posted to `vcpu` into the (locked) vGIC. Only on the pCPU `vcpu`
-    /// is loaded on, once its list registers are synced (see `gic::mailbox`).
-    pub fn take_posted(&self, vgic: &mut Vgic, vcpu: usize) {
-        let _ = vgic.take_posted_ppis(vcpu, &MAILBOXES);
+    /// Takes the timer PPIs posted to the vCPU whose (locked) interrupt state `gic` is into
+    /// it. Only on the pCPU that vCPU is loaded on, once its list registers are synced (see
+    /// `gic::mailbox`).
+    pub fn take_posted(&self, gic: &mut VcpuGic) {
+        let _ = gic.take_posted_ppis(&MAILBOXES);
     }
 
     /// The guest's timer `intid` fired on loaded vCPU `vcpu`: posts it (no vGIC lock) and flags
@@ -509,7 +507,7 @@ impl Vm {
     /// `sender`'s write of `value` to ICC_SGI1R_EL1: makes the SGI pending on its targets and
     /// kicks those that must look; returns them.
     pub fn send_sgi(&self, sender: usize, value: u64) -> crate::gic::Kick {
-        let kick = self.lock_vgic().send_sgi(sender, value);
+        let kick = self.vgic.send_sgi(sender, value);
         self.kick(kick);
         kick
     }
@@ -521,7 +519,7 @@ impl Vm {
 
     /// Sets a device's interrupt line in the virtual GIC and kicks whoever that concerns.
     pub fn set_line(&self, line: IrqLine) {
-        let kick = self.lock_vgic().set_level(line.intid, 0, line.asserted);
+        let kick = self.vgic.set_level(line.intid, 0, line.asserted);
         self.kick(kick);
     }
 

@@ -246,7 +246,7 @@ fn pick_next_vcpu(pcpu: usize) -> Option<usize> {
     let states = states();
     let vm = vm();
     let queue = QUEUES[pcpu].lock();
-    queue.as_ref()?.pick_next(&states, cpu::counter(), |v| vm.lock_vgic().has_deliverable(v))
+    queue.as_ref()?.pick_next(&states, cpu::counter(), |v| vm.vgic.has_deliverable(v))
 }
 
 /// Loads vCPU `vcpu` (saved in its slot) onto this pCPU, its registers into `frame`; false
@@ -531,7 +531,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let reason = exit_reason(kind, action.as_ref(), frame.x[0], vm.vcpu_count);
 
     // Exits that look at the vCPU's interrupt state sync (and resample its timer lines) first;
-    // the others sync at the end, under the same vGIC lock as the flush.
+    // the others sync at the end, under the same lock of the vCPU's vGIC state as the flush.
     let mut work = VgicStats::default();
     let mut needs_sync = LOADED_LRS[pcpu].lock().needs_sync(reason, pgic::empty_list_registers);
     // Whether the loaded list registers were synced in this exit (then `LoadedLrs` is exact).
@@ -608,7 +608,7 @@ pub fn on_guest_exit(frame: &mut TrapFrame, kind: VectorKind) {
     let mut injected = 0;
     let late_sync = needs_sync && current == vcpu;
     if late_sync || loaded.needs_flush(synced, kicked) {
-        let refill = lr_path::refill(vm, &mut loaded, vcpu, current, late_sync, synced, &mut work);
+        let refill = lr_path::refill(vm, &mut loaded, current, late_sync, synced && current == vcpu, &mut work);
         injected = refill.injected;
         for (n, lr) in refill.lrs.iter().enumerate().take(loaded.count()) {
             HYP_DEBUG_LRS[pcpu][n].store(*lr, Ordering::Relaxed);

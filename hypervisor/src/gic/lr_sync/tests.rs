@@ -4,6 +4,7 @@
 use super::*;
 use crate::gic::lr::{LR_EOI, LR_HW, LR_STATE_MASK, LR_STATE_SHIFT};
 use crate::gic::regs::{ICACTIVER, ICENABLER, ICPENDR, ISACTIVER};
+use crate::gic::Vgic;
 use crate::guest_map::{PPI_VIRT_TIMER, SPI_BASE};
 
 /// What QEMU's cortex-a57 has.
@@ -11,19 +12,20 @@ const NUM_LRS: usize = 4;
 const SPI: u32 = SPI_BASE + 5;
 
 fn vgic(vcpus: usize) -> Vgic {
-    let mut vgic = Vgic::new(vcpus);
-    vgic.enable_grp1 = true;
+    let vgic = Vgic::new(vcpus);
+    vgic.set_groups(false, true);
     vgic
 }
 
-fn enable(vgic: &mut Vgic, vcpu: usize, intid: u32, priority: u8) {
-    let irq = vgic.irq_mut(vcpu, intid).unwrap();
-    irq.enabled = true;
-    irq.priority = priority;
+fn enable(vgic: &Vgic, vcpu: usize, intid: u32, priority: u8) {
+    vgic.edit_irq(vcpu, intid, |irq| {
+        irq.enabled = true;
+        irq.priority = priority;
+    });
 }
 
-fn make_edge(vgic: &mut Vgic, intid: u32) {
-    vgic.irq_mut(0, intid).unwrap().trigger = crate::gic::irq::Trigger::Edge;
+fn make_edge(vgic: &Vgic, intid: u32) {
+    vgic.edit_irq(0, intid, |irq| irq.trigger = crate::gic::irq::Trigger::Edge);
 }
 
 /// The INTIDs in valid list registers, in list register order.
@@ -61,9 +63,9 @@ fn guest_complete(lrs: &mut [u64], intid: u32) {
 
 #[test]
 fn flush_puts_a_pending_interrupt_in_a_list_register_once() {
-    let mut vgic = vgic(1);
-    make_edge(&mut vgic, SPI);
-    enable(&mut vgic, 0, SPI, 0xA3);
+    let vgic = vgic(1);
+    make_edge(&vgic, SPI);
+    enable(&vgic, 0, SPI, 0xA3);
     vgic.set_pending(SPI, 0);
     let mut lrs = [0; NUM_LRS];
     assert_eq!(vgic.flush_lrs(0, &mut lrs), FlushResult::default());
@@ -80,12 +82,12 @@ fn flush_puts_a_pending_interrupt_in_a_list_register_once() {
 
 #[test]
 fn overflow_is_flagged_and_priority_order_respected() {
-    let mut vgic = vgic(1);
+    let vgic = vgic(1);
     let priorities = [0xC0, 0x10, 0x80, 0xF0, 0x40, 0x20];
     for (n, &priority) in priorities.iter().enumerate() {
         let intid = SPI_BASE + n as u32;
-        make_edge(&mut vgic, intid);
-        enable(&mut vgic, 0, intid, priority);
+        make_edge(&vgic, intid);
+        enable(&vgic, 0, intid, priority);
         vgic.set_pending(intid, 0);
     }
     let mut lrs = [0; NUM_LRS];
@@ -105,18 +107,18 @@ fn overflow_is_flagged_and_priority_order_respected() {
 
 #[test]
 fn higher_priority_arrival_evicts_a_pending_lower_one() {
-    let mut vgic = vgic(1);
+    let vgic = vgic(1);
     for n in 0..NUM_LRS as u32 {
-        enable(&mut vgic, 0, SPI_BASE + n, 0xA0);
-        make_edge(&mut vgic, SPI_BASE + n);
+        enable(&vgic, 0, SPI_BASE + n, 0xA0);
+        make_edge(&vgic, SPI_BASE + n);
         vgic.set_pending(SPI_BASE + n, 0);
     }
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs);
     guest_ack(&mut lrs, SPI_BASE); // Active ones are never evicted.
 
-    enable(&mut vgic, 0, SPI, 0x20);
-    make_edge(&mut vgic, SPI);
+    enable(&vgic, 0, SPI, 0x20);
+    make_edge(&vgic, SPI);
     vgic.set_pending(SPI, 0);
     assert!(vgic.flush_lrs(0, &mut lrs).overflow, "the evicted one waits");
     assert!(in_lrs(&lrs).contains(&SPI) && in_lrs(&lrs).contains(&SPI_BASE));
@@ -128,8 +130,8 @@ fn higher_priority_arrival_evicts_a_pending_lower_one() {
 
 #[test]
 fn edge_on_an_active_interrupt_makes_it_pending_and_active() {
-    let mut vgic = vgic(1);
-    enable(&mut vgic, 0, 3, 0);
+    let vgic = vgic(1);
+    enable(&vgic, 0, 3, 0);
     vgic.set_pending(3, 0);
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs);
@@ -143,8 +145,8 @@ fn edge_on_an_active_interrupt_makes_it_pending_and_active() {
 
 #[test]
 fn level_interrupt_repends_while_the_line_is_high() {
-    let mut vgic = vgic(1);
-    enable(&mut vgic, 0, SPI, 0xA0);
+    let vgic = vgic(1);
+    enable(&vgic, 0, SPI, 0xA0);
     vgic.set_level(SPI, 0, true);
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs);
@@ -173,8 +175,8 @@ fn level_interrupt_repends_while_the_line_is_high() {
 
 #[test]
 fn lowered_line_withdraws_an_unacknowledged_level_interrupt() {
-    let mut vgic = vgic(1);
-    enable(&mut vgic, 0, SPI, 0xA0);
+    let vgic = vgic(1);
+    enable(&vgic, 0, SPI, 0xA0);
     vgic.set_level(SPI, 0, true);
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs);
@@ -185,9 +187,9 @@ fn lowered_line_withdraws_an_unacknowledged_level_interrupt() {
 
 #[test]
 fn timer_goes_in_hardware_list_registers() {
-    let mut vgic = vgic(2);
+    let vgic = vgic(2);
     assert!(vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER));
-    enable(&mut vgic, 1, PPI_VIRT_TIMER, 0xA0);
+    enable(&vgic, 1, PPI_VIRT_TIMER, 0xA0);
     assert_eq!(vgic.set_pending(PPI_VIRT_TIMER, 1), Kick::vcpu(1));
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(1, &mut lrs);
@@ -198,7 +200,7 @@ fn timer_goes_in_hardware_list_registers() {
 
     // Level-configured (as Linux does) or not, a new injection while active waits.
     guest_ack(&mut lrs, PPI_VIRT_TIMER);
-    vgic.irq_mut(1, PPI_VIRT_TIMER).unwrap().trigger = crate::gic::irq::Trigger::Edge;
+    vgic.edit_irq(1, PPI_VIRT_TIMER, |irq| irq.trigger = crate::gic::irq::Trigger::Edge);
     vgic.set_pending(PPI_VIRT_TIMER, 1);
     vgic.flush_lrs(1, &mut lrs);
     assert_eq!(ListRegister::decode(lrs[0]).state, LrState::Active, "never pending+active");
@@ -212,9 +214,9 @@ fn timer_goes_in_hardware_list_registers() {
 /// physical interrupt must be deactivated (the guest will never do it).
 #[test]
 fn a_dropped_timer_line_withdraws_the_untaken_interrupt() {
-    let mut vgic = vgic(2);
+    let vgic = vgic(2);
     vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
-    enable(&mut vgic, 1, PPI_VIRT_TIMER, 0xA0);
+    enable(&vgic, 1, PPI_VIRT_TIMER, 0xA0);
     vgic.set_pending(PPI_VIRT_TIMER, 1);
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(1, &mut lrs);
@@ -222,8 +224,8 @@ fn a_dropped_timer_line_withdraws_the_untaken_interrupt() {
 
     vgic.sync_lrs(1, &mut lrs);
     assert_eq!(vgic.hw_line_dropped(PPI_VIRT_TIMER, 1), (Kick::vcpu(1), true));
-    let irq = *vgic.irq(1, PPI_VIRT_TIMER).unwrap();
-    assert!(!vgic.pending_view(&irq), "GICR_ISPENDR0 reads it as not pending");
+    let irq = vgic.irq(1, PPI_VIRT_TIMER).unwrap();
+    assert!(!crate::gic::view::pending_view(&irq), "GICR_ISPENDR0 reads it as not pending");
     assert!(!vgic.has_deliverable(1));
     vgic.flush_lrs(1, &mut lrs);
     assert_eq!(in_lrs(&lrs), [] as [u32; 0], "the list register is withdrawn");
@@ -237,9 +239,9 @@ fn a_dropped_timer_line_withdraws_the_untaken_interrupt() {
 /// guest's EOI deactivates the physical interrupt through the list register.
 #[test]
 fn a_dropped_line_leaves_a_taken_interrupt_alone() {
-    let mut vgic = vgic(1);
+    let vgic = vgic(1);
     vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
-    enable(&mut vgic, 0, PPI_VIRT_TIMER, 0xA0);
+    enable(&vgic, 0, PPI_VIRT_TIMER, 0xA0);
     vgic.set_pending(PPI_VIRT_TIMER, 0);
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs);
@@ -250,7 +252,7 @@ fn a_dropped_line_leaves_a_taken_interrupt_alone() {
     assert_eq!(ListRegister::decode(lrs[find(&lrs, PPI_VIRT_TIMER)]).state, LrState::Active);
 
     // Software (not hardware-linked) and edge interrupts keep their pending state.
-    enable(&mut vgic, 0, SPI, 0);
+    enable(&vgic, 0, SPI, 0);
     vgic.set_pending(SPI, 0);
     assert_eq!(vgic.hw_line_dropped(SPI, 0), (Kick::NONE, false));
     assert!(vgic.has_deliverable(0));
@@ -266,9 +268,9 @@ fn withdrawing_a_hardware_interrupt_deactivates_it() {
     const SGI_FRAME: u64 = 0x1_0000;
     let bit = 1u64 << PPI_VIRT_TIMER;
     for (register, acknowledged) in [(ICPENDR, false), (ICACTIVER, true), (ICENABLER, false)] {
-        let mut vgic = vgic(1);
+        let vgic = vgic(1);
         vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
-        enable(&mut vgic, 0, PPI_VIRT_TIMER, 0xA0);
+        enable(&vgic, 0, PPI_VIRT_TIMER, 0xA0);
         vgic.set_pending(PPI_VIRT_TIMER, 0);
         let mut lrs = [0; NUM_LRS];
         let placed = vgic.flush_lrs(0, &mut lrs);
@@ -295,9 +297,9 @@ fn a_hardware_interrupt_cleared_before_any_list_register_is_deactivated() {
     const SGI_FRAME: u64 = 0x1_0000;
     let bit = 1u64 << PPI_VIRT_TIMER;
     for pended_again in [false, true] {
-        let mut vgic = vgic(1);
+        let vgic = vgic(1);
         vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
-        enable(&mut vgic, 0, PPI_VIRT_TIMER, 0xA0);
+        enable(&vgic, 0, PPI_VIRT_TIMER, 0xA0);
         vgic.set_pending(PPI_VIRT_TIMER, 0);
         vgic.gicr_write(SGI_FRAME + ICPENDR, 4, bit);
         if pended_again {
@@ -320,9 +322,9 @@ fn a_hardware_interrupt_cleared_before_any_list_register_is_deactivated() {
 
 #[test]
 fn disabling_withdraws_a_pending_interrupt() {
-    let mut vgic = vgic(1);
-    make_edge(&mut vgic, SPI);
-    enable(&mut vgic, 0, SPI, 0);
+    let vgic = vgic(1);
+    make_edge(&vgic, SPI);
+    enable(&vgic, 0, SPI, 0);
     vgic.set_pending(SPI, 0);
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs);
@@ -335,9 +337,9 @@ fn disabling_withdraws_a_pending_interrupt() {
 
 #[test]
 fn guest_mmio_edits_reach_the_list_register() {
-    let mut vgic = vgic(1);
-    make_edge(&mut vgic, SPI);
-    enable(&mut vgic, 0, SPI, 0);
+    let vgic = vgic(1);
+    make_edge(&vgic, SPI);
+    enable(&vgic, 0, SPI, 0);
     vgic.set_pending(SPI, 0);
     let mut lrs = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs);
@@ -359,9 +361,9 @@ fn guest_mmio_edits_reach_the_list_register() {
 
 #[test]
 fn rerouting_moves_a_pending_spi_to_the_new_target() {
-    let mut vgic = vgic(2);
-    make_edge(&mut vgic, SPI);
-    enable(&mut vgic, 0, SPI, 0);
+    let vgic = vgic(2);
+    make_edge(&vgic, SPI);
+    enable(&vgic, 0, SPI, 0);
     vgic.set_pending(SPI, 0);
     let mut lrs0 = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs0);
@@ -377,8 +379,8 @@ fn rerouting_moves_a_pending_spi_to_the_new_target() {
 
 #[test]
 fn spis_are_never_in_two_list_registers() {
-    let mut vgic = vgic(2);
-    enable(&mut vgic, 0, SPI, 0);
+    let vgic = vgic(2);
+    enable(&vgic, 0, SPI, 0);
     vgic.set_level(SPI, 0, true);
     let mut lrs0 = [0; NUM_LRS];
     vgic.flush_lrs(0, &mut lrs0);
@@ -392,12 +394,12 @@ fn spis_are_never_in_two_list_registers() {
 
 #[test]
 fn stale_and_foreign_list_register_values_are_cleaned() {
-    let mut vgic = vgic(1);
+    let vgic = vgic(1);
     let mut lrs = [ListRegister::pending(99, 0, true).encode(); NUM_LRS];
     vgic.flush_lrs(0, &mut lrs);
     assert_eq!(lrs, [0; NUM_LRS], "values we did not put there never reach the guest");
 
-    enable(&mut vgic, 0, SPI, 0);
+    enable(&vgic, 0, SPI, 0);
     vgic.set_level(SPI, 0, true);
     vgic.flush_lrs(0, &mut lrs);
     lrs[0] = ListRegister::pending(SPI + 1, 0, true).encode();
@@ -407,7 +409,7 @@ fn stale_and_foreign_list_register_values_are_cleaned() {
 
 #[test]
 fn odd_arguments_do_not_panic() {
-    let mut vgic = vgic(1);
+    let vgic = vgic(1);
     let mut lrs = [u64::MAX; 20];
     assert_eq!(vgic.flush_lrs(5, &mut lrs), FlushResult::default());
     vgic.sync_lrs(5, &mut lrs);
@@ -419,9 +421,9 @@ fn odd_arguments_do_not_panic() {
 
 #[test]
 fn sgis_are_delivered_per_target() {
-    let mut vgic = vgic(4);
+    let vgic = vgic(4);
     for vcpu in 0..4 {
-        enable(&mut vgic, vcpu, 1, 0);
+        enable(&vgic, vcpu, 1, 0);
     }
     let kick = vgic.send_sgi(0, 1 << 24 | 0b1010);
     assert_eq!(kick, Kick::vcpu(1) | Kick::vcpu(3));
@@ -435,20 +437,20 @@ fn sgis_are_delivered_per_target() {
 /// list register values just flushed.
 fn assert_consistent(vgic: &Vgic, vcpu: usize, lrs: &[u64]) {
     for (index, &raw) in lrs.iter().enumerate() {
-        match vgic.vcpus[vcpu].lrs[index] {
-            Some(entry) => {
+        match vgic.record(vcpu, index) {
+            Some(intid) => {
                 let lr = ListRegister::decode(raw);
-                assert_eq!(lr.vintid, entry.intid);
+                assert_eq!(lr.vintid, intid);
                 assert_ne!(lr.state, LrState::Invalid);
-                let slot = vgic.irq(vcpu, entry.intid).unwrap().lr;
-                assert_eq!(slot, Some(LrSlot { vcpu, index }));
+                let slot = vgic.irq(vcpu, intid).unwrap().lr;
+                assert_eq!(slot, Some(LrSlot { vcpu, index, state: lr.state }));
             }
             None => assert_eq!(raw, 0),
         }
     }
     for intid in 0..INTID_END {
-        if let Some(LrSlot { vcpu: holder, index }) = vgic.irq(vcpu, intid).unwrap().lr {
-            assert_eq!(vgic.vcpus[holder].lrs[index].map(|e| e.intid), Some(intid));
+        if let Some(LrSlot { vcpu: holder, index, .. }) = vgic.irq(vcpu, intid).unwrap().lr {
+            assert_eq!(vgic.record(holder, index), Some(intid));
         }
     }
 }
@@ -456,7 +458,7 @@ fn assert_consistent(vgic: &Vgic, vcpu: usize, lrs: &[u64]) {
 #[test]
 fn random_guest_and_device_activity_keeps_the_record_consistent() {
     const VCPUS: usize = 3;
-    let mut vgic = vgic(VCPUS);
+    let vgic = vgic(VCPUS);
     vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
     let mut lrs = [[0u64; NUM_LRS]; VCPUS];
     // A small linear congruential generator: deterministic, no dependencies.

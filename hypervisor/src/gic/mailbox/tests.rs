@@ -2,18 +2,19 @@
 //! nothing is lost or duplicated when posts race with takes.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 
 use super::*;
 use crate::gic::lr::{LrState, LR_STATE_MASK, LR_STATE_SHIFT};
+use crate::gic::Vgic;
 use crate::guest_map::{PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER};
 
 fn vgic_with_ppis_enabled(vcpus: usize) -> Vgic {
-    let mut vgic = Vgic::new(vcpus);
-    vgic.enable_grp1 = true;
-    for state in &mut vgic.vcpus {
-        for irq in state.private.iter_mut().skip(NUM_SGIS as usize) {
+    let vgic = Vgic::new(vcpus);
+    vgic.set_groups(false, true);
+    for state in &vgic.vcpus {
+        for irq in state.lock().private.iter_mut().skip(NUM_SGIS as usize) {
             irq.enabled = true;
         }
     }
@@ -22,15 +23,15 @@ fn vgic_with_ppis_enabled(vcpus: usize) -> Vgic {
 
 #[test]
 fn a_posted_timer_ppi_becomes_pending_for_its_vcpu_only() {
-    let mut vgic = vgic_with_ppis_enabled(2);
+    let vgic = vgic_with_ppis_enabled(2);
     let mailboxes = Mailboxes::new();
     mailboxes.get(1).unwrap().post_ppi(PPI_VIRT_TIMER);
     mailboxes.get(1).unwrap().post_ppi(PPI_NONSECURE_PHYS_TIMER);
-    assert_eq!(vgic.take_posted_ppis(0, &mailboxes), Kick::NONE, "vCPU 0 has nothing posted");
+    assert_eq!(vgic.vcpu(0).unwrap().take_posted_ppis(&mailboxes), Kick::NONE, "vCPU 0 has nothing posted");
     assert!(!vgic.has_deliverable(1), "not yet taken in");
-    assert_eq!(vgic.take_posted_ppis(1, &mailboxes), Kick::vcpu(1));
+    assert_eq!(vgic.vcpu(1).unwrap().take_posted_ppis(&mailboxes), Kick::vcpu(1));
     assert!(vgic.has_deliverable(1) && !vgic.has_deliverable(0));
-    assert!(vgic.vcpus[1].private[PPI_NONSECURE_PHYS_TIMER as usize].latch);
+    assert!(vgic.vcpus[1].lock().private[PPI_NONSECURE_PHYS_TIMER as usize].latch);
     assert!(mailboxes.get(1).unwrap().is_empty());
 }
 
@@ -41,7 +42,7 @@ fn a_posted_timer_ppi_becomes_pending_for_its_vcpu_only() {
 #[test]
 fn a_timer_posted_after_a_completion_survives_the_sync() {
     for take_first in [false, true] {
-        let mut vgic = vgic_with_ppis_enabled(1);
+        let vgic = vgic_with_ppis_enabled(1);
         vgic.set_hw_mapping(PPI_VIRT_TIMER, PPI_VIRT_TIMER);
         vgic.set_pending(PPI_VIRT_TIMER, 0);
         let mut lrs = [0u64; 4];
@@ -51,12 +52,12 @@ fn a_timer_posted_after_a_completion_survives_the_sync() {
         let mailboxes = Mailboxes::new();
         mailboxes.get(0).unwrap().post_ppi(PPI_VIRT_TIMER); // and the timer fires again
         if take_first {
-            vgic.take_posted_ppis(0, &mailboxes);
+            vgic.vcpu(0).unwrap().take_posted_ppis(&mailboxes);
             vgic.sync_lrs(0, &mut lrs);
             assert!(!vgic.has_deliverable(0), "taken in before the sync, it is swallowed");
         } else {
             vgic.sync_lrs(0, &mut lrs);
-            vgic.take_posted_ppis(0, &mailboxes);
+            vgic.vcpu(0).unwrap().take_posted_ppis(&mailboxes);
             assert!(vgic.has_deliverable(0), "taken in after the sync, it is pending");
         }
     }
@@ -71,17 +72,17 @@ fn racing_posts_and_takes_lose_nothing() {
     const ROUNDS: usize = 3000;
     const POSTERS: usize = 3;
     let mailboxes = Arc::new(Mailboxes::new());
-    let vgic = Arc::new(Mutex::new(vgic_with_ppis_enabled(1)));
+    let vgic = Arc::new(vgic_with_ppis_enabled(1));
     let handled: Arc<[AtomicUsize; NUM_SGIS as usize]> = Arc::new(std::array::from_fn(|_| AtomicUsize::new(0)));
     let done = Arc::new(AtomicBool::new(false));
     let taker = {
         let (mailboxes, vgic, handled, done) = (mailboxes.clone(), vgic.clone(), handled.clone(), done.clone());
         thread::spawn(move || loop {
             let finished = done.load(Ordering::Acquire);
-            let mut vgic = vgic.lock().unwrap();
-            vgic.take_posted_ppis(0, &mailboxes);
+            vgic.vcpu(0).unwrap().take_posted_ppis(&mailboxes);
+            let mut state = vgic.vcpus[0].lock();
             for (n, count) in handled.iter().enumerate() {
-                let irq = &mut vgic.vcpus[0].private[NUM_SGIS as usize + n];
+                let irq = &mut state.private[NUM_SGIS as usize + n];
                 if irq.latch {
                     irq.latch = false;
                     count.fetch_add(1, Ordering::AcqRel);
