@@ -127,6 +127,16 @@ impl IrqState {
     pub fn pending(&self) -> bool {
         self.latch || (self.trigger == Trigger::Level && self.line)
     }
+
+    /// Leaves list register `index` of `vcpu`, if that is where it is: its active state and any
+    /// edits meant for the list register go with it.
+    pub fn leave_lr(&mut self, vcpu: usize, index: usize) {
+        if self.lr.is_some_and(|slot| (slot.vcpu, slot.index) == (vcpu, index)) {
+            self.lr = None;
+            self.active = false;
+            self.fix = LrFixup::default();
+        }
+    }
 }
 
 #[cfg(test)]

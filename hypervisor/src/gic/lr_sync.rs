@@ -249,11 +249,7 @@ impl View<'_> {
             return;
         };
         if let Some(irq) = self.irq_mut(vcpu, intid) {
-            if irq.lr.is_some_and(|slot| (slot.vcpu, slot.index) == (vcpu, index)) {
-                irq.lr = None;
-                irq.active = false;
-                irq.fix = LrFixup::default();
-            }
+            irq.leave_lr(vcpu, index);
         }
     }
 }

@@ -10,7 +10,7 @@
 //! - Resetting a partition resets its vCPUs' SGIs and PPIs (and, for the ROS, the
 //!   distributor) and leaves the other partition's state alone.
 
-use super::irq::{self, LrFixup};
+use super::irq;
 use super::vgic::Vgic;
 use super::view::{Distributor, Groups, VcpuState};
 
@@ -59,15 +59,12 @@ impl Vgic {
         for (irq, link) in state.private.iter_mut().zip(links) {
             irq.hw_pintid = link;
         }
-        // Vcpu before distributor: the lock order.
-        let mut dist = self.lock(&self.dist);
+        // The vCPU's lock before the distributor's: the lock order.
+        let mut dist = self.lock_distributor();
         dist.awake &= !(1 << vcpu);
-        for spi in held_spis.iter().flatten().filter_map(|&intid| irq::spi_index(intid)) {
-            let irq = &mut dist.spis[spi];
-            if irq.lr.is_some_and(|slot| slot.vcpu == vcpu) {
-                irq.lr = None;
-                irq.active = false;
-                irq.fix = LrFixup::default();
+        for (index, intid) in held_spis.iter().enumerate() {
+            if let Some(spi) = intid.and_then(irq::spi_index).and_then(|spi| dist.spis.get_mut(spi)) {
+                spi.leave_lr(vcpu, index);
             }
         }
     }
@@ -76,7 +73,7 @@ impl Vgic {
     /// the ROS vCPUs' redistributors. HRT vCPUs keep their state.
     pub fn reset_ros(&self) {
         {
-            let mut dist = self.lock(&self.dist);
+            let mut dist = self.lock_distributor();
             let links: alloc::vec::Vec<_> = dist.spis.iter().map(|spi| spi.hw_pintid).collect();
             let hrt_awake = dist.awake & !((1 << self.cfg.ros_vcpus) - 1);
             *dist = Distributor::new();
@@ -178,5 +175,21 @@ mod tests {
         assert!(!vgic.has_deliverable(3));
         assert_eq!(vgic.irq(3, 27).unwrap().hw_pintid, Some(27), "timer link kept");
         assert_eq!(vgic.irq(0, 27).unwrap().hw_pintid, Some(27));
+    }
+
+    #[test]
+    fn a_reset_vcpu_gives_back_the_spis_its_list_registers_held() {
+        let vgic = hybrid();
+        vgic.gicd_write(GICD_CTLR, 4, CTLR_ARE_GRP1);
+        vgic.gicd_write(GICD_ISENABLER1, 4, 1);
+        vgic.gicd_write(GICD_IROUTER + 8 * 32, 8, 1);
+        vgic.set_level(32, 0, true);
+        let mut lrs = [0u64; 4];
+        vgic.flush_lrs(1, &mut lrs);
+        assert_eq!(vgic.irq(1, 32).unwrap().lr.map(|slot| slot.vcpu), Some(1));
+        vgic.reset_vcpu(1);
+        assert_eq!(vgic.irq(1, 32).unwrap().lr, None, "no slot left pointing at the reset vCPU");
+        vgic.gicr_write(GICR_STRIDE + GICR_WAKER, 4, 0);
+        assert!(vgic.has_deliverable(1), "the line is still high: pending again for its target");
     }
 }

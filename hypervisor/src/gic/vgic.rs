@@ -15,6 +15,7 @@
 //! after a vCPU looked comes with that vCPU's kick (every change to an SPI reports the vCPUs
 //! concerned as a [`Kick`]), so its next exit looks again.
 
+use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use alloc::vec::Vec;
@@ -173,7 +174,7 @@ impl Vgic {
 
     fn set_mapping(&self, intid: u32, pintid: Option<u32>) -> bool {
         if let Some(spi) = irq::spi_index(intid) {
-            self.lock(&self.dist).spis[spi].hw_pintid = pintid;
+            self.lock_distributor().spis[spi].hw_pintid = pintid;
         } else if irq::is_private(intid) {
             for vcpu in &self.vcpus {
                 self.lock(vcpu).private[intid as usize].hw_pintid = pintid;
@@ -235,17 +236,21 @@ impl Vgic {
         self.groups.store(bits, Ordering::Release);
     }
 
+    /// The distributor, locked (see [`LockedDistributor`]).
+    pub(super) fn lock_distributor(&self) -> LockedDistributor<'_> {
+        LockedDistributor { vgic: self, state: self.lock(&self.dist) }
+    }
+
     /// Runs `op` on the distributor, locked.
     pub(super) fn on_distributor<R>(&self, op: impl FnOnce(&mut View) -> R) -> R {
-        let mut dist = self.lock(&self.dist);
-        let result = op(&mut View { cfg: &self.cfg, groups: self.groups(), dist: Some(&mut dist), cpu: None });
-        self.publish_spis_waiting(&mut dist);
-        result
+        let mut dist = self.lock_distributor();
+        op(&mut View { cfg: &self.cfg, groups: self.groups(), dist: Some(&mut dist), cpu: None })
     }
 
     /// Locks one of the vGIC's locks, waiting as the integrator asked.
 
-    /// Runs `op`, which changes nothing, on the distributor, locked.
+    /// Runs `op`, which changes nothing, on the distributor, locked (so there is nothing to
+    /// publish at the release).
     pub(super) fn read_distributor<R>(&self, op: impl FnOnce(&View) -> R) -> R {
         let mut dist = self.lock(&self.dist);
         op(&View { cfg: &self.cfg, groups: self.groups(), dist: Some(&mut dist), cpu: None })
@@ -277,6 +282,11 @@ impl Vgic {
         let view = View { cfg: &self.cfg, groups: self.groups(), dist: Some(dist), cpu: None };
         let mut waiting = Kick::NONE;
         for intid in SPI_BASE..irq::INTID_END {
+            // Most SPIs wait for nobody: rule them out before resolving their routes (this
+            // runs at every release, and QEMU emulates EL2's instructions too).
+            if !view.irq(0, intid).is_some_and(|irq| irq.lr.is_none() && irq.pending()) {
+                continue;
+            }
             if let Some(target) = view.target(0, intid).filter(|&target| view.deliverable_to(target, intid)) {
                 waiting |= Kick::vcpu(target);
             }
@@ -297,7 +307,7 @@ pub struct VcpuGic<'a> {
     vgic: &'a Vgic,
     index: usize,
     cpu: MutexGuard<'a, VcpuState>,
-    dist: Option<MutexGuard<'a, Distributor>>,
+    dist: Option<LockedDistributor<'a>>,
 }
 
 impl VcpuGic<'_> {
@@ -309,7 +319,7 @@ impl VcpuGic<'_> {
     /// The view of this vCPU, with the distributor locked as well if `spis`.
     fn view(&mut self, spis: bool) -> View<'_> {
         if spis && self.dist.is_none() {
-            self.dist = Some(self.vgic.lock(&self.vgic.dist));
+            self.dist = Some(self.vgic.lock_distributor());
         }
         View {
             cfg: &self.vgic.cfg,
@@ -354,12 +364,29 @@ impl VcpuGic<'_> {
     }
 }
 
-impl Drop for VcpuGic<'_> {
-    /// Whoever releases the distributor's lock publishes which vCPUs SPIs wait for.
+/// The distributor, locked. Whoever releases the lock publishes which vCPUs SPIs wait for
+/// (see the module docs), so this does it when dropped.
+pub(super) struct LockedDistributor<'a> {
+    vgic: &'a Vgic,
+    state: MutexGuard<'a, Distributor>,
+}
+
+impl Deref for LockedDistributor<'_> {
+    type Target = Distributor;
+    fn deref(&self) -> &Distributor {
+        &self.state
+    }
+}
+
+impl DerefMut for LockedDistributor<'_> {
+    fn deref_mut(&mut self) -> &mut Distributor {
+        &mut self.state
+    }
+}
+
+impl Drop for LockedDistributor<'_> {
     fn drop(&mut self) {
-        if let Some(dist) = self.dist.as_deref_mut() {
-            self.vgic.publish_spis_waiting(dist);
-        }
+        self.vgic.publish_spis_waiting(&mut self.state);
     }
 }
 
@@ -387,9 +414,7 @@ impl Vgic {
 
     /// Sets GICD_CTLR's group enables.
     pub(super) fn set_groups(&self, grp0: bool, grp1: bool) {
-        let mut dist = self.dist.lock();
-        self.store_groups(&mut dist, Groups { grp0, grp1 });
-        self.publish_spis_waiting(&mut dist);
+        self.store_groups(&mut self.lock_distributor(), Groups { grp0, grp1 });
     }
 
     /// The INTID in list register `index` of `vcpu`, by its record.
