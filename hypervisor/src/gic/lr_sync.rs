@@ -10,7 +10,7 @@
 //! Each vCPU keeps a record of which INTID sits in which list register, and each interrupt
 //! knows its list register, so an interrupt is never in two list registers at once.
 
-use super::irq::{IrqState, LrFixup, LrSlot, INTID_END, NUM_INTIDS, NUM_PRIVATE};
+use super::irq::{IrqState, LrFixup, LrSlot, NUM_INTIDS, NUM_PRIVATE};
 use super::lr::{ListRegister, LrState};
 use super::view::{effective_lr_state, View};
 use super::{Kick, MAX_LRS};
@@ -102,7 +102,7 @@ impl View<'_> {
         // Waiting interrupts, best first: lower priority value, then lower INTID.
         let mut waiting = [(0u8, 0u32); NUM_INTIDS];
         let mut count = 0;
-        for intid in 0..INTID_END {
+        for intid in self.visible_intids() {
             if self.deliverable_to(vcpu, intid) {
                 if let Some(irq) = self.irq(vcpu, intid) {
                     waiting[count] = (irq.priority & self.cfg.lr_priority_mask, intid);

@@ -9,11 +9,14 @@
 //! # Lock order
 //!
 //! A vCPU's lock before the distributor's; never two vCPUs' at once. A vCPU takes the
-//! distributor's lock only while it holds an SPI in a list register, or while an SPI waits
-//! for it. Which vCPUs SPIs wait for is an atomic bitmask (`Vgic::spis_waiting`), recomputed
-//! by whoever releases the distributor's lock, from the state it leaves behind. A bit set just
-//! after a vCPU looked comes with that vCPU's kick (every change to an SPI reports the vCPUs
-//! concerned as a [`Kick`]), so its next exit looks again.
+//! distributor's lock only while it holds an SPI in a list register, or while an SPI may wait
+//! for it. Which vCPUs SPIs may wait for is an atomic bitmask (`Vgic::spis_waiting`), only
+//! changed under the distributor's lock: an operation on the distributor adds the vCPUs it
+//! kicks (every change to an SPI reports the vCPUs concerned as a [`Kick`]); a vCPU's exit
+//! path, which may also make SPIs pending again (a completed level interrupt whose line is
+//! still high), recomputes the whole mask from the state it leaves when it lets the
+//! distributor go, which also clears stale bits. A bit set just after a vCPU looked comes with
+//! that vCPU's kick, so its next exit looks again.
 
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
@@ -76,7 +79,7 @@ pub struct Vgic {
     /// GICD_CTLR's group enables ([`GROUP0_ENABLED`], [`GROUP1_ENABLED`]): read by anyone,
     /// written under the distributor's lock.
     groups: AtomicU8,
-    /// Bit n: an SPI waits for vCPU n (see the module docs).
+    /// Bit n: an SPI may wait for vCPU n (see the module docs).
     spis_waiting: AtomicU32,
     pub(super) dist: Mutex<Distributor>,
     pub(super) vcpus: Vec<Mutex<VcpuState>>,
@@ -241,10 +244,17 @@ impl Vgic {
         LockedDistributor { vgic: self, state: self.lock(&self.dist) }
     }
 
-    /// Runs `op` on the distributor, locked.
-    pub(super) fn on_distributor<R>(&self, op: impl FnOnce(&mut View) -> R) -> R {
-        let mut dist = self.lock_distributor();
-        op(&mut View { cfg: &self.cfg, groups: self.groups(), dist: Some(&mut dist), cpu: None })
+    /// Runs `op` on the distributor, locked. The vCPUs its outcome kicks may have SPIs
+    /// waiting now (a cheap record: this is the path of every device interrupt and GICD write).
+    pub(super) fn on_distributor<R: Outcome>(&self, op: impl FnOnce(&mut View) -> R) -> R {
+        let mut dist = self.lock(&self.dist);
+        let result = op(&mut View { cfg: &self.cfg, groups: self.groups(), dist: Some(&mut dist), cpu: None });
+        let kick = result.kick();
+        if !kick.is_empty() {
+            // Under the distributor's lock, like every change to the bits.
+            self.spis_waiting.fetch_or(kick.bits(), Ordering::Release);
+        }
+        result
     }
 
     /// Locks one of the vGIC's locks, waiting as the integrator asked.
@@ -276,8 +286,8 @@ impl Vgic {
         }
     }
 
-    /// Recomputes which vCPUs SPIs wait for, from `dist`, which the caller has locked and is
-    /// about to release.
+    /// Recomputes which vCPUs SPIs wait for, exactly, from `dist`, which the caller has locked
+    /// and is about to release.
     fn publish_spis_waiting(&self, dist: &mut Distributor) {
         let view = View { cfg: &self.cfg, groups: self.groups(), dist: Some(dist), cpu: None };
         let mut waiting = Kick::NONE;
@@ -294,9 +304,26 @@ impl Vgic {
         self.spis_waiting.store(waiting.bits(), Ordering::Release);
     }
 
-    /// Whether an SPI waits for `vcpu` (see the module docs).
+    /// Whether an SPI may wait for `vcpu` (see the module docs).
     fn may_have_spis(&self, vcpu: usize) -> bool {
         self.spis_waiting.load(Ordering::Acquire) & Kick::vcpu(vcpu).bits() != 0
+    }
+}
+
+/// What an operation on the distributor reports: the vCPUs it kicks.
+pub(super) trait Outcome {
+    fn kick(&self) -> Kick;
+}
+
+impl Outcome for Kick {
+    fn kick(&self) -> Kick {
+        *self
+    }
+}
+
+impl Outcome for super::MmioWrite {
+    fn kick(&self) -> Kick {
+        self.kick
     }
 }
 
@@ -364,8 +391,8 @@ impl VcpuGic<'_> {
     }
 }
 
-/// The distributor, locked. Whoever releases the lock publishes which vCPUs SPIs wait for
-/// (see the module docs), so this does it when dropped.
+/// The distributor, locked for a vCPU's exit path or a reset, which recompute which vCPUs
+/// SPIs wait for when they let it go (see the module docs).
 pub(super) struct LockedDistributor<'a> {
     vgic: &'a Vgic,
     state: MutexGuard<'a, Distributor>,

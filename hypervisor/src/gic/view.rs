@@ -126,6 +126,12 @@ impl View<'_> {
         }
     }
 
+    /// The INTIDs this view can see: SGIs and PPIs, and the SPIs if it holds the distributor.
+    /// (Scanning only what is visible matters: QEMU emulates EL2's instructions too.)
+    pub fn visible_intids(&self) -> core::ops::Range<u32> {
+        0..if self.dist.is_some() { irq::INTID_END } else { NUM_PRIVATE }
+    }
+
     /// Whether `vcpu` belongs to the HRT partition.
     pub fn is_hrt_vcpu(&self, vcpu: usize) -> bool {
         vcpu >= self.cfg.ros_vcpus
@@ -259,7 +265,7 @@ impl View<'_> {
         let in_lr = state.lrs.iter().flatten().any(|&intid| {
             self.irq(vcpu, intid).is_some_and(|irq| lr_view(irq).is_pending() && self.deliverable(vcpu, irq))
         });
-        in_lr || (0..irq::INTID_END).any(|intid| self.deliverable_to(vcpu, intid))
+        in_lr || self.visible_intids().any(|intid| self.deliverable_to(vcpu, intid))
     }
 }
 

@@ -2,6 +2,7 @@
 //! list register values as the virtual CPU interface would.
 
 use super::*;
+use crate::gic::irq::INTID_END;
 use crate::gic::lr::{LR_EOI, LR_HW, LR_STATE_MASK, LR_STATE_SHIFT};
 use crate::gic::regs::{ICACTIVER, ICENABLER, ICPENDR, ISACTIVER};
 use crate::gic::Vgic;
