@@ -58,6 +58,7 @@ impl Waiter {
     /// Busy-waits, and remembers nothing.
     pub const SPIN: Waiter = Waiter { begin: || 0, pause: |_| core::hint::spin_loop(), end: |_| {} };
 
+    /// Locks `mutex`: at once if it is free, else after pausing as this waiter does.
     fn lock<'a, T>(&self, mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
         if let Some(guard) = mutex.try_lock() {
             return guard;
@@ -126,6 +127,7 @@ impl Vgic {
         Some(VcpuGic { vgic: self, index, cpu, dist: None })
     }
 
+    /// Locks one of the vGIC's locks, waiting as the integrator asked.
     pub(super) fn lock<'a, T>(&'a self, mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
         self.waiter.lock(mutex)
     }
@@ -256,8 +258,6 @@ impl Vgic {
         }
         result
     }
-
-    /// Locks one of the vGIC's locks, waiting as the integrator asked.
 
     /// Runs `op`, which changes nothing, on the distributor, locked (so there is nothing to
     /// publish at the release).
