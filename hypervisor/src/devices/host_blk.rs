@@ -1,21 +1,33 @@
 //! The guest disk's storage: QEMU's own virtio-blk device (a real file on the host), found in
-//! the host DTB's virtio-mmio slots and driven with the virtio-drivers crate. The guest never
-//! sees this device; it sees the emulated one in `devices::virtio`, which calls this backend.
+//! the host DTB's virtio-mmio slots. The guest never sees this device; it sees the emulated one
+//! in `devices::virtio`, which calls this backend.
+//!
+//! A request's data goes to the device as the guest's own buffers, one descriptor per segment
+//! of guest RAM, so the device DMAs straight into or out of them: no copy in the hypervisor.
+//! That is why the request layer is ours: virtio-drivers' `VirtIOBlk` takes one buffer per
+//! request. The transport and the virtqueue are virtio-drivers'. Only guest RAM that the
+//! emulated device checked (`GuestSegment`) reaches the device.
 //!
 //! Requests are synchronous: the vCPU that notified its queue waits while QEMU serves the I/O.
-//! Data goes through the emulated device's bounce buffer (one copy) rather than handing guest
-//! buffers to the host device, so a guest can never make the real device DMA outside its RAM.
 
+use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use virtio_drivers::device::blk::{VirtIOBlk, SECTOR_SIZE};
+use bitflags::bitflags;
+use virtio_drivers::queue::VirtQueue;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
-use super::virtio::blk::{BackendError, BlockBackend, DEVICE_ID_LEN};
+use super::virtio::blk::{
+    BackendError, BlockBackend, CONFIG_CAPACITY, CONFIG_SEG_MAX, DEVICE_ID_LEN, HEADER_LEN, HEADER_SECTOR, HEADER_TYPE,
+    SECTOR_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH,
+    VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+};
+use super::virtio::VIRTIO_F_VERSION_1;
 use crate::boot::host_dtb::VirtioMmioSlot;
+use crate::mm::guest_memory::GuestSegment;
 
 /// virtio-drivers' view of hypervisor memory: identity-mapped, coherent (QEMU), heap-backed.
 pub struct HypHal;
@@ -50,9 +62,46 @@ unsafe impl Hal for HypHal {
     unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
 }
 
+bitflags! {
+    /// The device features this driver accepts (virtio 1.1, sections 5.2.3 and 6).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Features: u64 {
+        const SEG_MAX = VIRTIO_BLK_F_SEG_MAX;
+        const RO = VIRTIO_BLK_F_RO;
+        const FLUSH = VIRTIO_BLK_F_FLUSH;
+        const VERSION_1 = VIRTIO_F_VERSION_1;
+    }
+}
+
+/// The device's one request queue.
+const REQUEST_QUEUE: u16 = 0;
+/// Descriptors in our queue. Requests go one at a time, so a whole request of the guest's
+/// (header, up to `blk::SEG_MAX` data buffers, status) fits in it without indirect tables.
+const QUEUE_SIZE: usize = 256;
+/// Descriptors of a request besides its data: the header and the status byte.
+const REQUEST_OVERHEAD: usize = 2;
+
+/// A request's data.
+enum Data<'a> {
+    None,
+    /// Hypervisor memory the device fills (a bounced read, the disk's ID).
+    IntoHypervisor(&'a mut [u8]),
+    /// Hypervisor memory the device reads (a bounced write).
+    FromHypervisor(&'a [u8]),
+    /// Guest RAM the device fills, in order (a zero-copy read).
+    IntoGuest(&'a [GuestSegment]),
+    /// Guest RAM the device reads, in order (a zero-copy write).
+    FromGuest(&'a [GuestSegment]),
+}
+
 /// QEMU's virtio-blk device as the guest disk's backend.
 pub struct HostBlock {
-    device: VirtIOBlk<HypHal, MmioTransport<'static>>,
+    transport: MmioTransport<'static>,
+    queue: VirtQueue<HypHal, QUEUE_SIZE>,
+    features: Features,
+    capacity: u64,
+    /// Data buffers one request may have (the device's `seg_max`, within our queue).
+    max_segments: usize,
     id: [u8; DEVICE_ID_LEN],
 }
 
@@ -60,7 +109,7 @@ pub struct HostBlock {
 unsafe impl Send for HostBlock {}
 
 impl HostBlock {
-    /// The first virtio-blk device among the host's virtio-mmio slots, if any.
+    /// The first usable virtio-blk device among the host's virtio-mmio slots, if any.
     pub fn probe(slots: &[VirtioMmioSlot]) -> Option<Self> {
         for slot in slots {
             let header = NonNull::new(slot.range.start as *mut VirtIOHeader)?;
@@ -72,50 +121,129 @@ impl HostBlock {
             if transport.device_type() != DeviceType::Block {
                 continue;
             }
-            match VirtIOBlk::<HypHal, _>::new(transport) {
-                Ok(mut device) => {
-                    let mut id = [0u8; DEVICE_ID_LEN];
-                    let _ = device.device_id(&mut id);
+            match Self::new(transport) {
+                Ok(disk) => {
                     log::info!(
-                        "disk: host virtio-blk at {:#x}, {} sectors ({} MiB){}",
+                        "disk: host virtio-blk at {:#x}, {} sectors ({} MiB), up to {} segments per request{}",
                         slot.range.start,
-                        device.capacity(),
-                        (device.capacity() * SECTOR_SIZE as u64) >> 20,
-                        if device.readonly() { ", read-only" } else { "" }
+                        disk.capacity,
+                        (disk.capacity * SECTOR_SIZE) >> 20,
+                        disk.max_segments,
+                        if disk.features.contains(Features::RO) { ", read-only" } else { "" }
                     );
-                    return Some(Self { device, id });
+                    return Some(disk);
                 }
-                Err(error) => log::warn!("host virtio-blk at {:#x} unusable: {error:?}", slot.range.start),
+                Err(why) => log::warn!("host virtio-blk at {:#x} unusable: {why}", slot.range.start),
             }
         }
         None
+    }
+
+    /// Brings the device up (virtio 1.1 section 3.1.1) and asks for its ID.
+    fn new(mut transport: MmioTransport<'static>) -> Result<Self, &'static str> {
+        let features = transport.begin_init(Features::all());
+        let config_u32 = |transport: &MmioTransport, offset| transport.read_config_space::<u32>(offset);
+        let capacity = transport
+            .read_consistent(|| {
+                let low = config_u32(&transport, CONFIG_CAPACITY)?;
+                let high = config_u32(&transport, CONFIG_CAPACITY + 4)?;
+                Ok(u64::from(low) | u64::from(high) << 32)
+            })
+            .map_err(|_| "its capacity cannot be read")?;
+        // Without SEG_MAX the device promises nothing beyond one data buffer (Linux assumes 1).
+        let seg_max = if features.contains(Features::SEG_MAX) {
+            config_u32(&transport, CONFIG_SEG_MAX).map_err(|_| "its seg_max cannot be read")? as usize
+        } else {
+            1
+        };
+        if transport.max_queue_size(REQUEST_QUEUE) < QUEUE_SIZE as u32 {
+            return Err("its queue is smaller than 256 descriptors (QEMU's queue-size)");
+        }
+        let queue = VirtQueue::new(&mut transport, REQUEST_QUEUE, false, false).map_err(|_| "no request queue")?;
+        transport.finish_init();
+        let max_segments = seg_max.clamp(1, QUEUE_SIZE - REQUEST_OVERHEAD);
+        let mut disk = Self { transport, queue, features, capacity, max_segments, id: [0; DEVICE_ID_LEN] };
+        let mut id = [0u8; DEVICE_ID_LEN];
+        // A device without GET_ID answers UNSUPP; its ID then stays empty.
+        if disk.request(VIRTIO_BLK_T_GET_ID, 0, Data::IntoHypervisor(&mut id)).is_ok() {
+            disk.id = id;
+        }
+        Ok(disk)
+    }
+
+    /// Sends one request and waits for the device to complete it.
+    fn request(&mut self, request_type: u32, sector: u64, data: Data<'_>) -> Result<(), BackendError> {
+        let mut header = [0u8; HEADER_LEN];
+        header[HEADER_TYPE..HEADER_TYPE + 4].copy_from_slice(&request_type.to_le_bytes());
+        header[HEADER_SECTOR..HEADER_SECTOR + 8].copy_from_slice(&sector.to_le_bytes());
+        let mut status = [0xffu8];
+        let mut readable: Vec<&[u8]> = alloc::vec![&header[..]];
+        let mut writable: Vec<&mut [u8]> = Vec::new();
+        match data {
+            Data::None => {}
+            Data::IntoHypervisor(buffer) => writable.push(buffer),
+            Data::FromHypervisor(buffer) => readable.push(buffer),
+            // SAFETY: a `GuestSegment` is guest RAM that `GuestMemory`
+            // checked, memory the hypervisor may read and write. The slices only carry their
+            // addresses to the device (`HypHal::share`): the hypervisor never reads or writes
+            // through them, and they are dropped when this synchronous request returns. (The
+            // guest may name overlapping buffers; the device then writes the overlap twice, as
+            // it would for the guest itself.)
+            Data::IntoGuest(segments) => writable.extend(segments.iter().map(|segment| unsafe {
+                core::slice::from_raw_parts_mut(segment.host_address().0 as *mut u8, segment.len())
+            })),
+            // SAFETY: as for `IntoGuest`; the device only reads these.
+            Data::FromGuest(segments) => readable.extend(segments.iter().map(|segment| unsafe {
+                core::slice::from_raw_parts(segment.host_address().0 as *const u8, segment.len())
+            })),
+        }
+        writable.push(&mut status[..]);
+        let result = self.queue.add_notify_wait_pop(&readable, &mut writable, &mut self.transport);
+        match (result, status[0]) {
+            (Ok(_), VIRTIO_BLK_S_OK) => Ok(()),
+            (Ok(_), status) => {
+                log::warn!("disk: host request type {request_type} at sector {sector}: status {status}");
+                Err(BackendError::Io)
+            }
+            (Err(error), _) => {
+                log::warn!("disk: host request type {request_type} at sector {sector} failed: {error:?}");
+                Err(BackendError::Io)
+            }
+        }
     }
 }
 
 impl BlockBackend for HostBlock {
     fn capacity_sectors(&self) -> u64 {
-        self.device.capacity()
+        self.capacity
     }
 
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        self.device.read_blocks(sector as usize, buf).map_err(|e| {
-            log::warn!("disk read at sector {sector} failed: {e:?}");
-            BackendError::Io
-        })
+        self.request(VIRTIO_BLK_T_IN, sector, Data::IntoHypervisor(buf))
     }
 
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BackendError> {
-        self.device.write_blocks(sector as usize, buf).map_err(|e| {
-            log::warn!("disk write at sector {sector} failed: {e:?}");
-            BackendError::Io
-        })
+        self.request(VIRTIO_BLK_T_OUT, sector, Data::FromHypervisor(buf))
+    }
+
+    fn max_segments(&self) -> usize {
+        self.max_segments
+    }
+
+    fn read_segments(&mut self, sector: u64, segments: &[GuestSegment]) -> Result<(), BackendError> {
+        self.request(VIRTIO_BLK_T_IN, sector, Data::IntoGuest(segments))
+    }
+
+    fn write_segments(&mut self, sector: u64, segments: &[GuestSegment]) -> Result<(), BackendError> {
+        self.request(VIRTIO_BLK_T_OUT, sector, Data::FromGuest(segments))
     }
 
     fn flush(&mut self) -> Result<(), BackendError> {
-        self.device.flush().map_err(|e| {
-            log::warn!("disk flush failed: {e:?}");
-            BackendError::Io
-        })
+        // A device without FLUSH has no volatile cache: completed writes are durable already.
+        if !self.features.contains(Features::FLUSH) {
+            return Ok(());
+        }
+        self.request(VIRTIO_BLK_T_FLUSH, 0, Data::None)
     }
 
     fn device_id(&self) -> [u8; DEVICE_ID_LEN] {

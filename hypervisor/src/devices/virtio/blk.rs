@@ -5,9 +5,12 @@
 //! byte as the very last writable byte. Buffers may split these fields at any byte, so the chain
 //! is read and written as two byte streams rather than by descriptor.
 //!
-//! Data moves through a fixed-size bounce buffer, a chunk at a time, so the hypervisor never
-//! allocates in proportion to a guest-supplied length. Every buffer is checked to lie in guest
-//! RAM before anything is done, so a bad buffer cannot leave a write half-applied to the disk.
+//! Data moves straight between the disk and the guest's buffers when the backend can take the
+//! request's buffers in one go (`BlockBackend::max_segments`): the real device then DMAs into
+//! guest RAM. Otherwise it moves through a fixed-size bounce buffer, a chunk at a time, so the
+//! hypervisor never allocates in proportion to a guest-supplied length. Every buffer is checked
+//! to lie in guest RAM before anything is done, so a bad buffer can neither reach the real
+//! device nor leave a write half-applied to the disk.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -16,7 +19,7 @@ use super::mmio::QUEUE_SIZE_MAX;
 use super::queue::{BufferCursor, DescriptorChain, QueueError, Virtqueue};
 use super::{QueueOutcome, VirtioDevice, VirtioError, WorkBudget};
 use crate::mm::addr::Ipa;
-use crate::mm::guest_memory::{GuestMemory, OutsideGuestRam};
+use crate::mm::guest_memory::{GuestMemory, GuestSegment, OutsideGuestRam};
 
 /// The virtio device ID of a block device.
 pub const VIRTIO_ID_BLOCK: u32 = 2;
@@ -27,6 +30,8 @@ pub const DEVICE_ID_LEN: usize = 20;
 
 // Feature bits (section 5.2.3).
 pub const VIRTIO_BLK_F_SEG_MAX: u64 = 1 << 2;
+/// The disk is read-only (offered by a host device; this device does not offer it).
+pub const VIRTIO_BLK_F_RO: u64 = 1 << 5;
 pub const VIRTIO_BLK_F_BLK_SIZE: u64 = 1 << 6;
 pub const VIRTIO_BLK_F_FLUSH: u64 = 1 << 9;
 const FEATURES: u64 = VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH;
@@ -44,8 +49,8 @@ pub const VIRTIO_BLK_S_UNSUPP: u8 = 2;
 
 /// Bytes of the request header, and where its fields are.
 pub const HEADER_LEN: usize = 16;
-const HEADER_TYPE: usize = 0;
-const HEADER_SECTOR: usize = 8;
+pub const HEADER_TYPE: usize = 0;
+pub const HEADER_SECTOR: usize = 8;
 /// Bytes of the status trailer.
 const STATUS_LEN: u64 = 1;
 
@@ -75,6 +80,15 @@ pub trait BlockBackend: Send {
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BackendError>;
     /// Writes `buf` (a whole number of sectors) to the disk starting at `sector`.
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BackendError>;
+    /// How many segments one `read_segments` or `write_segments` call may be given; 0 if the
+    /// backend has only `read` and `write` (all data then goes through the bounce buffer).
+    fn max_segments(&self) -> usize;
+    /// Fills `segments` (guest RAM, in order, together a whole number of sectors) from the disk
+    /// starting at `sector`, without a copy in the hypervisor if the backend can.
+    fn read_segments(&mut self, sector: u64, segments: &[GuestSegment]) -> Result<(), BackendError>;
+    /// Writes `segments` (guest RAM, in order, together a whole number of sectors) to the disk
+    /// starting at `sector`.
+    fn write_segments(&mut self, sector: u64, segments: &[GuestSegment]) -> Result<(), BackendError>;
     /// Makes completed writes durable.
     fn flush(&mut self) -> Result<(), BackendError>;
     /// The disk's ID string: ASCII, NUL-padded unless all 20 bytes are used.
@@ -144,13 +158,17 @@ struct Header {
 /// A virtio block device serving requests from `B`.
 pub struct VirtioBlk<B: BlockBackend> {
     backend: B,
-    /// Data passes through here between guest buffers and the backend.
+    /// Data passes through here between guest buffers and the backend when it cannot go
+    /// directly.
     bounce: Vec<u8>,
+    /// The data buffers of the request being served, as segments for the backend (kept to
+    /// reuse its allocation; never longer than the backend's `max_segments`).
+    segments: Vec<GuestSegment>,
 }
 
 impl<B: BlockBackend> VirtioBlk<B> {
     pub fn new(backend: B) -> Self {
-        Self { backend, bounce: vec![0; BOUNCE_SIZE] }
+        Self { backend, bounce: vec![0; BOUNCE_SIZE], segments: Vec::new() }
     }
 
     pub fn backend(&self) -> &B {
@@ -239,6 +257,11 @@ impl<B: BlockBackend> VirtioBlk<B> {
         data_written: &mut u64,
     ) -> Result<(), RequestError> {
         self.check_range(sector, output.remaining())?;
+        if self.direct_segments(mem, output)? {
+            self.backend.read_segments(sector, &self.segments)?;
+            *data_written += output.remaining();
+            return Ok(());
+        }
         while output.remaining() > 0 {
             let chunk = &mut self.bounce[..output.remaining().min(BOUNCE_SIZE as u64) as usize];
             self.backend.read(sector, chunk)?;
@@ -256,6 +279,9 @@ impl<B: BlockBackend> VirtioBlk<B> {
         input: &mut BufferCursor,
     ) -> Result<(), RequestError> {
         self.check_range(sector, input.remaining())?;
+        if self.direct_segments(mem, input)? {
+            return Ok(self.backend.write_segments(sector, &self.segments)?);
+        }
         while input.remaining() > 0 {
             let chunk = &mut self.bounce[..input.remaining().min(BOUNCE_SIZE as u64) as usize];
             input.read(mem, chunk)?;
@@ -263,6 +289,17 @@ impl<B: BlockBackend> VirtioBlk<B> {
             sector += chunk.len() as u64 / SECTOR_SIZE;
         }
         Ok(())
+    }
+
+    /// Whether the data in `data` can go directly between the backend and guest RAM; if so,
+    /// `self.segments` holds it. Not for empty transfers, nor for more buffers than the backend
+    /// takes at once.
+    fn direct_segments(&mut self, mem: &GuestMemory, data: &BufferCursor) -> Result<bool, RequestError> {
+        let max = self.backend.max_segments();
+        if max == 0 || data.remaining() == 0 {
+            return Ok(false);
+        }
+        Ok(data.segments(mem, max, &mut self.segments)?)
     }
 }
 

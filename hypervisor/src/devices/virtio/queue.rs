@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{fence, Ordering};
 
 use crate::mm::addr::Ipa;
-use crate::mm::guest_memory::{GuestMemory, OutsideGuestRam};
+use crate::mm::guest_memory::{GuestMemory, GuestSegment, OutsideGuestRam};
 
 /// Descriptor flag: the chain continues at `next`.
 pub const VIRTQ_DESC_F_NEXT: u16 = 1;
@@ -314,6 +314,7 @@ fn read_u16(mem: &GuestMemory, addr: u64) -> Result<u16, QueueError> {
 
 /// A position in a run of buffers seen as one byte stream, for requests whose fields may be
 /// split across descriptors at any byte.
+#[derive(Clone)]
 pub struct BufferCursor<'a> {
     buffers: &'a [Buffer],
     /// Index of the current buffer and the offset inside it.
@@ -367,6 +368,26 @@ impl<'a> BufferCursor<'a> {
             done += n;
         }
         Ok(done)
+    }
+
+    /// The rest of the stream as segments of guest RAM, in order, into `out` (cleared first),
+    /// without moving the cursor. `Ok(false)` (and `out` partly filled) if there are more than
+    /// `max` of them.
+    pub fn segments(
+        &self,
+        mem: &GuestMemory,
+        max: usize,
+        out: &mut Vec<GuestSegment>,
+    ) -> Result<bool, OutsideGuestRam> {
+        out.clear();
+        let mut rest = self.clone();
+        while let Some((addr, n)) = rest.next_piece(u64::MAX) {
+            if out.len() == max {
+                return Ok(false);
+            }
+            out.push(mem.segment(Ipa(addr), n as u64)?);
+        }
+        Ok(true)
     }
 
     /// The guest address and length of the next contiguous piece of at most `max` bytes, and

@@ -99,9 +99,26 @@ fn a_single_descriptor_chain_gets_an_error() {
     assert!(matches!(guest.dev.take_error(), Some(VirtioError::Block { error: RequestError::NoStatus, .. })));
 }
 
+/// The ways data can move, as `VecDisk::max_segments` values: directly, through the bounce
+/// buffer because the backend takes no segments, and through it because the request has more
+/// buffers than the backend takes at once.
+const DATA_PATHS: [usize; 3] = [SEG_MAX as usize, 0, 3];
+
+/// A ready guest whose disk takes up to `max_segments` segments per transfer.
+fn guest_with_path(max_segments: usize) -> Guest {
+    let mut guest = Guest::ready();
+    guest.disk_mut().max_segments = max_segments;
+    guest
+}
+
 #[test]
 fn data_may_be_split_across_many_descriptors_at_any_byte() {
-    let mut guest = Guest::ready();
+    for path in DATA_PATHS {
+        split_data_read_and_write(guest_with_path(path));
+    }
+}
+
+fn split_data_read_and_write(mut guest: Guest) {
     // Uneven pieces, including empty ones: 14 data buffers for 4 sectors.
     let lengths = [100, 412, 0, 1, 511, 256, 3, 253, 7, 9, 300, 1, 50];
     let header = guest.header(VIRTIO_BLK_T_IN, 5);
@@ -128,7 +145,12 @@ fn data_may_be_split_across_many_descriptors_at_any_byte() {
 
 #[test]
 fn header_may_be_split_and_share_descriptors_with_data_and_status() {
-    let mut guest = Guest::ready();
+    for path in DATA_PATHS {
+        split_header_and_status(guest_with_path(path));
+    }
+}
+
+fn split_header_and_status(mut guest: Guest) {
     let data = fresh_data(512);
     // Header in two pieces (5 + 11 bytes), the second followed by the data in one buffer.
     guest.header_at(DATA - 16, VIRTIO_BLK_T_OUT, 7);
@@ -300,13 +322,21 @@ fn chains_longer_than_the_queue_are_refused() {
 
 #[test]
 fn backend_failures_become_io_errors() {
+    for path in DATA_PATHS {
+        let mut guest = guest_with_path(path);
+        guest.disk_mut().fail = true;
+        assert_eq!(guest.read_sectors(0, 1), (VIRTIO_BLK_S_IOERR, 1));
+        assert!(matches!(
+            guest.dev.take_error(),
+            Some(VirtioError::Block { error: RequestError::Backend(BackendError::Io), .. })
+        ));
+        let header = guest.header(VIRTIO_BLK_T_OUT, 0);
+        let status = guest.status();
+        assert_eq!(guest.submit(&[header, readable(DATA, 512), status]), 1);
+        assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
+    }
     let mut guest = Guest::ready();
     guest.disk_mut().fail = true;
-    assert_eq!(guest.read_sectors(0, 1), (VIRTIO_BLK_S_IOERR, 1));
-    assert!(matches!(
-        guest.dev.take_error(),
-        Some(VirtioError::Block { error: RequestError::Backend(BackendError::Io), .. })
-    ));
     let header = guest.header(VIRTIO_BLK_T_FLUSH, 0);
     let status = guest.status();
     assert_eq!(guest.submit(&[header, status]), 1);
@@ -343,10 +373,44 @@ fn ring_indices_wrap_around_a_small_queue() {
 }
 
 #[test]
+fn data_moves_directly_when_the_backend_takes_all_the_buffers() {
+    let mut guest = Guest::ready();
+    let (header, status) = (guest.header(VIRTIO_BLK_T_IN, 9), guest.status());
+    let mut chain = vec![header];
+    chain.extend(split_buffers(&[100, 700], 3 * SECTOR, writable));
+    chain.push(status);
+    assert_eq!(guest.submit(&chain), 3 * SECTOR + 1);
+    assert_eq!(guest.ram.read(DATA, 1536), &Guest::expected(9, 1536)[..]);
+    assert_eq!((guest.disk_mut().direct_transfers, guest.disk_mut().bounced_transfers), (1, 0));
+
+    // Three buffers for a disk that takes two: the bounce buffer, in one chunk.
+    guest.disk_mut().max_segments = 2;
+    let data = fresh_data(1536);
+    guest.ram.write(DATA, &data);
+    let (header, status) = (guest.header(VIRTIO_BLK_T_OUT, 20), guest.status());
+    let mut chain = vec![header];
+    chain.extend(split_buffers(&[100, 700], 3 * SECTOR, readable));
+    chain.push(status);
+    assert_eq!(guest.submit(&chain), 1);
+    assert_eq!(&guest.disk()[20 * 512..23 * 512], &data[..]);
+    assert_eq!((guest.disk_mut().direct_transfers, guest.disk_mut().bounced_transfers), (1, 1));
+}
+
+#[test]
+fn a_buffer_outside_ram_never_reaches_a_direct_backend() {
+    let mut guest = Guest::ready();
+    let (header, status) = (guest.header(VIRTIO_BLK_T_IN, 0), guest.status());
+    assert_eq!(guest.submit(&[header, writable(DATA, 512), writable(OUTSIDE, 512), status]), 1);
+    assert_eq!(guest.status_byte(), VIRTIO_BLK_S_IOERR);
+    assert_eq!((guest.disk_mut().direct_transfers, guest.disk_mut().bounced_transfers), (0, 0));
+}
+
+#[test]
 fn large_transfers_pass_through_the_bounce_buffer_in_chunks() {
-    // 300 KiB: several bounce-buffer chunks, not a multiple of the chunk size.
-    let sectors = 600;
-    let mut guest = Guest::ready_with(1024, QUEUE_SIZE);
+    // 1.5 MiB through a backend without segments: two bounce-buffer chunks, the second partial.
+    let sectors = 3 * BOUNCE_SIZE / 2 / 512;
+    let mut guest = Guest::ready_with(2 * sectors as u64, QUEUE_SIZE);
+    guest.disk_mut().max_segments = 0;
     let data = fresh_data(sectors * 512);
     guest.ram.write(DATA, &data);
     let header = guest.header(VIRTIO_BLK_T_OUT, 100);
@@ -356,4 +420,5 @@ fn large_transfers_pass_through_the_bounce_buffer_in_chunks() {
     guest.ram.write(DATA, &vec![0; sectors * 512]);
     assert_eq!(guest.read_sectors(100, sectors as u32), (VIRTIO_BLK_S_OK, sectors as u32 * SECTOR + 1));
     assert_eq!(guest.ram.read(DATA, sectors * 512), &data[..]);
+    assert_eq!(guest.disk_mut().bounced_transfers, 4, "two chunks each way");
 }

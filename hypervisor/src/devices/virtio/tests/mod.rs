@@ -9,12 +9,12 @@ mod transport;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::blk::{BackendError, BlockBackend, VirtioBlk, DEVICE_ID_LEN, SECTOR_SIZE, VIRTIO_BLK_S_OK};
+use super::blk::{BackendError, BlockBackend, VirtioBlk, DEVICE_ID_LEN, SECTOR_SIZE, SEG_MAX, VIRTIO_BLK_S_OK};
 use super::mmio::*;
 use super::queue::{VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 use crate::devices::MmioDevice;
 use crate::mm::addr::HostPhys;
-use crate::mm::guest_memory::GuestMemory;
+use crate::mm::guest_memory::{GuestMemory, GuestSegment};
 use crate::mm::MemRange;
 
 /// The fake guest's RAM and where things live in it.
@@ -140,18 +140,32 @@ pub fn indirect(addr: u64, entries: u32) -> Buf {
     Buf { addr, len: entries * 16, writable: false, extra_flags: super::queue::VIRTQ_DESC_F_INDIRECT }
 }
 
-/// A disk in a Vec, counting flushes and able to fail on demand.
+/// A disk in a Vec, counting flushes and transfers and able to fail on demand.
 pub struct VecDisk {
     pub data: Vec<u8>,
     pub flushes: u32,
     pub fail: bool,
+    /// What `max_segments` answers (0: every transfer goes through the bounce buffer).
+    pub max_segments: usize,
+    /// Calls to `read_segments` / `write_segments` (data moved without the bounce buffer).
+    pub direct_transfers: u32,
+    /// Calls to `read` / `write` (one bounce-buffer chunk each).
+    pub bounced_transfers: u32,
 }
 
 impl VecDisk {
-    /// A disk whose every byte is a function of its position, so misplaced data shows.
+    /// A disk whose every byte is a function of its position, so misplaced data shows. It takes
+    /// as many segments per transfer as the real backend does with QEMU's default queue.
     pub fn patterned(sectors: u64) -> Self {
         let data = (0..sectors * SECTOR_SIZE).map(pattern).collect();
-        Self { data, flushes: 0, fail: false }
+        Self {
+            data,
+            flushes: 0,
+            fail: false,
+            max_segments: SEG_MAX as usize,
+            direct_transfers: 0,
+            bounced_transfers: 0,
+        }
     }
 
     fn range(&self, sector: u64, len: usize) -> Result<core::ops::Range<usize>, BackendError> {
@@ -178,14 +192,44 @@ impl BlockBackend for VecDisk {
     }
 
     fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        self.bounced_transfers += 1;
         let range = self.range(sector, buf.len())?;
         buf.copy_from_slice(&self.data[range]);
         Ok(())
     }
 
     fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BackendError> {
+        self.bounced_transfers += 1;
         let range = self.range(sector, buf.len())?;
         self.data[range].copy_from_slice(buf);
+        Ok(())
+    }
+
+    fn max_segments(&self) -> usize {
+        self.max_segments
+    }
+
+    fn read_segments(&mut self, sector: u64, segments: &[GuestSegment]) -> Result<(), BackendError> {
+        self.direct_transfers += 1;
+        assert!(segments.len() <= self.max_segments, "more segments than max_segments");
+        let total = segments.iter().map(GuestSegment::len).sum();
+        let mut from = self.range(sector, total)?.start;
+        for segment in segments {
+            segment.fill_from(&self.data[from..from + segment.len()]);
+            from += segment.len();
+        }
+        Ok(())
+    }
+
+    fn write_segments(&mut self, sector: u64, segments: &[GuestSegment]) -> Result<(), BackendError> {
+        self.direct_transfers += 1;
+        assert!(segments.len() <= self.max_segments, "more segments than max_segments");
+        let total = segments.iter().map(GuestSegment::len).sum();
+        let mut to = self.range(sector, total)?.start;
+        for segment in segments {
+            segment.copy_to(&mut self.data[to..to + segment.len()]);
+            to += segment.len();
+        }
         Ok(())
     }
 
