@@ -127,6 +127,19 @@ impl RunQueue {
     }
 }
 
+/// What an exit handler asks of the scheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resched {
+    /// Keep running the loaded vCPU.
+    No,
+    /// The time slice ended: run another runnable vCPU if there is one.
+    Preempt,
+    /// The vCPU waits for an interrupt (WFI) until `wake_at` at the latest.
+    Wait { wake_at: Option<u64> },
+    /// The vCPU powered itself off (PSCI CPU_OFF).
+    Off,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ Commands (each takes a snapshot of a stopped machine; see DEBUGGING.md):
 If build/hrt.elf sits next to the hypervisor's ELF, its symbols are loaded too (the HRT is
 linked at the addresses it runs at), so `break hrt_main` stops an HRT core.
 
-The state comes from the hypervisor's statics (hypervisor::vm::VM, vm::run::SLOTS/QUEUES,
+The state comes from the hypervisor's statics (hypervisor::vm::VM, vm::cpus::VCPUS/PCPUS,
 vm::run::HYP_DEBUG_LRS, vm::stats::PROFILES) and the CPUs' registers through QEMU's gdb stub.
 """
 
@@ -122,13 +122,13 @@ class HypVcpus(gdb.Command):
         count = int(vm()["vcpu_count"])
         loaded = {}
         for pcpu in range(MAX_VCPUS):
-            queue = str(locked(rust(f"hypervisor::vm::run::QUEUES[{pcpu}]")))
+            queue = str(locked(rust(f"hypervisor::vm::cpus::PCPUS[{pcpu}].queue")))
             match = re.search(r"current: core::option::Option<usize>::Some\((\d+)\)", queue)
             if match:
                 loaded[int(match.group(1))] = pcpu
         print(f"{count} vCPU(s)")
         for vcpu in range(count):
-            slot = locked(rust(f"hypervisor::vm::run::SLOTS[{vcpu}]"))
+            slot = locked(rust(f"hypervisor::vm::cpus::VCPUS[{vcpu}].slot"))
             state = str(slot["state"]).split("::")[-1]
             if vcpu in loaded:
                 pcpu = loaded[vcpu]
@@ -168,7 +168,7 @@ class HypLrs(gdb.Command):
                     for n in range(4)]
             self.show(f"pcpu{pcpu} (at its last guest entry)", raws)
         for vcpu in range(count):
-            slot = locked(rust(f"hypervisor::vm::run::SLOTS[{vcpu}]"))
+            slot = locked(rust(f"hypervisor::vm::cpus::VCPUS[{vcpu}].slot"))
             if "Waiting" in str(slot["state"]) or "Runnable" in str(slot["state"]):
                 raws = [int(slot["context"]["gic"]["lrs"][n]) for n in range(4)]
                 if any(raws):

@@ -2,8 +2,8 @@
 
 use hvm_ros_lib::abi::{HRT_CONSOLE_ID, HVM_HCALL_ID};
 
-use super::run::{self, Resched};
-use super::{hvm, irq, vm, Vm};
+use super::cpus::this_pcpu;
+use super::{hvm, irq, lifecycle, vm, Vm};
 use crate::arch::aarch64::context::TimerRegisters;
 use crate::arch::aarch64::guest;
 use crate::arch::aarch64::trap::TrapFrame;
@@ -16,6 +16,7 @@ use crate::guest_map;
 use crate::mm::MemRange;
 use crate::profile::ExitKind;
 use crate::psci::{self, PsciOutcome};
+use crate::sched::Resched;
 use crate::vcpu::inject::{inject, GuestException};
 
 /// Handles one synchronous exit of the loaded vCPU `vcpu`; says what kind it was and whether
@@ -139,7 +140,7 @@ fn wait(vcpu: usize) -> Resched {
     if irq::has_deliverable(vcpu) {
         return Resched::No;
     }
-    if run::pcpu_is_shared() {
+    if this_pcpu().is_shared() {
         return Resched::Wait { wake_at: TimerRegisters::read().deadline() };
     }
     irq::wait_for_interrupt(vcpu);
@@ -152,7 +153,7 @@ fn wait(vcpu: usize) -> Resched {
 #[inline(never)]
 fn handle_sgi_trap(vcpu: usize, value: u64) -> bool {
     let targets = vm().send_sgi(vcpu, value);
-    run::shares_pcpu_with(vcpu, targets)
+    lifecycle::shares_pcpu_with(vm(), vcpu, targets)
 }
 
 /// The guest just wrote its physical timer (the accesses trap so this can happen): an
@@ -299,7 +300,7 @@ fn handle_psci_call(frame: &mut TrapFrame, vcpu: usize) -> Resched {
         }
         PsciOutcome::CpuOn { target, entry, context_id } => {
             frame.x[0] = status_code(psci::status::SUCCESS);
-            run::request_start(vm, target, entry, context_id);
+            lifecycle::request_start(vm, target, entry, context_id);
         }
         PsciOutcome::CpuOff => {
             log::debug!("vcpu{vcpu}: off (PSCI CPU_OFF)");
@@ -310,7 +311,7 @@ fn handle_psci_call(frame: &mut TrapFrame, vcpu: usize) -> Resched {
             return wait(vcpu);
         }
         PsciOutcome::SystemOff => system_off(vm),
-        PsciOutcome::SystemReset => run::system_reset(vm),
+        PsciOutcome::SystemReset => lifecycle::system_reset(vm),
     }
     Resched::No
 }

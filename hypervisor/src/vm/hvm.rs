@@ -16,7 +16,7 @@ use hvm_ros_lib::abi::invoke::CommPage;
 use hvm_ros_lib::abi::{HvmError, SubOp, HRT_CONSOLE_MAX};
 use spin::Mutex;
 
-use super::run;
+use super::lifecycle;
 use super::Vm;
 use crate::arch::aarch64::cpu;
 use crate::arch::aarch64::guest::{self, TranslationRegisters};
@@ -197,7 +197,7 @@ impl HrtPartition {
                 crate::arch::aarch64::guest::initial_frame(entry.entry, BootLayout::linear_va(entry.layout.boot_info));
             frame.x[1] = core as u64;
             frame.x[2] = vcpu as u64;
-            run::request_start_with(vm, vcpu, frame, Some(boot::el1_boot(&entry.layout, core)));
+            lifecycle::request_start_with(vm, vcpu, frame, Some(boot::el1_boot(&entry.layout, core)));
         }
         Ok(())
     }
@@ -308,7 +308,7 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) -> bool {
         Effect::None => {}
         Effect::ResetRos => {
             log::info!("hvm: ROS reset requested by vcpu{vcpu} ({level:?})");
-            run::reset_ros(vm);
+            lifecycle::reset_ros(vm);
         }
         Effect::ResetHrt => {
             log::info!("hvm: HRT reset requested by vcpu{vcpu} ({level:?})");
@@ -317,7 +317,7 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) -> bool {
         Effect::ResetBoth => {
             log::info!("hvm: ROS and HRT reset requested by vcpu{vcpu} ({level:?})");
             reset_hrt(vm);
-            run::reset_ros(vm);
+            lifecycle::reset_ros(vm);
         }
         Effect::HrtReady { cores, boot_ticks } => {
             let micros = boot_ticks * 1_000_000 / cpu::counter_frequency().max(1);
@@ -327,7 +327,7 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) -> bool {
             if op == SubOp::Merge {
                 // Every ROS TLBI must be replayed before the HRT can cache the process's tables.
                 set_merge_active(vm, true);
-                if !run::wait_for_tlb_traps(vm) {
+                if !lifecycle::wait_for_tlb_traps(vm) {
                     log::warn!("hvm: merge: a ROS pCPU did not trap its TLB maintenance in time");
                 }
             }
@@ -355,7 +355,7 @@ pub fn call(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) -> bool {
         }
         Effect::SignalRaised => {
             SIGNAL_PENDING.store(true, Ordering::Release);
-            run::kick_all_pcpus(vm);
+            lifecycle::kick_all_pcpus(vm);
         }
         Effect::SignalReturn { frame: at } => match read_user(vm, at) {
             Some(saved) => {
@@ -457,7 +457,7 @@ pub fn deliver_signal(vm: &Vm, vcpu: usize, frame: &mut TrapFrame) {
 /// at its next guest entry (they are kicked now).
 fn set_merge_active(vm: &Vm, active: bool) {
     MERGE_ACTIVE.store(active, Ordering::SeqCst);
-    run::kick_all_pcpus(vm);
+    lifecycle::kick_all_pcpus(vm);
 }
 
 /// Whether vCPU `vcpu` must trap its TLB maintenance (a ROS vCPU while a merge is active).
@@ -540,7 +540,7 @@ pub fn reset_hrt(vm: &Vm) {
     MERGE_ACTIVE.store(false, Ordering::Release);
     SIGNAL_PENDING.store(false, Ordering::Release);
     let cores = hrt.first_vcpu..hrt.first_vcpu + hrt.cores;
-    run::reset_partition(vm, cores.clone(), || {
+    lifecycle::reset_partition(vm, cores.clone(), || {
         for vcpu in cores.clone() {
             vm.vgic.reset_vcpu(vcpu);
         }

@@ -1,9 +1,7 @@
 //! Physical interrupts taken while a guest runs (or while its vCPU waits), turned into virtual
 //! ones: the guest's timers, console input, kicks from other pCPUs, GIC maintenance.
 
-use core::sync::atomic::{AtomicU8, Ordering};
-
-use super::run::Resched;
+use super::cpus::{this_pcpu, vcpu_record};
 use super::{vm, IoPass};
 use crate::arch::aarch64::gic as pgic;
 use crate::arch::aarch64::hyp_timer;
@@ -12,7 +10,7 @@ use crate::devices::vpl011::Vpl011;
 use crate::guest_map::{
     PPI_GIC_MAINTENANCE, PPI_HYP_PHYS_TIMER, PPI_NONSECURE_PHYS_TIMER, PPI_VIRT_TIMER, SPI_BASE, UART_SPI,
 };
-use crate::options::MAX_VCPUS;
+use crate::sched::Resched;
 
 /// INTIDs from this value up are special (1020..1023: spurious / no interrupt pending).
 const FIRST_SPECIAL_INTID: u32 = 1020;
@@ -45,7 +43,7 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
                 // Hardware-linked: stays active physically until the guest deactivates the
                 // virtual interrupt (list register HW bit), so only drop the priority here.
                 vm().post_timer(vcpu, intid);
-                note_timer_injected(vcpu, intid);
+                vcpu_record(vcpu).note_timer_injected(intid);
                 pgic::priority_drop(intid);
             }
             HOST_UART_INTID => {
@@ -59,7 +57,7 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
                 // interface off (which drops it) until the entry, or it would be taken again
                 // at once, forever.
                 pgic::disable_virtual_interface();
-                super::run::note_virtual_interface_off();
+                this_pcpu().note_virtual_interface_off();
                 complete(intid);
             }
             pgic::SGI_KICK => {
@@ -74,35 +72,6 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
         }
     }
     resched
-}
-
-/// Per vCPU, the timer PPIs injected since their line was last resampled (bit 0: virtual,
-/// bit 1: physical); see `lr_path::resample_timer_lines`.
-static TIMERS_INJECTED: [AtomicU8; MAX_VCPUS] = [const { AtomicU8::new(0) }; MAX_VCPUS];
-
-fn timer_bit(intid: u32) -> u8 {
-    if intid == PPI_VIRT_TIMER {
-        1
-    } else {
-        2
-    }
-}
-
-fn note_timer_injected(vcpu: usize, intid: u32) {
-    if let Some(bits) = TIMERS_INJECTED.get(vcpu) {
-        bits.fetch_or(timer_bit(intid), Ordering::Relaxed);
-    }
-}
-
-/// Whether a timer of `vcpu` was injected since its last resample.
-pub fn timers_injected(vcpu: usize) -> bool {
-    TIMERS_INJECTED.get(vcpu).is_some_and(|bits| bits.load(Ordering::Relaxed) != 0)
-}
-
-/// Whether timer `intid` of `vcpu` was injected since its last resample (and forgets it).
-pub fn take_timer_injected(vcpu: usize, intid: u32) -> bool {
-    let bit = timer_bit(intid);
-    TIMERS_INJECTED.get(vcpu).is_some_and(|bits| bits.fetch_and(!bit, Ordering::Relaxed) & bit != 0)
 }
 
 fn complete(intid: u32) {
@@ -153,7 +122,7 @@ pub fn wait_for_interrupt(vcpu: usize) {
         // A pass's completion may be for this vCPU: it looks again before sleeping.
         match vm().serve_unserved_io(true) {
             IoPass::Ran { .. } => {}
-            IoPass::Deferred => super::run::nap_while_another_pcpu_serves_io(),
+            IoPass::Deferred => IoPass::nap_while_another_pcpu_serves(),
             IoPass::NothingWaits => {
                 // IRQs stay masked at EL2; WFI still wakes when one becomes pending.
                 let idle_start = crate::arch::aarch64::cpu::counter();
@@ -162,7 +131,7 @@ pub fn wait_for_interrupt(vcpu: usize) {
             }
         }
         handle_irq(Some(vcpu));
-        if super::run::reset_pending() {
+        if this_pcpu().loaded_vcpu_is_stale() {
             return;
         }
     }

@@ -10,7 +10,8 @@
 //! such waits). Only this pCPU touches its list registers and its guest does not run in
 //! between, so the vGIC's record may run ahead of the hardware for that short while.
 
-use super::{irq, Vm};
+use super::cpus::vcpu_record;
+use super::Vm;
 use crate::arch::aarch64::context::TimerRegisters;
 use crate::arch::aarch64::gic as pgic;
 use crate::gic::loaded::LoadedLrs;
@@ -131,7 +132,7 @@ impl TimerLines {
     /// The lines of the loaded vCPU's timers, if one of them was injected since its last
     /// resample (otherwise there is nothing to resample, and no register is read).
     fn read_if_injected(vcpu: usize) -> Option<Self> {
-        irq::timers_injected(vcpu).then(|| {
+        vcpu_record(vcpu).timers_injected().then(|| {
             let (virtual_high, physical_high) = TimerRegisters::read_lines();
             Self { virtual_high, physical_high }
         })
@@ -161,7 +162,7 @@ impl Resampled {
 /// or moved into the future), as on hardware. The guest's timer writes do not trap, so this
 /// resamples the lines where the guest can look (its vGIC accesses, WFI) and on physical IRQs,
 /// after the list registers were synced (KVM does the same).
-/// Only timers injected since their last resample are looked at (`irq::timers_injected`).
+/// Only timers injected since their last resample are looked at (`VcpuRecord::timers_injected`).
 fn resample_timer_lines(gic: &mut VcpuGic, vcpu: usize, lines: Option<TimerLines>) -> Resampled {
     let mut resampled = Resampled::default();
     let Some(lines) = lines else {
@@ -169,7 +170,7 @@ fn resample_timer_lines(gic: &mut VcpuGic, vcpu: usize, lines: Option<TimerLines
     };
     let timers = [(PPI_VIRT_TIMER, lines.virtual_high), (PPI_NONSECURE_PHYS_TIMER, lines.physical_high)];
     for ((intid, high), slot) in timers.into_iter().zip(resampled.deactivate.iter_mut()) {
-        if high || !irq::take_timer_injected(vcpu, intid) {
+        if high || !vcpu_record(vcpu).take_timer_injected(intid) {
             continue;
         }
         let (holder, deactivate) = gic.hw_line_dropped(intid);

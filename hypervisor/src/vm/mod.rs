@@ -15,9 +15,11 @@ macro_rules! guest_warn {
 }
 
 mod contended;
+pub mod cpus;
 pub mod exits;
 pub mod hvm;
 pub mod irq;
+pub mod lifecycle;
 mod lr_path;
 pub mod run;
 pub mod stats;
@@ -198,17 +200,26 @@ pub enum IoPass {
     Deferred,
 }
 
+/// How long an idle pCPU naps while another pCPU serves the disk.
+const IO_PASS_NAP_US: u64 = 100;
+
 impl IoPass {
     /// Whether requests still wait after this.
     pub fn more_waits(self) -> bool {
         !matches!(self, Self::NothingWaits | Self::Ran { more: false })
+    }
+
+    /// An idle pCPU whose disk pass could not run (`Deferred`: another pCPU runs one) waits a
+    /// little before it looks again, without keeping the host core from the pCPU that serves.
+    pub fn nap_while_another_pcpu_serves() {
+        crate::arch::aarch64::hyp_timer::nap_for_us(IO_PASS_NAP_US);
     }
 }
 
 /// Logs the request the guest got wrong, if any.
 fn log_disk_error(disk: &mut Disk) {
     if let Some(error) = disk.take_error() {
-        let vcpu = run::current_vcpu().unwrap_or(0);
+        let vcpu = cpus::this_pcpu().current_vcpu().unwrap_or(0);
         guest_warn!(vcpu, "vcpu{vcpu}: disk: guest request refused: {error:?}");
     }
 }
@@ -423,7 +434,7 @@ impl Vm {
 
     /// Starts the guest: its vCPU 0 and, in a hybrid VM, every HRT core.
     pub fn start(&self) -> Result<(), BuildError> {
-        run::request_start(self, 0, self.boot.plan.entry, self.boot.plan.dtb.start);
+        lifecycle::request_start(self, 0, self.boot.plan.entry, self.boot.plan.dtb.start);
         if let Some(hrt) = &self.hrt {
             hrt.boot(self).map_err(|e| BuildError::Hrt(hvm::HrtBuildError::Image(e)))?;
         }
