@@ -3,8 +3,8 @@
 
 use super::cpus::{this_pcpu, vcpu_record};
 use super::{vm, IoPass};
-use crate::arch::aarch64::gic as pgic;
 use crate::arch::aarch64::hyp_timer;
+use crate::arch::aarch64::{cpu, gic as pgic};
 use crate::console::CONSOLE;
 use crate::devices::vpl011::Vpl011;
 use crate::guest_map::{
@@ -22,10 +22,7 @@ pub const HOST_UART_INTID: u32 = SPI_BASE + UART_SPI;
 #[inline(never)]
 pub fn handle_irq(vcpu: Option<usize>) -> Resched {
     let mut resched = Resched::No;
-    while let Some(intid) = pgic::acknowledge() {
-        if intid >= FIRST_SPECIAL_INTID {
-            break;
-        }
+    while let Some(intid) = pgic::acknowledge().filter(|&intid| intid < FIRST_SPECIAL_INTID) {
         log::trace!("physical interrupt {intid} (loaded vCPU {vcpu:?})");
         match intid {
             PPI_HYP_PHYS_TIMER => {
@@ -69,6 +66,11 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
                 log::warn!("unexpected physical interrupt {other} (loaded vCPU {vcpu:?})");
                 complete(other);
             }
+        }
+        // Most exits take one interrupt: ask ISR_EL1 whether another waits rather than pay
+        // for an acknowledge that answers "none" (a GIC access: QEMU's global lock).
+        if !cpu::physical_irq_pending() {
+            break;
         }
     }
     resched

@@ -70,3 +70,15 @@ pub fn sync_instruction_cache() {
     // SAFETY: cache maintenance and barriers have no effect on memory contents or registers.
     unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
 }
+
+/// ISR_EL1.I, bit [7]: read at EL2, whether a physical IRQ is pending (masked or not).
+const ISR_IRQ_PENDING: u64 = 1 << 7;
+
+/// Whether a physical IRQ is pending at this pCPU's interface (whether or not EL2 masks it).
+/// Not a GIC register access: on QEMU those take its global lock, this does not.
+pub fn physical_irq_pending() -> bool {
+    let isr: u64;
+    // SAFETY: ISR_EL1 is a read-only status register (aarch64-cpu has no accessor for it).
+    unsafe { core::arch::asm!("mrs {}, isr_el1", out(reg) isr) };
+    isr & ISR_IRQ_PENDING != 0
+}

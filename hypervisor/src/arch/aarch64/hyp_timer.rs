@@ -22,7 +22,7 @@ pub fn disarm() {
 /// On QEMU a WFI with nothing pending stops the CPU's host thread, so its host core goes to
 /// another thread, e.g. the holder of a lock this pCPU waits for.
 pub fn nap_until(deadline: u64) {
-    if physical_irq_pending() || super::gic::handling_interrupt() {
+    if super::cpu::physical_irq_pending() || super::gic::handling_interrupt() {
         return;
     }
     let saved_ctl = CNTHP_CTL_EL2.get();
@@ -47,14 +47,4 @@ fn deadline_register() -> u64 {
     // SAFETY: reading the hypervisor's own timer deadline has no side effect.
     unsafe { core::arch::asm!("mrs {}, cnthp_cval_el2", out(reg) value) };
     value
-}
-
-/// ISR_EL1.I, bit [7]: read at EL2, whether a physical IRQ is pending (masked or not).
-const ISR_IRQ_PENDING: u64 = 1 << 7;
-
-fn physical_irq_pending() -> bool {
-    let isr: u64;
-    // SAFETY: ISR_EL1 is a read-only status register (aarch64-cpu has no accessor for it).
-    unsafe { core::arch::asm!("mrs {}, isr_el1", out(reg) isr) };
-    isr & ISR_IRQ_PENDING != 0
 }
