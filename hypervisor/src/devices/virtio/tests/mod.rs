@@ -181,6 +181,29 @@ impl VecDisk {
     }
 }
 
+impl VecDisk {
+    /// Counts a direct transfer and pairs each of `segments` with the disk bytes it covers,
+    /// in order from `sector`.
+    fn segment_ranges(
+        &mut self,
+        sector: u64,
+        segments: &[GuestSegment],
+    ) -> Result<Vec<(core::ops::Range<usize>, GuestSegment)>, BackendError> {
+        self.direct_transfers += 1;
+        assert!(segments.len() <= self.max_segments, "more segments than max_segments");
+        let total = segments.iter().map(GuestSegment::len).sum();
+        let mut at = self.range(sector, total)?.start;
+        Ok(segments
+            .iter()
+            .map(|segment| {
+                let range = at..at + segment.len();
+                at = range.end;
+                (range, *segment)
+            })
+            .collect())
+    }
+}
+
 /// The initial content of disk byte `offset`.
 pub fn pattern(offset: u64) -> u8 {
     (offset ^ ((offset / SECTOR_SIZE) * 13)) as u8
@@ -210,25 +233,15 @@ impl BlockBackend for VecDisk {
     }
 
     fn read_segments(&mut self, sector: u64, segments: &[GuestSegment]) -> Result<(), BackendError> {
-        self.direct_transfers += 1;
-        assert!(segments.len() <= self.max_segments, "more segments than max_segments");
-        let total = segments.iter().map(GuestSegment::len).sum();
-        let mut from = self.range(sector, total)?.start;
-        for segment in segments {
-            segment.fill_from(&self.data[from..from + segment.len()]);
-            from += segment.len();
+        for (range, segment) in self.segment_ranges(sector, segments)? {
+            segment.fill_from(&self.data[range]);
         }
         Ok(())
     }
 
     fn write_segments(&mut self, sector: u64, segments: &[GuestSegment]) -> Result<(), BackendError> {
-        self.direct_transfers += 1;
-        assert!(segments.len() <= self.max_segments, "more segments than max_segments");
-        let total = segments.iter().map(GuestSegment::len).sum();
-        let mut to = self.range(sector, total)?.start;
-        for segment in segments {
-            segment.copy_to(&mut self.data[to..to + segment.len()]);
-            to += segment.len();
+        for (range, segment) in self.segment_ranges(sector, segments)? {
+            segment.copy_to(&mut self.data[range]);
         }
         Ok(())
     }
