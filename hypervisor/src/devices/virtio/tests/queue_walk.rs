@@ -227,3 +227,31 @@ fn cursors_stream_across_buffers() {
     let outside = [Buffer { addr: OUTSIDE, len: 4, writable: true }];
     assert!(BufferCursor::new(&outside).write(&ram.mem, b"zz").is_err());
 }
+
+#[test]
+fn cursor_segments_cover_the_rest_of_the_stream_without_moving_it() {
+    let mut ram = Ram::new();
+    ram.write(DATA, b"abcdefgh");
+    let pieces = [
+        Buffer { addr: DATA, len: 3, writable: true },
+        Buffer { addr: DATA + 100, len: 0, writable: true },
+        Buffer { addr: DATA + 3, len: 5, writable: true },
+    ];
+    let mut cursor = BufferCursor::new(&pieces);
+    let mut header = [0u8; 2];
+    assert_eq!(cursor.read(&ram.mem, &mut header), Ok(2));
+    cursor.truncate_end(1);
+    let mut segments = Vec::new();
+    assert_eq!(cursor.segments(&ram.mem, 2, &mut segments), Ok(true));
+    // "c" from the first buffer, the empty one skipped, then "defg" (the last byte held back).
+    let lengths: Vec<usize> = segments.iter().map(|s| s.len()).collect();
+    assert_eq!(lengths, [1, 4]);
+    let mut bytes = [0u8; 4];
+    segments[1].copy_to(&mut bytes);
+    assert_eq!(&bytes, b"defg");
+    assert_eq!(cursor.remaining(), 5, "the cursor did not move");
+
+    assert_eq!(cursor.segments(&ram.mem, 1, &mut segments), Ok(false), "more pieces than allowed");
+    let outside = [Buffer { addr: OUTSIDE - 2, len: 4, writable: true }];
+    assert!(BufferCursor::new(&outside).segments(&ram.mem, 4, &mut segments).is_err());
+}
