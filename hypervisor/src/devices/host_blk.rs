@@ -183,12 +183,12 @@ impl HostBlock {
             Data::None => {}
             Data::IntoHypervisor(buffer) => writable.push(buffer),
             Data::FromHypervisor(buffer) => readable.push(buffer),
-            // SAFETY: a `GuestSegment` is guest RAM that `GuestMemory`
-            // checked, memory the hypervisor may read and write. The slices only carry their
-            // addresses to the device (`HypHal::share`): the hypervisor never reads or writes
-            // through them, and they are dropped when this synchronous request returns. (The
-            // guest may name overlapping buffers; the device then writes the overlap twice, as
-            // it would for the guest itself.)
+            // SAFETY: a `GuestSegment` is guest RAM that `GuestMemory` checked, memory the
+            // hypervisor may read and write. The slices only carry their addresses to the
+            // device (`HypHal::share`): the hypervisor never reads or writes through them, and
+            // they are dropped when this synchronous request returns. (The guest may name
+            // overlapping buffers; the device then writes the overlap twice, as it would for
+            // the guest itself.)
             Data::IntoGuest(segments) => writable.extend(segments.iter().map(|segment| unsafe {
                 core::slice::from_raw_parts_mut(segment.host_address().0 as *mut u8, segment.len())
             })),
