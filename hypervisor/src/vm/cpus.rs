@@ -113,8 +113,8 @@ fn timer_bit(intid: u32) -> u8 {
     }
 }
 
-/// Everything the run loop keeps about one pCPU. Only that pCPU changes its fields, but for
-/// `queue` (set up once) and the flags other pCPUs read.
+/// Everything the run loop keeps about one pCPU. Only that pCPU changes its fields; other
+/// pCPUs read `queue`, `in_guest` and `tlb_trapped` (a merge's wait for TLB traps).
 pub struct Pcpu {
     /// Its vCPUs and which one is loaded.
     pub queue: Mutex<Option<RunQueue>>,
