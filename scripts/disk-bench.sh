@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Sequential write and read throughput of the guest's virtio-blk disk (256 MiB, O_DIRECT), on
+# Sequential write and read throughput of the guest's virtio-blk disk (O_DIRECT), on
 # plain QEMU (the guest drives QEMU's virtio-blk itself) and under the hypervisor (emulated
 # virtio-blk over QEMU's), in one run. Prints each run, medians and ratios. A measurement,
-# not a test.   RUNS [3]  SMP [1]
+# not a test.   RUNS [3]  SMP [1]  MB [256] (MiB written, then read; at most 480)
+# PIN_CPU [""]: run the guest's dd on that CPU only (blkbench_cpu=), e.g. 0, where the disk's
+# interrupt goes, to see what crossing between vCPUs costs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-3}
 SMP=${SMP:-1}
-ARGS="console=ttyAMA0 hvtest=blkbench blkbench_mb=256"
+MB=${MB:-256}
+PIN_CPU=${PIN_CPU:-}
+[[ $MB =~ ^[1-9][0-9]*$ ]] && [ "$MB" -le 480 ] || { echo "disk-bench: MB must be 1..480, got '$MB'" >&2; exit 2; }
+[[ -z $PIN_CPU || $PIN_CPU =~ ^[0-9]+$ ]] || { echo "disk-bench: PIN_CPU must be a CPU number, got '$PIN_CPU'" >&2; exit 2; }
+ARGS="console=ttyAMA0 hvtest=blkbench blkbench_mb=$MB${PIN_CPU:+ blkbench_cpu=$PIN_CPU}"
 disk=$root/build/test-files/bench-disk.img
 mkdir -p "$(dirname "$disk")"
 truncate -s 512M "$disk"
