@@ -1,6 +1,9 @@
 //! The disk check: after a device reset, a clean virtio-blk driver negotiates VERSION_1, sets
 //! up queue 0 (8 entries) in a page of the fuzzer's own .bss, and asks for the device ID
 //! (GET_ID) and sector 0 (IN). Each must complete (the used index moves) with status OK.
+//! Then, with a queue of the largest size, sector 0 once more in as many pieces as a chain can
+//! have: more data buffers than the host device takes in one request, which makes the
+//! hypervisor move the data through its bounce buffer instead of handing the buffers over.
 
 use crate::arch;
 use crate::dma_area::DmaArea;
@@ -134,6 +137,80 @@ fn request(dev: &Device, seq: u16, kind: u32, buffer_at: usize, len: u32) -> Res
     }
 }
 
+/// The split read's queue: the largest size, and where each part lives in `SPLIT_AREA`.
+const SPLIT_QUEUE_SIZE: u32 = 256;
+const SPLIT_DESC_AT: usize = 0x0000;
+const SPLIT_AVAIL_AT: usize = 0x1000;
+const SPLIT_USED_AT: usize = 0x1400;
+const SPLIT_HEADER_AT: usize = 0x2000;
+const SPLIT_DATA_AT: usize = 0x2100;
+const SPLIT_AREA_SIZE: usize = 0x3000;
+/// The split read's data buffers: all but the last hold `SPLIT_PIECE` bytes; the last holds
+/// the rest of the sector and then the status byte. With the header that fills the queue.
+const SPLIT_BUFFERS: usize = SPLIT_QUEUE_SIZE as usize - 1;
+const SPLIT_PIECE: u32 = 2;
+const SPLIT_LAST: u32 = SECTOR_LEN - SPLIT_PIECE * (SPLIT_BUFFERS as u32 - 1);
+
+static SPLIT_AREA: DmaArea<SPLIT_AREA_SIZE> = DmaArea::new();
+
+fn split_descriptor(index: usize, address: u64, len: u32, flags: u16) {
+    let at = SPLIT_DESC_AT + index * DESC_SIZE;
+    SPLIT_AREA.put(at, address);
+    SPLIT_AREA.put(at + 8, len);
+    SPLIT_AREA.put(at + 12, flags);
+    SPLIT_AREA.put(at + 14, (index + 1) as u16);
+}
+
+/// Reads sector 0 in `SPLIT_BUFFERS` pieces (the device was reset and started again with the
+/// largest queue) and checks it against `expected`.
+fn split_read(dev: &Device, expected: &[u8]) -> Result<(), &'static str> {
+    SPLIT_AREA.clear();
+    let base = SPLIT_AREA.address();
+    start(
+        dev,
+        &QueueLayout {
+            size: SPLIT_QUEUE_SIZE,
+            desc: base + SPLIT_DESC_AT as u64,
+            avail: base + SPLIT_AVAIL_AT as u64,
+            used: base + SPLIT_USED_AT as u64,
+        },
+    )?;
+    SPLIT_AREA.put(SPLIT_HEADER_AT, T_IN);
+    split_descriptor(0, base + SPLIT_HEADER_AT as u64, HEADER_LEN, F_NEXT);
+    for piece in 0..SPLIT_BUFFERS {
+        let address = base + (SPLIT_DATA_AT + piece * SPLIT_PIECE as usize) as u64;
+        let last = piece + 1 == SPLIT_BUFFERS;
+        let (len, flags) = if last { (SPLIT_LAST + 1, F_WRITE) } else { (SPLIT_PIECE, F_WRITE | F_NEXT) };
+        split_descriptor(piece + 1, address, len, flags);
+    }
+    let status_at = SPLIT_DATA_AT + SECTOR_LEN as usize;
+    SPLIT_AREA.put(status_at, STATUS_UNWRITTEN);
+    arch::dsb_sy();
+    SPLIT_AREA.put(SPLIT_AVAIL_AT + RING_IDX, 1u16);
+    arch::dsb_sy();
+    dev.write(ops::QUEUE_NOTIFY, 0)?;
+    let deadline = arch::now() + arch::us_to_ticks(REQUEST_US);
+    while SPLIT_AREA.get::<u16>(SPLIT_USED_AT + RING_IDX) != 1 {
+        if arch::now() > deadline {
+            return Err("the split read was not completed (used index did not move)");
+        }
+        core::hint::spin_loop();
+    }
+    match SPLIT_AREA.get::<u8>(status_at) {
+        S_OK => {}
+        STATUS_UNWRITTEN => return Err("the split read wrote no status byte"),
+        _ => return Err("the split read failed (status not OK)"),
+    }
+    if SPLIT_AREA.get::<u32>(SPLIT_USED_AT + RING_ENTRIES + 4) != SECTOR_LEN + 1 {
+        return Err("the split read's used length is wrong");
+    }
+    let same = expected.iter().enumerate().all(|(i, &byte)| SPLIT_AREA.get::<u8>(SPLIT_DATA_AT + i) == byte);
+    if !same {
+        return Err("the split read's data differs from the plain read's");
+    }
+    Ok(())
+}
+
 /// Runs the check on the transport at `base`; `Ok` carries the ID's first bytes.
 pub fn check(base: u64) -> Result<[u8; 8], &'static str> {
     let dev = Device(base);
@@ -153,6 +230,13 @@ pub fn check(base: u64) -> Result<[u8; 8], &'static str> {
     if read_len != SECTOR_LEN + 1 || id_len == 0 {
         return Err("wrong used lengths");
     }
+    let status = dev.read(ops::INTERRUPT_STATUS)?;
+    dev.write(ops::INTERRUPT_ACK, status)?;
+    let mut sector = [0u8; SECTOR_LEN as usize];
+    for (i, byte) in sector.iter_mut().enumerate() {
+        *byte = AREA.get::<u8>(SECTOR_AT + i);
+    }
+    split_read(&dev, &sector)?;
     let status = dev.read(ops::INTERRUPT_STATUS)?;
     dev.write(ops::INTERRUPT_ACK, status)?;
     dev.write(ops::STATUS, 0)?;

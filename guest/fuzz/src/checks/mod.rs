@@ -7,7 +7,7 @@
 //! psci (PSCI_VERSION and SMCCC_VERSION answer), timer (a virtual-timer interrupt armed 1 ms
 //! ahead arrives within 20 ms), sgi (an SGI to itself arrives), uart (UARTFR and UARTCR read
 //! sane; the line itself is the output test), disk (GET_ID and a sector read after a device
-//! reset), cpu_on (another vCPU starts, prints and powers off), memory (the image and the
+//! reset, then the same sector in 255 pieces, more than the host device takes), cpu_on (another vCPU starts, prints and powers off), memory (the image and the
 //! canary are intact), answers (no hypercall clobbered x4-x17, every injected abort reported
 //! the address that faulted). The boot CPU runs them alone, after re-initialising the GIC.
 
@@ -142,7 +142,11 @@ fn check_disk(report: &mut Report, slot: Option<u64>) {
     match disk::check(base) {
         Ok(id) => {
             let id = core::str::from_utf8(&id).unwrap_or("?").trim_end_matches('\0');
-            report.record("disk", true, format_args!("slot={base:#x} get_id and sector 0 read ok, id={id:?}"))
+            report.record(
+                "disk",
+                true,
+                format_args!("slot={base:#x} get_id and sector 0 read ok, whole and in 255 pieces, id={id:?}"),
+            )
         }
         Err(why) => report.record("disk", false, format_args!("slot={base:#x}: {why}")),
     }
