@@ -125,14 +125,15 @@ fn pick_next_vcpu(pcpu: usize) -> Option<usize> {
 /// (nothing loaded) if it was stopped since the scheduler chose it.
 fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) -> bool {
     let here = pcpu_state(pcpu);
-    let mut slot = vcpu_record(vcpu).slot.lock();
+    let record = vcpu_record(vcpu);
+    let mut slot = record.slot.lock();
     let state = slot.state;
     if !slot.owner.try_load(state) {
         return false;
     }
-    // Under the slot lock, as the epoch bump of `stop_vcpus`: a stop either came first (not
-    // loaded) or finds this epoch stale (dropped at the next exit).
-    here.loaded_epoch.store(vcpu_record(vcpu).epoch.load(Ordering::Acquire), Ordering::Release);
+    // Under the slot lock, as the epoch bump of `lifecycle::stop_vcpus`: a stop either came
+    // first (not loaded) or finds this epoch stale (dropped at the next exit).
+    here.loaded_epoch.store(record.epoch.load(Ordering::Acquire), Ordering::Release);
     if state != RunState::Runnable {
         // Waiting with an interrupt to take.
         slot.state = RunState::Runnable;
@@ -161,7 +162,7 @@ fn load(pcpu: usize, vcpu: usize, frame: &mut TrapFrame) -> bool {
     if let Some(queue) = queue.as_mut() {
         queue.current = Some(vcpu);
         if queue.is_shared() {
-            hyp_timer::arm_at(cpu::counter() + cpu::counter_frequency() * TIME_SLICE_MS / 1000);
+            rearm_slice();
         } else {
             hyp_timer::disarm();
         }
@@ -401,7 +402,7 @@ fn exit_reason(kind: VectorKind, action: Option<&Action>, x0: u64, vcpus: usize)
     }
 }
 
-/// Re-arms the slice timer after its tick (called from the IRQ path on a shared pCPU).
-pub fn rearm_slice() {
+/// Arms the slice tick a whole slice from now (a shared pCPU's vCPU starts or keeps running).
+fn rearm_slice() {
     hyp_timer::arm_at(cpu::counter() + cpu::counter_frequency() * TIME_SLICE_MS / 1000);
 }
