@@ -9,6 +9,9 @@
 //! emulated device checked (`GuestSegment`) reaches the device.
 //!
 //! Requests are synchronous: the vCPU that notified its queue waits while QEMU serves the I/O.
+//! A batch of the guest's transfers goes to QEMU all at once (one notification, indirect
+//! descriptor tables so that each request takes one slot of the ring), so QEMU serves them
+//! together and merges neighbours, as it does for the guest's requests on plain QEMU.
 
 use alloc::vec::Vec;
 use core::alloc::Layout;
@@ -21,11 +24,11 @@ use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 use super::virtio::blk::{
-    BackendError, BlockBackend, CONFIG_CAPACITY, CONFIG_SEG_MAX, DEVICE_ID_LEN, HEADER_LEN, HEADER_SECTOR, HEADER_TYPE,
-    SECTOR_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH,
-    VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    BackendError, BlockBackend, SegmentTransfer, TransferDirection, CONFIG_CAPACITY, CONFIG_SEG_MAX, DEVICE_ID_LEN,
+    HEADER_LEN, HEADER_SECTOR, HEADER_TYPE, SECTOR_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
+    VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
 };
-use super::virtio::VIRTIO_F_VERSION_1;
+use super::virtio::{VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1};
 use crate::boot::host_dtb::VirtioMmioSlot;
 use crate::mm::guest_memory::GuestSegment;
 
@@ -69,14 +72,15 @@ bitflags! {
         const SEG_MAX = VIRTIO_BLK_F_SEG_MAX;
         const RO = VIRTIO_BLK_F_RO;
         const FLUSH = VIRTIO_BLK_F_FLUSH;
+        const INDIRECT_DESC = VIRTIO_F_INDIRECT_DESC;
         const VERSION_1 = VIRTIO_F_VERSION_1;
     }
 }
 
 /// The device's one request queue.
 const REQUEST_QUEUE: u16 = 0;
-/// Descriptors in our queue. Requests go one at a time, so a whole request of the guest's
-/// (header, up to `blk::SEG_MAX` data buffers, status) fits in it without indirect tables.
+/// Descriptors in our queue. A whole request of the guest's (header, up to `blk::SEG_MAX` data
+/// buffers, status) fits in it even without indirect tables.
 const QUEUE_SIZE: usize = 256;
 /// Descriptors of a request besides its data: the header and the status byte.
 const REQUEST_OVERHEAD: usize = 2;
@@ -159,7 +163,8 @@ impl HostBlock {
         if transport.max_queue_size(REQUEST_QUEUE) < QUEUE_SIZE as u32 {
             return Err("its queue is smaller than 256 descriptors (QEMU's queue-size)");
         }
-        let queue = VirtQueue::new(&mut transport, REQUEST_QUEUE, false, false).map_err(|_| "no request queue")?;
+        let indirect = features.contains(Features::INDIRECT_DESC);
+        let queue = VirtQueue::new(&mut transport, REQUEST_QUEUE, indirect, false).map_err(|_| "no request queue")?;
         transport.finish_init();
         let max_segments = seg_max.clamp(1, QUEUE_SIZE - REQUEST_OVERHEAD);
         let mut disk = Self { transport, queue, features, capacity, max_segments, id: [0; DEVICE_ID_LEN] };
@@ -173,10 +178,8 @@ impl HostBlock {
 
     /// Sends one request and waits for the device to complete it.
     fn request(&mut self, request_type: u32, sector: u64, data: Data<'_>) -> Result<(), BackendError> {
-        let mut header = [0u8; HEADER_LEN];
-        header[HEADER_TYPE..HEADER_TYPE + 4].copy_from_slice(&request_type.to_le_bytes());
-        header[HEADER_SECTOR..HEADER_SECTOR + 8].copy_from_slice(&sector.to_le_bytes());
-        let mut status = [0xffu8];
+        let header = request_header(request_type, sector);
+        let mut status = [STATUS_NOT_WRITTEN];
         let mut readable: Vec<&[u8]> = alloc::vec![&header[..]];
         let mut writable: Vec<&mut [u8]> = Vec::new();
         match data {
@@ -199,18 +202,137 @@ impl HostBlock {
         }
         writable.push(&mut status[..]);
         let result = self.queue.add_notify_wait_pop(&readable, &mut writable, &mut self.transport);
-        match (result, status[0]) {
-            (Ok(_), VIRTIO_BLK_S_OK) => Ok(()),
-            (Ok(_), status) => {
-                log::warn!("disk: host request type {request_type} at sector {sector}: status {status}");
-                Err(BackendError::Io)
+        request_outcome(request_type, sector, result, status[0])
+    }
+
+    /// Adds as many of `transfers` as the queue takes, each with its header and status byte,
+    /// notifies the device once, waits for all of them and fills their `results`; returns how
+    /// many it took (0 only if the queue took none: the device is wedged).
+    fn submit_and_wait(
+        &mut self,
+        transfers: &[SegmentTransfer<'_>],
+        results: &mut [Result<(), BackendError>],
+    ) -> usize {
+        let headers: Vec<[u8; HEADER_LEN]> =
+            transfers.iter().map(|t| request_header(transfer_type(t.direction), t.sector)).collect();
+        let mut statuses = alloc::vec![STATUS_NOT_WRITTEN; transfers.len()];
+        let mut tokens: Vec<u16> = Vec::with_capacity(transfers.len());
+        for (i, transfer) in transfers.iter().enumerate() {
+            let (readable, mut writable) = transfer_buffers(&headers[i], &mut statuses[i], transfer);
+            // SAFETY: the header and status live in `headers` and `statuses`, which are neither
+            // touched nor dropped until every added request was popped below; the segments are
+            // guest RAM (see `transfer_buffers`).
+            match unsafe { self.queue.add(&readable, &mut writable) } {
+                Ok(token) => tokens.push(token),
+                Err(_) => break,
             }
-            (Err(error), _) => {
-                log::warn!("disk: host request type {request_type} at sector {sector} failed: {error:?}");
-                Err(BackendError::Io)
+        }
+        let taken = tokens.len();
+        if taken == 0 {
+            return 0;
+        }
+        if self.queue.should_notify() {
+            self.transport.notify(REQUEST_QUEUE);
+        }
+        // The device completes requests in any order: match each used one to its transfer.
+        let mut done = 0;
+        while done < taken {
+            while !self.queue.can_pop() {
+                core::hint::spin_loop();
+            }
+            let used = self.queue.peek_used();
+            let Some(i) = tokens.iter().position(|&token| Some(token) == used) else {
+                // Not one of ours: QEMU broke the protocol. The buffers of what is still in
+                // flight must outlive any late write of the device's: leak them.
+                log::error!(
+                    "disk: host device returned unknown request {used:?}; giving up on {} requests",
+                    taken - done
+                );
+                core::mem::forget(headers);
+                core::mem::forget(statuses);
+                for result in results.iter_mut().take(taken) {
+                    *result = Err(BackendError::Io);
+                }
+                return taken;
+            };
+            let (readable, mut writable) = transfer_buffers(&headers[i], &mut statuses[i], &transfers[i]);
+            // SAFETY: these are the buffers `add` got for this token (rebuilt the same way).
+            let popped = unsafe { self.queue.pop_used(tokens[i], &readable, &mut writable) };
+            let request_type = transfer_type(transfers[i].direction);
+            results[i] = request_outcome(request_type, transfers[i].sector, popped, statuses[i]);
+            tokens[i] = NO_TOKEN;
+            done += 1;
+        }
+        taken
+    }
+}
+
+/// The value a status byte keeps until the device writes it (no valid status).
+const STATUS_NOT_WRITTEN: u8 = 0xff;
+/// Marks a submitted transfer's token once it is popped (tokens are ring indices below 256).
+const NO_TOKEN: u16 = u16::MAX;
+
+fn request_header(request_type: u32, sector: u64) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[HEADER_TYPE..HEADER_TYPE + 4].copy_from_slice(&request_type.to_le_bytes());
+    header[HEADER_SECTOR..HEADER_SECTOR + 8].copy_from_slice(&sector.to_le_bytes());
+    header
+}
+
+fn transfer_type(direction: TransferDirection) -> u32 {
+    match direction {
+        TransferDirection::DiskToGuest => VIRTIO_BLK_T_IN,
+        TransferDirection::GuestToDisk => VIRTIO_BLK_T_OUT,
+    }
+}
+
+/// What a completed request means for its caller.
+fn request_outcome(
+    request_type: u32,
+    sector: u64,
+    result: virtio_drivers::Result<u32>,
+    status: u8,
+) -> Result<(), BackendError> {
+    match (result, status) {
+        (Ok(_), VIRTIO_BLK_S_OK) => Ok(()),
+        (Ok(_), status) => {
+            log::warn!("disk: host request type {request_type} at sector {sector}: status {status}");
+            Err(BackendError::Io)
+        }
+        (Err(error), _) => {
+            log::warn!("disk: host request type {request_type} at sector {sector} failed: {error:?}");
+            Err(BackendError::Io)
+        }
+    }
+}
+
+/// The device-readable and device-writable buffers of `transfer`'s request.
+fn transfer_buffers<'a>(
+    header: &'a [u8; HEADER_LEN],
+    status: &'a mut u8,
+    transfer: &SegmentTransfer<'_>,
+) -> (Vec<&'a [u8]>, Vec<&'a mut [u8]>) {
+    let mut readable: Vec<&[u8]> = alloc::vec![&header[..]];
+    let mut writable: Vec<&mut [u8]> = Vec::with_capacity(transfer.segments.len() + 1);
+    for segment in transfer.segments {
+        let address = segment.host_address().0 as *mut u8;
+        match transfer.direction {
+            // SAFETY: a `GuestSegment` is guest RAM that `GuestMemory` checked, memory the
+            // hypervisor may read and write, and it stays mapped for the VM's life. The slices
+            // only carry their addresses to the device (`HypHal::share`): the hypervisor never
+            // reads or writes through them. (The guest may name overlapping buffers; the device
+            // then writes the overlap twice, as it would for the guest itself.)
+            TransferDirection::DiskToGuest => {
+                writable.push(unsafe { core::slice::from_raw_parts_mut(address, segment.len()) })
+            }
+            // SAFETY: as above; the device only reads these.
+            TransferDirection::GuestToDisk => {
+                readable.push(unsafe { core::slice::from_raw_parts(address.cast_const(), segment.len()) })
             }
         }
     }
+    writable.push(core::slice::from_mut(status));
+    (readable, writable)
 }
 
 impl BlockBackend for HostBlock {
@@ -236,6 +358,20 @@ impl BlockBackend for HostBlock {
 
     fn write_segments(&mut self, sector: u64, segments: &[GuestSegment]) -> Result<(), BackendError> {
         self.request(VIRTIO_BLK_T_OUT, sector, Data::FromGuest(segments))
+    }
+
+    fn transfer_batch(&mut self, transfers: &[SegmentTransfer<'_>], results: &mut [Result<(), BackendError>]) {
+        let mut start = 0;
+        while start < transfers.len() {
+            let taken = self.submit_and_wait(&transfers[start..], &mut results[start..]);
+            if taken == 0 {
+                // The queue took nothing although it is empty between batches: not to be retried.
+                log::warn!("disk: host queue refused a request of {} segments", transfers[start].segments.len());
+                results[start] = Err(BackendError::Io);
+                start += 1;
+            }
+            start += taken;
+        }
     }
 
     fn flush(&mut self) -> Result<(), BackendError> {

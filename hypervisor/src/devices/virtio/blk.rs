@@ -89,10 +89,51 @@ pub trait BlockBackend: Send {
     /// Writes `segments` (guest RAM, in order, together a whole number of sectors) to the disk
     /// starting at `sector`.
     fn write_segments(&mut self, sector: u64, segments: &[GuestSegment]) -> Result<(), BackendError>;
+    /// Carries out `transfers`, each as `read_segments` or `write_segments` would, with
+    /// `results[i]` set to transfer `i`'s outcome (`results` has one slot per transfer). A
+    /// backend that queues requests hands the device all of them before it waits, so the device
+    /// may overlap or merge them; no order holds between them (as between the guest's own
+    /// requests in flight). By default, one after the other.
+    fn transfer_batch(&mut self, transfers: &[SegmentTransfer<'_>], results: &mut [Result<(), BackendError>]) {
+        transfer_each(self, transfers, results);
+    }
     /// Makes completed writes durable.
     fn flush(&mut self) -> Result<(), BackendError>;
     /// The disk's ID string: ASCII, NUL-padded unless all 20 bytes are used.
     fn device_id(&self) -> [u8; DEVICE_ID_LEN];
+}
+
+/// Which way a transfer's data moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferDirection {
+    /// A read: the disk fills guest RAM.
+    DiskToGuest,
+    /// A write: guest RAM goes to the disk.
+    GuestToDisk,
+}
+
+/// One zero-copy transfer of a batch ([`BlockBackend::transfer_batch`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentTransfer<'a> {
+    pub direction: TransferDirection,
+    pub sector: u64,
+    /// Guest RAM, in order, together a whole number of sectors; at most the backend's
+    /// `max_segments`.
+    pub segments: &'a [GuestSegment],
+}
+
+/// Carries out `transfers` one after the other (the default `transfer_batch`).
+pub fn transfer_each<B: BlockBackend + ?Sized>(
+    backend: &mut B,
+    transfers: &[SegmentTransfer<'_>],
+    results: &mut [Result<(), BackendError>],
+) {
+    for (transfer, result) in transfers.iter().zip(results.iter_mut()) {
+        *result = match transfer.direction {
+            TransferDirection::DiskToGuest => backend.read_segments(transfer.sector, transfer.segments),
+            TransferDirection::GuestToDisk => backend.write_segments(transfer.sector, transfer.segments),
+        };
+    }
 }
 
 /// Why the backend could not do what was asked.
@@ -155,7 +196,25 @@ struct Header {
     sector: u64,
 }
 
+/// A read or write popped from the queue whose data goes directly between the backend and
+/// guest RAM, waiting to go to the backend together with the others of its batch.
+struct StagedTransfer {
+    head: u16,
+    status_addr: u64,
+    direction: TransferDirection,
+    sector: u64,
+    segments: Vec<GuestSegment>,
+    data_len: u64,
+}
+
 /// A virtio block device serving requests from `B`.
+///
+/// The plain reads and writes a queue notification finds are handed to the backend as one
+/// batch ([`BlockBackend::transfer_batch`]): QEMU's device then serves them together and merges
+/// neighbours (Linux splits a 1 MiB read into a 254-buffer and a 2-buffer request, which QEMU
+/// merges back into one I/O when it gets both at once). Every other request (flush, ID, data
+/// through the bounce buffer, a malformed one) is served on its own, after the batch before it
+/// completed, so a flush still follows the writes the guest sent before it.
 pub struct VirtioBlk<B: BlockBackend> {
     backend: B,
     /// Data passes through here between guest buffers and the backend when it cannot go
@@ -164,11 +223,20 @@ pub struct VirtioBlk<B: BlockBackend> {
     /// The data buffers of the request being served, as segments for the backend (kept to
     /// reuse its allocation; never longer than the backend's `max_segments`).
     segments: Vec<GuestSegment>,
+    /// The batch being gathered, and allocations to reuse for the next.
+    staged: Vec<StagedTransfer>,
+    spare_segments: Vec<Vec<GuestSegment>>,
 }
 
 impl<B: BlockBackend> VirtioBlk<B> {
     pub fn new(backend: B) -> Self {
-        Self { backend, bounce: vec![0; BOUNCE_SIZE], segments: Vec::new() }
+        Self {
+            backend,
+            bounce: vec![0; BOUNCE_SIZE],
+            segments: Vec::new(),
+            staged: Vec::new(),
+            spare_segments: Vec::new(),
+        }
     }
 
     pub fn backend(&self) -> &B {
@@ -187,6 +255,81 @@ impl<B: BlockBackend> VirtioBlk<B> {
         let block_size = (SECTOR_SIZE as u32).to_le_bytes();
         config[CONFIG_BLK_SIZE..CONFIG_BLK_SIZE + 4].copy_from_slice(&block_size);
         config
+    }
+
+    /// Stages `chain` for the next batch if it is a well-formed read or write whose data can go
+    /// directly; false (nothing staged) for any other request, which `serve` then handles,
+    /// errors included.
+    fn stage(&mut self, mem: &GuestMemory, chain: &DescriptorChain) -> bool {
+        let Some(status_addr) = status_address(mem, chain) else {
+            return false;
+        };
+        let Ok((header, input, output)) = open_request(mem, chain) else {
+            return false;
+        };
+        let (direction, data) = match header.request_type {
+            VIRTIO_BLK_T_IN => (TransferDirection::DiskToGuest, &output),
+            VIRTIO_BLK_T_OUT => (TransferDirection::GuestToDisk, &input),
+            _ => return false,
+        };
+        let data_len = data.remaining();
+        if self.check_range(header.sector, data_len).is_err() || !matches!(self.direct_segments(mem, data), Ok(true)) {
+            return false;
+        }
+        let mut segments = self.spare_segments.pop().unwrap_or_default();
+        segments.clone_from(&self.segments);
+        self.staged.push(StagedTransfer {
+            head: chain.head,
+            status_addr,
+            direction,
+            sector: header.sector,
+            segments,
+            data_len,
+        });
+        true
+    }
+
+    /// Hands the staged batch to the backend, then writes each request's status and returns it
+    /// to the guest (used ring); stops at the first used-ring failure, as serving does.
+    fn complete_staged(&mut self, queue: &mut Virtqueue, mem: &GuestMemory, outcome: &mut QueueOutcome) -> bool {
+        if self.staged.is_empty() {
+            return true;
+        }
+        let transfers: Vec<SegmentTransfer<'_>> = self
+            .staged
+            .iter()
+            .map(|t| SegmentTransfer { direction: t.direction, sector: t.sector, segments: &t.segments })
+            .collect();
+        let mut results = vec![Ok(()); transfers.len()];
+        self.backend.transfer_batch(&transfers, &mut results);
+        drop(transfers);
+        let mut all_returned = true;
+        for (mut staged, result) in self.staged.drain(..).zip(results) {
+            staged.segments.clear();
+            self.spare_segments.push(staged.segments);
+            if !all_returned {
+                continue;
+            }
+            let status = match result {
+                Ok(()) => VIRTIO_BLK_S_OK,
+                Err(error) => {
+                    let error = RequestError::Backend(error);
+                    outcome.note(VirtioError::Block { head: staged.head, error });
+                    error.status()
+                }
+            };
+            let data_written =
+                if result.is_ok() && staged.direction == TransferDirection::DiskToGuest { staged.data_len } else { 0 };
+            let status_written = mem.write(Ipa(staged.status_addr), &[status]).is_ok();
+            let used = data_written + if status_written { STATUS_LEN } else { 0 };
+            if let Err(error) = queue.push_used(mem, staged.head, u32::try_from(used).unwrap_or(u32::MAX)) {
+                outcome.note(VirtioError::Queue(error));
+                all_returned = false;
+                continue;
+            }
+            outcome.completed = outcome.completed.saturating_add(1);
+        }
+        all_returned
     }
 
     /// Serves one request and writes its status; returns the used length (bytes written into
@@ -215,14 +358,7 @@ impl<B: BlockBackend> VirtioBlk<B> {
         chain: &DescriptorChain,
         data_written: &mut u64,
     ) -> Result<(), RequestError> {
-        if let Some(outside) = chain.outside_ram {
-            return Err(outside.into());
-        }
-        let (readable, writable) = chain.split().ok_or(RequestError::ReadableAfterWritable)?;
-        let mut input = BufferCursor::new(readable);
-        let mut output = BufferCursor::new(writable);
-        output.truncate_end(STATUS_LEN);
-        let header = read_header(mem, &mut input)?;
+        let (header, mut input, mut output) = open_request(mem, chain)?;
         match header.request_type {
             VIRTIO_BLK_T_IN => self.read_sectors(mem, header.sector, &mut output, data_written),
             VIRTIO_BLK_T_OUT => self.write_sectors(mem, header.sector, &mut input),
@@ -311,6 +447,23 @@ fn status_address(mem: &GuestMemory, chain: &DescriptorChain) -> Option<u64> {
     mem.host_address(Ipa(addr), STATUS_LEN).ok().map(|_| addr)
 }
 
+/// Checks `chain`'s buffers and reads its header; returns the header, the readable data after it
+/// and the writable data before the status byte.
+fn open_request<'a>(
+    mem: &GuestMemory,
+    chain: &'a DescriptorChain,
+) -> Result<(Header, BufferCursor<'a>, BufferCursor<'a>), RequestError> {
+    if let Some(outside) = chain.outside_ram {
+        return Err(outside.into());
+    }
+    let (readable, writable) = chain.split().ok_or(RequestError::ReadableAfterWritable)?;
+    let mut input = BufferCursor::new(readable);
+    let mut output = BufferCursor::new(writable);
+    output.truncate_end(STATUS_LEN);
+    let header = read_header(mem, &mut input)?;
+    Ok((header, input, output))
+}
+
 fn read_header(mem: &GuestMemory, input: &mut BufferCursor) -> Result<Header, RequestError> {
     let mut raw = [0u8; HEADER_LEN];
     let len = input.read(mem, &mut raw)?;
@@ -369,6 +522,13 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
                 Ok(None) => break,
                 Ok(Some(chain)) => {
                     budget.spend(chain.buffer_bytes());
+                    if self.stage(mem, &chain) {
+                        continue;
+                    }
+                    // Served on its own: after the batch gathered so far.
+                    if !self.complete_staged(queue, mem, &mut outcome) {
+                        break;
+                    }
                     let (used_len, error) = self.serve(mem, &chain);
                     if let Some(error) = error {
                         outcome.note(VirtioError::Block { head: chain.head, error });
@@ -392,6 +552,7 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
             }
             outcome.completed = outcome.completed.saturating_add(1);
         }
+        self.complete_staged(queue, mem, &mut outcome);
         outcome
     }
 }

@@ -362,6 +362,67 @@ fn several_requests_complete_on_one_notify() {
     assert_eq!(guest.ram.read(DATA, 1536), &Guest::expected(0, 1536)[..]);
 }
 
+/// Offers a read or write of one sector at `sector` into or from its own buffer (slot `i`), and
+/// returns its head; `notify` serves it with the others offered.
+fn offer_one_sector(guest: &mut Guest, i: u64, request_type: u32, sector: u64) -> u16 {
+    guest.header_at(HEADER + 16 * i, request_type, sector);
+    let data =
+        if request_type == VIRTIO_BLK_T_OUT { readable(DATA + 512 * i, 512) } else { writable(DATA + 512 * i, 512) };
+    guest.offer(&[readable(HEADER + 16 * i, 16), data, writable(STATUS_BYTE + i, 1)])
+}
+
+#[test]
+fn reads_and_writes_one_notify_finds_go_to_the_backend_as_one_batch() {
+    let mut guest = Guest::ready();
+    let data = fresh_data(512);
+    guest.ram.write(DATA + 512, &data);
+    offer_one_sector(&mut guest, 0, VIRTIO_BLK_T_IN, 4);
+    offer_one_sector(&mut guest, 1, VIRTIO_BLK_T_OUT, 30);
+    offer_one_sector(&mut guest, 2, VIRTIO_BLK_T_IN, 5);
+    guest.notify();
+    assert_eq!(guest.disk_mut().calls, [BackendCall::Batch(3)]);
+    assert_eq!(guest.ram.used_idx(), 3);
+    // Each keeps its own used length and status: 513 for the reads, 1 for the write.
+    let used: Vec<u32> = (0..3).map(|i| guest.ram.used_entry(QUEUE_SIZE, i).1).collect();
+    assert_eq!(used, [513, 1, 513]);
+    assert_eq!(guest.ram.read(STATUS_BYTE, 3), [VIRTIO_BLK_S_OK; 3]);
+    assert_eq!(guest.ram.read(DATA, 512), &Guest::expected(4, 512)[..]);
+    assert_eq!(guest.ram.read(DATA + 1024, 512), &Guest::expected(5, 512)[..]);
+    assert_eq!(&guest.disk()[30 * 512..31 * 512], &data[..]);
+}
+
+#[test]
+fn a_flush_waits_for_the_writes_before_it_and_splits_the_batch() {
+    let mut guest = Guest::ready();
+    offer_one_sector(&mut guest, 0, VIRTIO_BLK_T_OUT, 1);
+    offer_one_sector(&mut guest, 1, VIRTIO_BLK_T_OUT, 2);
+    guest.header_at(HEADER + 16 * 2, VIRTIO_BLK_T_FLUSH, 0);
+    guest.offer(&[readable(HEADER + 16 * 2, 16), writable(STATUS_BYTE + 2, 1)]);
+    offer_one_sector(&mut guest, 3, VIRTIO_BLK_T_OUT, 3);
+    guest.notify();
+    assert_eq!(guest.disk_mut().calls, [BackendCall::Batch(2), BackendCall::Flush, BackendCall::Batch(1)]);
+    assert_eq!(guest.ram.used_idx(), 4);
+    assert_eq!(guest.ram.read(STATUS_BYTE, 4), [VIRTIO_BLK_S_OK; 4]);
+}
+
+#[test]
+fn a_batch_failure_reaches_every_request_of_it() {
+    let mut guest = Guest::ready();
+    guest.disk_mut().fail = true;
+    offer_one_sector(&mut guest, 0, VIRTIO_BLK_T_IN, 0);
+    offer_one_sector(&mut guest, 1, VIRTIO_BLK_T_OUT, 1);
+    guest.notify();
+    assert_eq!(guest.disk_mut().calls, [BackendCall::Batch(2)]);
+    // No data reached the guest: the used lengths count the status byte only.
+    let used: Vec<u32> = (0..2).map(|i| guest.ram.used_entry(QUEUE_SIZE, i).1).collect();
+    assert_eq!(used, [1, 1]);
+    assert_eq!(guest.ram.read(STATUS_BYTE, 2), [VIRTIO_BLK_S_IOERR; 2]);
+    assert!(matches!(
+        guest.dev.take_error(),
+        Some(VirtioError::Block { error: RequestError::Backend(BackendError::Io), .. })
+    ));
+}
+
 #[test]
 fn ring_indices_wrap_around_a_small_queue() {
     let mut guest = Guest::ready_with(DISK_SECTORS, 4);

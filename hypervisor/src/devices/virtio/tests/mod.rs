@@ -9,7 +9,10 @@ mod transport;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::blk::{BackendError, BlockBackend, VirtioBlk, DEVICE_ID_LEN, SECTOR_SIZE, SEG_MAX, VIRTIO_BLK_S_OK};
+use super::blk::{
+    transfer_each, BackendError, BlockBackend, SegmentTransfer, VirtioBlk, DEVICE_ID_LEN, SECTOR_SIZE, SEG_MAX,
+    VIRTIO_BLK_S_OK,
+};
 use super::mmio::*;
 use super::queue::{VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 use crate::devices::MmioDevice;
@@ -151,6 +154,16 @@ pub struct VecDisk {
     pub direct_transfers: u32,
     /// Calls to `read` / `write` (one bounce-buffer chunk each).
     pub bounced_transfers: u32,
+    /// Batches and flushes, in the order the device asked for them.
+    pub calls: Vec<BackendCall>,
+}
+
+/// What the device asked of the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendCall {
+    /// `transfer_batch` with this many transfers.
+    Batch(usize),
+    Flush,
 }
 
 impl VecDisk {
@@ -165,6 +178,7 @@ impl VecDisk {
             max_segments: SEG_MAX as usize,
             direct_transfers: 0,
             bounced_transfers: 0,
+            calls: Vec::new(),
         }
     }
 
@@ -246,7 +260,13 @@ impl BlockBackend for VecDisk {
         Ok(())
     }
 
+    fn transfer_batch(&mut self, transfers: &[SegmentTransfer<'_>], results: &mut [Result<(), BackendError>]) {
+        self.calls.push(BackendCall::Batch(transfers.len()));
+        transfer_each(self, transfers, results);
+    }
+
     fn flush(&mut self) -> Result<(), BackendError> {
+        self.calls.push(BackendCall::Flush);
         if self.fail {
             return Err(BackendError::Io);
         }
