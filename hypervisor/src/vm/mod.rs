@@ -178,8 +178,18 @@ impl MmioDevice for ConsoleUart {
 }
 
 /// The guest's disk as the device manager sees it: shared with the VM (for reset), and every
-/// request the guest gets wrong is logged.
+/// request the guest gets wrong is logged. It sets its own interrupt line (see
+/// [`update_disk_line`]), so the device manager has none for it.
 struct DiskDevice(Arc<Mutex<Disk>>);
+
+/// Sets the guest disk's interrupt line from its state; with the disk locked, so that the line
+/// follows the order of the state changes. Set after unlocking, two pCPUs that change the disk
+/// one after the other (a completion, the guest's acknowledge) could set the line in the
+/// opposite order and leave it stale: an interrupt lost (the guest waits for its disk forever)
+/// or one that never ends.
+fn update_disk_line(disk: &Disk) {
+    vm().set_line(IrqLine { intid: DISK_INTID, asserted: disk.irq_asserted() });
+}
 
 /// Whether the disk holds notified requests it has not served yet: a notification serves one
 /// bounded pass (`WorkBudget`), later passes run on guest exits ([`Vm::serve_unserved_io`]).
@@ -231,13 +241,17 @@ impl MmioDevice for DiskDevice {
     // The disk's lock is held for whole passes over the host device (milliseconds): waiters
     // nap rather than spin (see `contended`).
     fn read(&mut self, offset: u64, size: u8) -> u64 {
-        contended::lock(&self.0).read(offset, size)
+        let mut disk = contended::lock(&self.0);
+        let value = disk.read(offset, size);
+        update_disk_line(&disk);
+        value
     }
     fn write(&mut self, offset: u64, size: u8, value: u64) {
         let mut disk = contended::lock(&self.0);
         disk.write(offset, size, value);
         DISK_UNSERVED.store(disk.has_unserved(), Ordering::Release);
         log_disk_error(&mut disk);
+        update_disk_line(&disk);
     }
     fn irq_asserted(&self) -> bool {
         contended::lock(&self.0).irq_asserted()
@@ -344,7 +358,7 @@ pub fn build(
         .expect("first device cannot overlap");
     let disk = host_disk.map(|backend| Arc::new(Mutex::new(VirtioMmio::new(VirtioBlk::new(backend), memory))));
     if let Some(disk) = &disk {
-        devices.add(DISK_SLOT, Some(DISK_INTID), Box::new(DiskDevice(disk.clone()))).expect("the disk slot is free");
+        devices.add(DISK_SLOT, None, Box::new(DiskDevice(disk.clone()))).expect("the disk slot is free");
     } else {
         log::info!("disk: none (no virtio-blk device on the QEMU command line)");
     }
@@ -559,9 +573,7 @@ impl Vm {
         let more = disk.has_unserved();
         DISK_UNSERVED.store(more, Ordering::Release);
         log_disk_error(&mut disk);
-        let asserted = disk.irq_asserted();
-        drop(disk);
-        self.set_line(IrqLine { intid: DISK_INTID, asserted });
+        update_disk_line(&disk);
         IoPass::Ran { more }
     }
 
