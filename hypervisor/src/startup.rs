@@ -204,6 +204,7 @@ pub fn primary(dtb_address: usize) -> ! {
         );
     }
     gic::enable_shared(vm::irq::HOST_UART_INTID, true);
+    vm::irq::enable_host_disk_interrupt();
     CONSOLE.set_receive_interrupt(true);
     GUEST_READY.store(true, Ordering::Release);
     aarch64_cpu::asm::sev();

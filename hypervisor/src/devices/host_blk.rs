@@ -9,10 +9,12 @@
 //! emulated device checked (`GuestSegment`) reaches the device.
 //!
 //! Requests are synchronous: the vCPU that notified its queue waits while QEMU serves the I/O.
-//! A batch of the guest's transfers goes to QEMU all at once (one notification, indirect
-//! descriptor tables so that each request takes one slot of the ring), so QEMU serves them
-//! together and merges neighbours, as it does for the guest's requests on plain QEMU.
+//! Reads and writes of guest RAM run in the background instead: a batch of them goes to QEMU
+//! at once (one notification; indirect descriptor tables, so each takes one slot of the ring),
+//! so QEMU serves them together and merges neighbours, as it does for a guest on plain QEMU,
+//! and the notifying vCPU runs on meanwhile. The device's interrupt says when they completed.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -24,12 +26,13 @@ use virtio_drivers::transport::{DeviceType, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 use super::virtio::blk::{
-    BackendError, BlockBackend, SegmentTransfer, TransferDirection, CONFIG_CAPACITY, CONFIG_SEG_MAX, DEVICE_ID_LEN,
-    HEADER_LEN, HEADER_SECTOR, HEADER_TYPE, SECTOR_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
-    VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    BackendError, BlockBackend, SegmentTransfer, Started, TransferDirection, CONFIG_CAPACITY, CONFIG_SEG_MAX,
+    DEVICE_ID_LEN, HEADER_LEN, HEADER_SECTOR, HEADER_TYPE, SECTOR_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO,
+    VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
 };
 use super::virtio::{VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1};
 use crate::boot::host_dtb::VirtioMmioSlot;
+use crate::guest_map::SPI_BASE;
 use crate::mm::guest_memory::GuestSegment;
 
 /// virtio-drivers' view of hypervisor memory: identity-mapped, coherent (QEMU), heap-backed.
@@ -107,6 +110,13 @@ pub struct HostBlock {
     /// Data buffers one request may have (the device's `seg_max`, within our queue).
     max_segments: usize,
     id: [u8; DEVICE_ID_LEN],
+    /// Requests in the device's hands, by token.
+    in_flight: Vec<Option<Box<InFlight>>>,
+    in_flight_count: usize,
+    /// Requests were added since the last notification.
+    unsubmitted: bool,
+    /// The device's interrupt (GIC INTID), raised when it completes requests.
+    interrupt_id: u32,
 }
 
 // SAFETY: the device is only used behind the VM's device lock.
@@ -125,7 +135,7 @@ impl HostBlock {
             if transport.device_type() != DeviceType::Block {
                 continue;
             }
-            match Self::new(transport) {
+            match Self::new(transport, SPI_BASE + slot.spi) {
                 Ok(disk) => {
                     log::info!(
                         "disk: host virtio-blk at {:#x}, {} sectors ({} MiB), up to {} segments per request{}",
@@ -144,7 +154,7 @@ impl HostBlock {
     }
 
     /// Brings the device up (virtio 1.1 section 3.1.1) and asks for its ID.
-    fn new(mut transport: MmioTransport<'static>) -> Result<Self, &'static str> {
+    fn new(mut transport: MmioTransport<'static>, interrupt_id: u32) -> Result<Self, &'static str> {
         let features = transport.begin_init(Features::all());
         let config_u32 = |transport: &MmioTransport, offset| transport.read_config_space::<u32>(offset);
         let capacity = transport
@@ -167,7 +177,18 @@ impl HostBlock {
         let queue = VirtQueue::new(&mut transport, REQUEST_QUEUE, indirect, false).map_err(|_| "no request queue")?;
         transport.finish_init();
         let max_segments = seg_max.clamp(1, QUEUE_SIZE - REQUEST_OVERHEAD);
-        let mut disk = Self { transport, queue, features, capacity, max_segments, id: [0; DEVICE_ID_LEN] };
+        let mut disk = Self {
+            transport,
+            queue,
+            features,
+            capacity,
+            max_segments,
+            id: [0; DEVICE_ID_LEN],
+            in_flight: (0..QUEUE_SIZE).map(|_| None).collect(),
+            in_flight_count: 0,
+            unsubmitted: false,
+            interrupt_id,
+        };
         let mut id = [0u8; DEVICE_ID_LEN];
         // A device without GET_ID answers UNSUPP; its ID then stays empty.
         if disk.request(VIRTIO_BLK_T_GET_ID, 0, Data::IntoHypervisor(&mut id)).is_ok() {
@@ -176,8 +197,35 @@ impl HostBlock {
         Ok(disk)
     }
 
-    /// Sends one request and waits for the device to complete it.
+    /// The device's interrupt (GIC INTID): it completed requests.
+    pub fn interrupt_id(&self) -> u32 {
+        self.interrupt_id
+    }
+
+    /// Whether the device finished requests not yet taken (a memory read, no device access).
+    pub fn has_completed(&self) -> bool {
+        self.queue.can_pop()
+    }
+
+    /// Asks the device to interrupt (or not) when it completes requests; without, completions
+    /// are only seen by polling (`has_completed`). A memory write, no device access.
+    pub fn set_interrupts(&mut self, on: bool) {
+        self.queue.set_dev_notify(on);
+    }
+
+    /// Lowers the device's interrupt line (before its completions are taken, so that a later
+    /// one raises it again).
+    pub fn acknowledge_interrupt(&mut self) {
+        self.transport.ack_interrupt();
+    }
+
+    /// Sends one request and waits for the device to complete it. Only with nothing in flight:
+    /// the wait takes the first request the device hands back.
     fn request(&mut self, request_type: u32, sector: u64, data: Data<'_>) -> Result<(), BackendError> {
+        if self.in_flight_count > 0 {
+            log::error!("disk: host request type {request_type} refused: {} requests in flight", self.in_flight_count);
+            return Err(BackendError::Io);
+        }
         let header = request_header(request_type, sector);
         let mut status = [STATUS_NOT_WRITTEN];
         let mut readable: Vec<&[u8]> = alloc::vec![&header[..]];
@@ -204,73 +252,27 @@ impl HostBlock {
         let result = self.queue.add_notify_wait_pop(&readable, &mut writable, &mut self.transport);
         request_outcome(request_type, sector, result, status[0])
     }
+}
 
-    /// Adds as many of `transfers` as the queue takes, each with its header and status byte,
-    /// notifies the device once, waits for all of them and fills their `results`; returns how
-    /// many it took (0 only if the queue took none: the device is wedged).
-    fn submit_and_wait(
-        &mut self,
-        transfers: &[SegmentTransfer<'_>],
-        results: &mut [Result<(), BackendError>],
-    ) -> usize {
-        let headers: Vec<[u8; HEADER_LEN]> =
-            transfers.iter().map(|t| request_header(transfer_type(t.direction), t.sector)).collect();
-        let mut statuses = alloc::vec![STATUS_NOT_WRITTEN; transfers.len()];
-        let mut tokens: Vec<u16> = Vec::with_capacity(transfers.len());
-        for (i, transfer) in transfers.iter().enumerate() {
-            let (readable, mut writable) = transfer_buffers(&headers[i], &mut statuses[i], transfer);
-            // SAFETY: the header and status live in `headers` and `statuses`, which are neither
-            // touched nor dropped until every added request was popped below; the segments are
-            // guest RAM (see `transfer_buffers`).
-            match unsafe { self.queue.add(&readable, &mut writable) } {
-                Ok(token) => tokens.push(token),
-                Err(_) => break,
-            }
-        }
-        let taken = tokens.len();
-        if taken == 0 {
-            return 0;
-        }
-        if self.queue.should_notify() {
-            self.transport.notify(REQUEST_QUEUE);
-        }
-        // The device completes requests in any order: match each used one to its transfer.
-        let mut done = 0;
-        while done < taken {
-            while !self.queue.can_pop() {
-                core::hint::spin_loop();
-            }
-            let used = self.queue.peek_used();
-            let Some(i) = tokens.iter().position(|&token| Some(token) == used) else {
-                // Not one of ours: QEMU broke the protocol. The buffers of what is still in
-                // flight must outlive any late write of the device's: leak them.
-                log::error!(
-                    "disk: host device returned unknown request {used:?}; giving up on {} requests",
-                    taken - done
-                );
-                core::mem::forget(headers);
-                core::mem::forget(statuses);
-                for result in results.iter_mut().take(taken) {
-                    *result = Err(BackendError::Io);
-                }
-                return taken;
-            };
-            let (readable, mut writable) = transfer_buffers(&headers[i], &mut statuses[i], &transfers[i]);
-            // SAFETY: these are the buffers `add` got for this token (rebuilt the same way).
-            let popped = unsafe { self.queue.pop_used(tokens[i], &readable, &mut writable) };
-            let request_type = transfer_type(transfers[i].direction);
-            results[i] = request_outcome(request_type, transfers[i].sector, popped, statuses[i]);
-            tokens[i] = NO_TOKEN;
-            done += 1;
-        }
-        taken
+/// A request the device works on in the background: what its descriptors point to, which must
+/// stay put until it is popped (it is boxed).
+struct InFlight {
+    tag: u16,
+    header: [u8; HEADER_LEN],
+    status: u8,
+    direction: TransferDirection,
+    sector: u64,
+    segments: Vec<GuestSegment>,
+}
+
+impl InFlight {
+    fn buffers(&mut self) -> (Vec<&[u8]>, Vec<&mut [u8]>) {
+        transfer_buffers(&self.header, &mut self.status, self.direction, &self.segments)
     }
 }
 
 /// The value a status byte keeps until the device writes it (no valid status).
 const STATUS_NOT_WRITTEN: u8 = 0xff;
-/// Marks a submitted transfer's token once it is popped (tokens are ring indices below 256).
-const NO_TOKEN: u16 = u16::MAX;
 
 fn request_header(request_type: u32, sector: u64) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
@@ -310,13 +312,14 @@ fn request_outcome(
 fn transfer_buffers<'a>(
     header: &'a [u8; HEADER_LEN],
     status: &'a mut u8,
-    transfer: &SegmentTransfer<'_>,
+    direction: TransferDirection,
+    segments: &[GuestSegment],
 ) -> (Vec<&'a [u8]>, Vec<&'a mut [u8]>) {
     let mut readable: Vec<&[u8]> = alloc::vec![&header[..]];
-    let mut writable: Vec<&mut [u8]> = Vec::with_capacity(transfer.segments.len() + 1);
-    for segment in transfer.segments {
+    let mut writable: Vec<&mut [u8]> = Vec::with_capacity(segments.len() + 1);
+    for segment in segments {
         let address = segment.host_address().0 as *mut u8;
-        match transfer.direction {
+        match direction {
             // SAFETY: a `GuestSegment` is guest RAM that `GuestMemory` checked, memory the
             // hypervisor may read and write, and it stays mapped for the VM's life. The slices
             // only carry their addresses to the device (`HypHal::share`): the hypervisor never
@@ -360,18 +363,57 @@ impl BlockBackend for HostBlock {
         self.request(VIRTIO_BLK_T_OUT, sector, Data::FromGuest(segments))
     }
 
-    fn transfer_batch(&mut self, transfers: &[SegmentTransfer<'_>], results: &mut [Result<(), BackendError>]) {
-        let mut start = 0;
-        while start < transfers.len() {
-            let taken = self.submit_and_wait(&transfers[start..], &mut results[start..]);
-            if taken == 0 {
-                // The queue took nothing although it is empty between batches: not to be retried.
-                log::warn!("disk: host queue refused a request of {} segments", transfers[start].segments.len());
-                results[start] = Err(BackendError::Io);
-                start += 1;
+    fn start_transfer(&mut self, tag: u16, transfer: &SegmentTransfer<'_>) -> Started {
+        let mut request = Box::new(InFlight {
+            tag,
+            header: request_header(transfer_type(transfer.direction), transfer.sector),
+            status: STATUS_NOT_WRITTEN,
+            direction: transfer.direction,
+            sector: transfer.sector,
+            segments: transfer.segments.to_vec(),
+        });
+        let (readable, mut writable) = request.buffers();
+        // SAFETY: the header and status byte live in the boxed request, which `in_flight` keeps
+        // (not moved, not touched) until the device hands the request back in
+        // `take_completed`; the segments are guest RAM (see `transfer_buffers`).
+        let token = match unsafe { self.queue.add(&readable, &mut writable) } {
+            Ok(token) => token,
+            Err(virtio_drivers::Error::QueueFull) => return Started::Full,
+            Err(error) => {
+                log::warn!("disk: host queue refused a request of {} segments: {error:?}", transfer.segments.len());
+                return Started::OnTheSpotOnly;
             }
-            start += taken;
+        };
+        self.in_flight[usize::from(token)] = Some(request);
+        self.in_flight_count += 1;
+        self.unsubmitted = true;
+        Started::InBackground
+    }
+
+    fn submit_started(&mut self) {
+        if core::mem::take(&mut self.unsubmitted) && self.queue.should_notify() {
+            self.transport.notify(REQUEST_QUEUE);
         }
+    }
+
+    fn take_completed(&mut self, done: &mut Vec<(u16, Result<(), BackendError>)>) {
+        while let Some(token) = self.queue.peek_used() {
+            let Some(mut request) = self.in_flight.get_mut(usize::from(token)).and_then(Option::take) else {
+                // Not one of ours: QEMU broke the protocol. Nothing can be popped safely.
+                log::error!("disk: host device returned unknown request {token}");
+                return;
+            };
+            let (readable, mut writable) = request.buffers();
+            // SAFETY: these are the buffers `add` got for this token (rebuilt the same way).
+            let popped = unsafe { self.queue.pop_used(token, &readable, &mut writable) };
+            let request_type = transfer_type(request.direction);
+            done.push((request.tag, request_outcome(request_type, request.sector, popped, request.status)));
+            self.in_flight_count -= 1;
+        }
+    }
+
+    fn transfers_in_flight(&self) -> usize {
+        self.in_flight_count
     }
 
     fn flush(&mut self) -> Result<(), BackendError> {

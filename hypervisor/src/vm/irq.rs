@@ -22,8 +22,12 @@ pub const HOST_UART_INTID: u32 = SPI_BASE + UART_SPI;
 #[inline(never)]
 pub fn handle_irq(vcpu: Option<usize>) -> Resched {
     let mut resched = Resched::No;
+    // Idle loops call this after each look at the disk: without a pending interrupt, spare
+    // them the acknowledge (a GIC access: QEMU's global lock).
+    if !cpu::physical_irq_pending() {
+        return resched;
+    }
     while let Some(intid) = pgic::acknowledge().filter(|&intid| intid < FIRST_SPECIAL_INTID) {
-        log::trace!("physical interrupt {intid} (loaded vCPU {vcpu:?})");
         match intid {
             PPI_HYP_PHYS_TIMER => {
                 // The slice ended (or an idle pCPU's wake-up time came): the scheduler decides.
@@ -45,6 +49,10 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
             }
             HOST_UART_INTID => {
                 vm().receive_console_input();
+                complete(intid);
+            }
+            _ if Some(intid) == host_disk_interrupt() => {
+                vm().complete_disk_io();
                 complete(intid);
             }
             PPI_GIC_MAINTENANCE => {
@@ -74,6 +82,20 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
         }
     }
     resched
+}
+
+/// The host disk's interrupt, if there is a disk (looked up once).
+fn host_disk_interrupt() -> Option<u32> {
+    static INTID: spin::Once<Option<u32>> = spin::Once::new();
+    *INTID.call_once(|| vm().host_disk_interrupt())
+}
+
+/// Enables the host disk's interrupt (routed to pCPU 0): its requests complete in the
+/// background (see `devices::host_blk`).
+pub fn enable_host_disk_interrupt() {
+    if let Some(intid) = host_disk_interrupt() {
+        pgic::enable_shared(intid, true);
+    }
 }
 
 fn complete(intid: u32) {
@@ -114,6 +136,11 @@ pub fn has_deliverable(vcpu: usize) -> bool {
 /// WFI: returns once vCPU `vcpu` has an interrupt to take; until then the pCPU sleeps and
 /// handles its physical interrupts (one of which will eventually be for this vCPU).
 pub fn wait_for_interrupt(vcpu: usize) {
+    wait_until_deliverable(vcpu);
+    vm().stop_polling_disk();
+}
+
+fn wait_until_deliverable(vcpu: usize) {
     loop {
         if has_deliverable(vcpu) {
             return;

@@ -207,6 +207,7 @@ fn idle_until_runnable(pcpu: usize, frame: &mut TrapFrame) {
     }
     loop {
         if pick_next_vcpu(pcpu).is_some_and(|next| load(pcpu, next, frame)) {
+            vm().stop_polling_disk();
             return;
         }
         match vm().serve_unserved_io(true) {

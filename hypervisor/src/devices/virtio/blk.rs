@@ -97,6 +97,20 @@ pub trait BlockBackend: Send {
     fn transfer_batch(&mut self, transfers: &[SegmentTransfer<'_>], results: &mut [Result<(), BackendError>]) {
         transfer_each(self, transfers, results);
     }
+    /// Starts `transfer` (as `transfer_batch` would carry it out) in the background; it comes
+    /// back from `take_completed` with `tag`. The default, `Started::OnTheSpotOnly`, is for
+    /// backends that only work synchronously.
+    fn start_transfer(&mut self, _tag: u16, _transfer: &SegmentTransfer<'_>) -> Started {
+        Started::OnTheSpotOnly
+    }
+    /// Tells the storage about the transfers started since the last call.
+    fn submit_started(&mut self) {}
+    /// Moves the background transfers that finished, with their outcomes, into `done`.
+    fn take_completed(&mut self, _done: &mut Vec<(u16, Result<(), BackendError>)>) {}
+    /// Background transfers started and not yet handed back by `take_completed`.
+    fn transfers_in_flight(&self) -> usize {
+        0
+    }
     /// Makes completed writes durable.
     fn flush(&mut self) -> Result<(), BackendError>;
     /// The disk's ID string: ASCII, NUL-padded unless all 20 bytes are used.
@@ -120,6 +134,17 @@ pub struct SegmentTransfer<'a> {
     /// Guest RAM, in order, together a whole number of sectors; at most the backend's
     /// `max_segments`.
     pub segments: &'a [GuestSegment],
+}
+
+/// What [`BlockBackend::start_transfer`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Started {
+    /// The transfer runs; it will come back from `take_completed`.
+    InBackground,
+    /// No room for it until transfers in flight complete.
+    Full,
+    /// The backend does transfers on the spot only.
+    OnTheSpotOnly,
 }
 
 /// Carries out `transfers` one after the other (the default `transfer_batch`).
@@ -207,6 +232,30 @@ struct StagedTransfer {
     data_len: u64,
 }
 
+/// What completing a request needs once its data moved.
+#[derive(Clone, Copy, Debug)]
+struct RequestCompletion {
+    head: u16,
+    status_addr: u64,
+    direction: TransferDirection,
+    data_len: u64,
+}
+
+impl StagedTransfer {
+    fn transfer(&self) -> SegmentTransfer<'_> {
+        SegmentTransfer { direction: self.direction, sector: self.sector, segments: &self.segments }
+    }
+
+    fn completion(&self) -> RequestCompletion {
+        RequestCompletion {
+            head: self.head,
+            status_addr: self.status_addr,
+            direction: self.direction,
+            data_len: self.data_len,
+        }
+    }
+}
+
 /// A virtio block device serving requests from `B`.
 ///
 /// The plain reads and writes a queue notification finds are handed to the backend as one
@@ -215,6 +264,11 @@ struct StagedTransfer {
 /// merges back into one I/O when it gets both at once). Every other request (flush, ID, data
 /// through the bounce buffer, a malformed one) is served on its own, after the batch before it
 /// completed, so a flush still follows the writes the guest sent before it.
+///
+/// A backend that works in the background (QEMU's device) gets the batch started and the
+/// notifying vCPU goes back to its guest at once; the requests complete when the backend hands
+/// them back (`VirtioDevice::poll_completions`, on the host device's interrupt). Requests served
+/// on their own, and a reset, first wait for everything in flight.
 pub struct VirtioBlk<B: BlockBackend> {
     backend: B,
     /// Data passes through here between guest buffers and the backend when it cannot go
@@ -226,6 +280,10 @@ pub struct VirtioBlk<B: BlockBackend> {
     /// The batch being gathered, and allocations to reuse for the next.
     staged: Vec<StagedTransfer>,
     spare_segments: Vec<Vec<GuestSegment>>,
+    /// Requests in the backend's hands, by descriptor head (the backend's tag).
+    in_flight: Vec<Option<RequestCompletion>>,
+    /// Finished background transfers being completed (kept to reuse its allocation).
+    finished: Vec<(u16, Result<(), BackendError>)>,
 }
 
 impl<B: BlockBackend> VirtioBlk<B> {
@@ -236,6 +294,8 @@ impl<B: BlockBackend> VirtioBlk<B> {
             segments: Vec::new(),
             staged: Vec::new(),
             spare_segments: Vec::new(),
+            in_flight: Vec::new(),
+            finished: Vec::new(),
         }
     }
 
@@ -289,47 +349,91 @@ impl<B: BlockBackend> VirtioBlk<B> {
         true
     }
 
-    /// Hands the staged batch to the backend, then writes each request's status and returns it
-    /// to the guest (used ring); stops at the first used-ring failure, as serving does.
-    fn complete_staged(&mut self, queue: &mut Virtqueue, mem: &GuestMemory, outcome: &mut QueueOutcome) -> bool {
-        if self.staged.is_empty() {
-            return true;
+    /// Hands the staged batch to the backend: in the background where it can, otherwise on the
+    /// spot (then completed here). False if a request could not be returned to the guest.
+    fn dispatch_staged(&mut self, queue: &mut Virtqueue, mem: &GuestMemory, outcome: &mut QueueOutcome) -> bool {
+        let mut staged = core::mem::take(&mut self.staged);
+        let mut all_returned = true;
+        let mut started = 0;
+        for transfer in &staged {
+            let head = usize::from(transfer.head);
+            if self.in_flight.get(head).is_some_and(Option::is_some) {
+                // A driver that offers a head still in flight: let the first finish (the tag
+                // must be unique), then carry on.
+                all_returned &= self.finish_in_flight(queue, mem, outcome);
+            }
+            let mut result = self.backend.start_transfer(transfer.head, &transfer.transfer());
+            if result == Started::Full {
+                self.backend.submit_started();
+                all_returned &= self.finish_in_flight(queue, mem, outcome);
+                result = self.backend.start_transfer(transfer.head, &transfer.transfer());
+            }
+            if result != Started::InBackground {
+                break;
+            }
+            if self.in_flight.len() <= head {
+                self.in_flight.resize(head + 1, None);
+            }
+            self.in_flight[head] = Some(transfer.completion());
+            started += 1;
         }
-        let transfers: Vec<SegmentTransfer<'_>> = self
-            .staged
-            .iter()
-            .map(|t| SegmentTransfer { direction: t.direction, sector: t.sector, segments: &t.segments })
-            .collect();
+        self.backend.submit_started();
+        if started < staged.len() {
+            // On the spot means nothing else in flight (a queueing backend's own rule).
+            all_returned &= self.finish_in_flight(queue, mem, outcome);
+            all_returned &= self.transfer_on_the_spot(&staged[started..], queue, mem, outcome);
+        }
+        for mut transfer in staged.drain(..) {
+            transfer.segments.clear();
+            self.spare_segments.push(transfer.segments);
+        }
+        self.staged = staged;
+        all_returned
+    }
+
+    /// Carries out `staged` through `transfer_batch` and completes the requests.
+    fn transfer_on_the_spot(
+        &mut self,
+        staged: &[StagedTransfer],
+        queue: &mut Virtqueue,
+        mem: &GuestMemory,
+        outcome: &mut QueueOutcome,
+    ) -> bool {
+        let transfers: Vec<SegmentTransfer<'_>> = staged.iter().map(StagedTransfer::transfer).collect();
         let mut results = vec![Ok(()); transfers.len()];
         self.backend.transfer_batch(&transfers, &mut results);
-        drop(transfers);
         let mut all_returned = true;
-        for (mut staged, result) in self.staged.drain(..).zip(results) {
-            staged.segments.clear();
-            self.spare_segments.push(staged.segments);
-            if !all_returned {
-                continue;
-            }
-            let status = match result {
-                Ok(()) => VIRTIO_BLK_S_OK,
-                Err(error) => {
-                    let error = RequestError::Backend(error);
-                    outcome.note(VirtioError::Block { head: staged.head, error });
-                    error.status()
-                }
-            };
-            let data_written =
-                if result.is_ok() && staged.direction == TransferDirection::DiskToGuest { staged.data_len } else { 0 };
-            let status_written = mem.write(Ipa(staged.status_addr), &[status]).is_ok();
-            let used = data_written + if status_written { STATUS_LEN } else { 0 };
-            if let Err(error) = queue.push_used(mem, staged.head, u32::try_from(used).unwrap_or(u32::MAX)) {
-                outcome.note(VirtioError::Queue(error));
-                all_returned = false;
-                continue;
-            }
-            outcome.completed = outcome.completed.saturating_add(1);
+        for (transfer, result) in staged.iter().zip(results) {
+            all_returned &= complete_request(queue, mem, transfer.completion(), result, outcome);
         }
         all_returned
+    }
+
+    /// Completes the background transfers the backend finished.
+    fn reap(&mut self, queue: &mut Virtqueue, mem: &GuestMemory, outcome: &mut QueueOutcome) -> bool {
+        let mut finished = core::mem::take(&mut self.finished);
+        self.backend.take_completed(&mut finished);
+        let mut all_returned = true;
+        for (tag, result) in finished.drain(..) {
+            match self.in_flight.get_mut(usize::from(tag)).and_then(Option::take) {
+                Some(request) => all_returned &= complete_request(queue, mem, request, result, outcome),
+                None => log::warn!("disk: the backend finished request {tag}, which is not in flight"),
+            }
+        }
+        self.finished = finished;
+        all_returned
+    }
+
+    /// Waits for every background transfer and completes them.
+    fn finish_in_flight(&mut self, queue: &mut Virtqueue, mem: &GuestMemory, outcome: &mut QueueOutcome) -> bool {
+        let mut all_returned = true;
+        loop {
+            all_returned &= self.reap(queue, mem, outcome);
+            if self.backend.transfers_in_flight() == 0 {
+                return all_returned;
+            }
+            core::hint::spin_loop();
+        }
     }
 
     /// Serves one request and writes its status; returns the used length (bytes written into
@@ -439,6 +543,35 @@ impl<B: BlockBackend> VirtioBlk<B> {
     }
 }
 
+/// Writes a finished request's status and returns it to the guest (used ring); false if the
+/// used ring refused it.
+fn complete_request(
+    queue: &mut Virtqueue,
+    mem: &GuestMemory,
+    request: RequestCompletion,
+    result: Result<(), BackendError>,
+    outcome: &mut QueueOutcome,
+) -> bool {
+    let status = match result {
+        Ok(()) => VIRTIO_BLK_S_OK,
+        Err(error) => {
+            let error = RequestError::Backend(error);
+            outcome.note(VirtioError::Block { head: request.head, error });
+            error.status()
+        }
+    };
+    let data_written =
+        if result.is_ok() && request.direction == TransferDirection::DiskToGuest { request.data_len } else { 0 };
+    let status_written = mem.write(Ipa(request.status_addr), &[status]).is_ok();
+    let used = data_written + if status_written { STATUS_LEN } else { 0 };
+    if let Err(error) = queue.push_used(mem, request.head, u32::try_from(used).unwrap_or(u32::MAX)) {
+        outcome.note(VirtioError::Queue(error));
+        return false;
+    }
+    outcome.completed = outcome.completed.saturating_add(1);
+    true
+}
+
 /// Where the status byte goes: the last byte of the last buffer, which must be writable and in
 /// guest RAM. `None` means no status can be reported.
 fn status_address(mem: &GuestMemory, chain: &DescriptorChain) -> Option<u64> {
@@ -525,8 +658,10 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
                     if self.stage(mem, &chain) {
                         continue;
                     }
-                    // Served on its own: after the batch gathered so far.
-                    if !self.complete_staged(queue, mem, &mut outcome) {
+                    // Served on its own: after the batch gathered so far and everything in flight.
+                    if !(self.dispatch_staged(queue, mem, &mut outcome)
+                        && self.finish_in_flight(queue, mem, &mut outcome))
+                    {
                         break;
                     }
                     let (used_len, error) = self.serve(mem, &chain);
@@ -552,7 +687,26 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
             }
             outcome.completed = outcome.completed.saturating_add(1);
         }
-        self.complete_staged(queue, mem, &mut outcome);
+        self.dispatch_staged(queue, mem, &mut outcome);
         outcome
+    }
+
+    fn poll_completions(&mut self, index: u16, queue: &mut Virtqueue, mem: &GuestMemory) -> QueueOutcome {
+        let mut outcome = QueueOutcome::default();
+        if index == REQUEST_QUEUE {
+            self.reap(queue, mem, &mut outcome);
+        }
+        outcome
+    }
+
+    fn reset(&mut self) {
+        // The backend may still move data into guest RAM: wait for it, the requests are dropped
+        // with the queue.
+        while self.backend.transfers_in_flight() > 0 {
+            self.backend.take_completed(&mut self.finished);
+            self.finished.clear();
+            core::hint::spin_loop();
+        }
+        self.in_flight.clear();
     }
 }

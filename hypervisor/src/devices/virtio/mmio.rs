@@ -13,7 +13,7 @@
 use alloc::vec::Vec;
 
 use super::queue::{QueueError, Virtqueue};
-use super::{VirtioDevice, VirtioError, WorkBudget, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1};
+use super::{QueueOutcome, VirtioDevice, VirtioError, WorkBudget, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1};
 use crate::devices::MmioDevice;
 use crate::mm::guest_memory::GuestMemory;
 
@@ -307,18 +307,38 @@ impl<D: VirtioDevice> VirtioMmio<D> {
             if !outcome.budget_spent {
                 self.unserved &= !bit;
             }
-            if outcome.completed > 0 && queue.needs_interrupt(&self.mem) {
-                self.interrupt_status |= INT_USED_BUFFER;
+            let needs_interrupt = outcome.completed > 0 && queue.needs_interrupt(&self.mem);
+            self.take_outcome(outcome, needs_interrupt);
+        }
+    }
+
+    /// Completes what the device finished in the background (see
+    /// [`VirtioDevice::poll_completions`]) and raises the used-buffer interrupt if the driver
+    /// wants it.
+    pub fn poll_completions(&mut self) {
+        for index in 0..self.queues.len() {
+            let Some(queue) = self.queues[index].active.as_mut() else {
+                continue;
+            };
+            let outcome = self.device.poll_completions(index as u16, queue, &self.mem);
+            let needs_interrupt = outcome.completed > 0 && queue.needs_interrupt(&self.mem);
+            self.take_outcome(outcome, needs_interrupt);
+        }
+    }
+
+    /// Raises the interrupt a pass over a queue asks for, and keeps its problem for the log.
+    fn take_outcome(&mut self, outcome: QueueOutcome, needs_interrupt: bool) {
+        if needs_interrupt {
+            self.interrupt_status |= INT_USED_BUFFER;
+        }
+        if let Some(error) = outcome.error {
+            if error.needs_reset() {
+                // Spec 2.1.2: say so in the status and with a config-change interrupt.
+                self.status |= STATUS_DEVICE_NEEDS_RESET;
+                self.interrupt_status |= INT_CONFIG_CHANGE;
+                self.unserved = 0;
             }
-            if let Some(error) = outcome.error {
-                if error.needs_reset() {
-                    // Spec 2.1.2: say so in the status and with a config-change interrupt.
-                    self.status |= STATUS_DEVICE_NEEDS_RESET;
-                    self.interrupt_status |= INT_CONFIG_CHANGE;
-                    self.unserved = 0;
-                }
-                self.error = Some(error);
-            }
+            self.error = Some(error);
         }
     }
 

@@ -52,6 +52,11 @@ pub trait VirtioDevice: Send {
         budget: &mut WorkBudget,
     ) -> QueueOutcome;
     /// The driver reset the device: forget all negotiated and in-flight state.
+    /// Completes requests the device finished in the background since the last call (a device
+    /// that serves everything in `process_queue` has none).
+    fn poll_completions(&mut self, _index: u16, _queue: &mut Virtqueue, _mem: &GuestMemory) -> QueueOutcome {
+        QueueOutcome::default()
+    }
     fn reset(&mut self) {}
 }
 

@@ -423,6 +423,99 @@ fn a_batch_failure_reaches_every_request_of_it() {
     ));
 }
 
+/// A guest whose disk runs transfers in the background, `room` at a time.
+fn guest_with_background(room: usize) -> Guest {
+    let mut guest = Guest::ready();
+    guest.disk_mut().background = Some(room);
+    guest
+}
+
+#[test]
+fn background_transfers_complete_when_polled() {
+    let mut guest = guest_with_background(8);
+    let data = fresh_data(512);
+    guest.ram.write(DATA + 512, &data);
+    let read = offer_one_sector(&mut guest, 0, VIRTIO_BLK_T_IN, 7);
+    let write = offer_one_sector(&mut guest, 1, VIRTIO_BLK_T_OUT, 40);
+    guest.notify();
+    // Started, not completed: nothing in the used ring, no interrupt.
+    assert_eq!(guest.disk_mut().calls, [BackendCall::Start(read), BackendCall::Start(write)]);
+    assert_eq!(guest.ram.used_idx(), 0);
+    assert!(!guest.dev.irq_asserted());
+    guest.dev.poll_completions();
+    assert_eq!(guest.ram.used_idx(), 2);
+    assert!(guest.dev.irq_asserted());
+    assert_eq!(guest.ram.used_entry(QUEUE_SIZE, 0), (u32::from(read), 513));
+    assert_eq!(guest.ram.used_entry(QUEUE_SIZE, 1), (u32::from(write), 1));
+    assert_eq!(guest.ram.read(STATUS_BYTE, 2), [VIRTIO_BLK_S_OK; 2]);
+    assert_eq!(guest.ram.read(DATA, 512), &Guest::expected(7, 512)[..]);
+    assert_eq!(&guest.disk()[40 * 512..41 * 512], &data[..]);
+    // Nothing more to take.
+    guest.dev.poll_completions();
+    assert_eq!(guest.ram.used_idx(), 2);
+}
+
+#[test]
+fn a_flush_waits_for_the_transfers_in_flight() {
+    let mut guest = guest_with_background(8);
+    let write = offer_one_sector(&mut guest, 0, VIRTIO_BLK_T_OUT, 1);
+    guest.notify();
+    assert_eq!(guest.ram.used_idx(), 0);
+    guest.header_at(HEADER + 16, VIRTIO_BLK_T_FLUSH, 0);
+    guest.offer(&[readable(HEADER + 16, 16), writable(STATUS_BYTE + 1, 1)]);
+    guest.notify();
+    // The write completed before the flush reached the backend, and both are returned.
+    assert_eq!(guest.disk_mut().calls, [BackendCall::Start(write), BackendCall::Flush]);
+    assert_eq!(guest.disk_mut().started.len(), 0);
+    assert_eq!(guest.ram.used_idx(), 2);
+    assert_eq!(guest.ram.used_entry(QUEUE_SIZE, 0), (u32::from(write), 1));
+}
+
+#[test]
+fn a_full_backend_finishes_what_it_has_before_taking_more() {
+    let mut guest = guest_with_background(1);
+    let first = offer_one_sector(&mut guest, 0, VIRTIO_BLK_T_IN, 1);
+    let second = offer_one_sector(&mut guest, 1, VIRTIO_BLK_T_IN, 2);
+    guest.notify();
+    assert_eq!(guest.disk_mut().calls, [BackendCall::Start(first), BackendCall::Start(second)]);
+    // The first completed to make room; the second is in flight.
+    assert_eq!(guest.ram.used_idx(), 1);
+    assert_eq!(guest.ram.used_entry(QUEUE_SIZE, 0).0, u32::from(first));
+    guest.dev.poll_completions();
+    assert_eq!(guest.ram.used_idx(), 2);
+    assert_eq!(guest.ram.read(DATA + 512, 512), &Guest::expected(2, 512)[..]);
+}
+
+#[test]
+fn a_reset_waits_for_the_transfers_in_flight_and_drops_them() {
+    let mut guest = guest_with_background(8);
+    offer_one_sector(&mut guest, 0, VIRTIO_BLK_T_IN, 3);
+    guest.notify();
+    assert_eq!(guest.disk_mut().started.len(), 1);
+    guest.set(STATUS, 0);
+    // The data moved (the backend finished before the reset returned); the queue is gone, so
+    // nothing was returned to the guest.
+    assert_eq!(guest.disk_mut().started.len(), 0);
+    assert_eq!(guest.ram.read(DATA, 512), &Guest::expected(3, 512)[..]);
+    assert_eq!(guest.ram.used_idx(), 0);
+    guest.dev.poll_completions();
+    assert_eq!(guest.ram.used_idx(), 0);
+}
+
+#[test]
+fn a_head_offered_again_while_in_flight_completes_first() {
+    let mut guest = guest_with_background(8);
+    let head = offer_one_sector(&mut guest, 0, VIRTIO_BLK_T_IN, 5);
+    guest.notify();
+    // A driver bug (or a hostile one): the same chain offered again before it was returned.
+    guest.ram.offer(QUEUE_SIZE, 1, head);
+    guest.notify();
+    assert_eq!(guest.disk_mut().calls, [BackendCall::Start(head), BackendCall::Start(head)]);
+    assert_eq!(guest.ram.used_idx(), 1);
+    guest.dev.poll_completions();
+    assert_eq!(guest.ram.used_idx(), 2);
+}
+
 #[test]
 fn ring_indices_wrap_around_a_small_queue() {
     let mut guest = Guest::ready_with(DISK_SECTORS, 4);

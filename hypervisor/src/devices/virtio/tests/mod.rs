@@ -10,8 +10,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::blk::{
-    transfer_each, BackendError, BlockBackend, SegmentTransfer, VirtioBlk, DEVICE_ID_LEN, SECTOR_SIZE, SEG_MAX,
-    VIRTIO_BLK_S_OK,
+    transfer_each, BackendError, BlockBackend, SegmentTransfer, Started, TransferDirection, VirtioBlk, DEVICE_ID_LEN,
+    SECTOR_SIZE, SEG_MAX, VIRTIO_BLK_S_OK,
 };
 use super::mmio::*;
 use super::queue::{VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
@@ -156,6 +156,11 @@ pub struct VecDisk {
     pub bounced_transfers: u32,
     /// Batches and flushes, in the order the device asked for them.
     pub calls: Vec<BackendCall>,
+    /// `Some(room)`: transfers run in the background, at most `room` at a time, each carried out
+    /// when the device takes the finished ones (`take_completed`).
+    pub background: Option<usize>,
+    /// Background transfers started and not yet taken back: tag, direction, sector, segments.
+    pub started: Vec<(u16, TransferDirection, u64, Vec<GuestSegment>)>,
 }
 
 /// What the device asked of the backend.
@@ -163,6 +168,8 @@ pub struct VecDisk {
 pub enum BackendCall {
     /// `transfer_batch` with this many transfers.
     Batch(usize),
+    /// `start_transfer` with this tag (the request's head).
+    Start(u16),
     Flush,
 }
 
@@ -179,6 +186,8 @@ impl VecDisk {
             direct_transfers: 0,
             bounced_transfers: 0,
             calls: Vec::new(),
+            background: None,
+            started: Vec::new(),
         }
     }
 
@@ -263,6 +272,31 @@ impl BlockBackend for VecDisk {
     fn transfer_batch(&mut self, transfers: &[SegmentTransfer<'_>], results: &mut [Result<(), BackendError>]) {
         self.calls.push(BackendCall::Batch(transfers.len()));
         transfer_each(self, transfers, results);
+    }
+
+    fn start_transfer(&mut self, tag: u16, transfer: &SegmentTransfer<'_>) -> Started {
+        match self.background {
+            None => Started::OnTheSpotOnly,
+            Some(room) if self.started.len() >= room => Started::Full,
+            Some(_) => {
+                self.calls.push(BackendCall::Start(tag));
+                self.started.push((tag, transfer.direction, transfer.sector, transfer.segments.to_vec()));
+                Started::InBackground
+            }
+        }
+    }
+
+    fn take_completed(&mut self, done: &mut Vec<(u16, Result<(), BackendError>)>) {
+        for (tag, direction, sector, segments) in core::mem::take(&mut self.started) {
+            let transfer = SegmentTransfer { direction, sector, segments: &segments };
+            let mut result = [Ok(())];
+            transfer_each(self, &[transfer], &mut result);
+            done.push((tag, result[0]));
+        }
+    }
+
+    fn transfers_in_flight(&self) -> usize {
+        self.started.len()
     }
 
     fn flush(&mut self) -> Result<(), BackendError> {
