@@ -8,11 +8,12 @@
 //! request. The transport and the virtqueue are virtio-drivers'. Only guest RAM that the
 //! emulated device checked (`GuestSegment`) reaches the device.
 //!
-//! Requests are synchronous: the vCPU that notified its queue waits while QEMU serves the I/O.
-//! Reads and writes of guest RAM run in the background instead: a batch of them goes to QEMU
-//! at once (one notification; indirect descriptor tables, so each takes one slot of the ring),
-//! so QEMU serves them together and merges neighbours, as it does for a guest on plain QEMU,
-//! and the notifying vCPU runs on meanwhile. The device's interrupt says when they completed.
+//! Reads and writes of guest RAM run in the background (`start_transfer`): a batch of them goes
+//! to QEMU at once (one notification; indirect descriptor tables, so each takes one slot of the
+//! ring), so QEMU serves them together and merges neighbours, as it does for a guest on plain
+//! QEMU, and the notifying vCPU runs on meanwhile. They are handed back by `take_completed`,
+//! when the device's interrupt says so or a poller sees them. Other requests (flush, ID,
+//! bounced data) are synchronous and only made with nothing in flight.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
