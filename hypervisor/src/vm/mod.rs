@@ -492,6 +492,13 @@ impl Vm {
     /// state: images reloaded, its part of the virtual GIC, PSCI states, the UART and the disk
     /// reset. The caller stopped its vCPUs and restarts vCPU 0. A hybrid VM's HRT is untouched.
     pub fn reset_ros(&self) {
+        // First the disk: its reset waits for the host device's transfers in flight, which
+        // could otherwise land in guest RAM after the new images.
+        if let Some(disk) = &self.disk {
+            let mut disk = disk.lock();
+            disk.reset();
+            note_disk_work(&disk);
+        }
         if let Err(error) = self.load_images() {
             log::error!("guest reset failed: {error}");
         }
@@ -500,9 +507,6 @@ impl Vm {
         self.drop_posted(0..self.ros_vcpus);
         *self.psci.lock() = PsciState::new(self.ros_vcpus, self.memory.ipa.start, self.memory.ipa.size);
         *self.uart.lock() = Vpl011::new(Box::new(ConsoleSink));
-        if let Some(disk) = &self.disk {
-            disk.lock().reset();
-        }
     }
 
     /// Makes the given vCPUs re-evaluate their interrupts: flag them (their next entry refills
@@ -576,6 +580,10 @@ impl Vm {
             if idle && DISK_IN_FLIGHT.load(Ordering::Acquire) {
                 return self.poll_disk_io();
             }
+            // Nothing in flight any more (another pCPU took the last completions): a poller
+            // lets go before it sleeps, or the disk's interrupt would stay off for the next
+            // requests while it sleeps.
+            self.stop_polling_disk();
             return IoPass::NothingWaits;
         }
         let start = cpu::counter();
@@ -608,6 +616,7 @@ impl Vm {
         };
         let mut disk = contended::lock(disk);
         disk.device_mut().backend_mut().acknowledge_interrupt();
+        disk.poll_completions();
         self.finish_disk_completions(disk);
     }
 

@@ -364,7 +364,6 @@ impl<B: BlockBackend> VirtioBlk<B> {
             }
             let mut result = self.backend.start_transfer(transfer.head, &transfer.transfer());
             if result == Started::Full {
-                self.backend.submit_started();
                 all_returned &= self.finish_in_flight(queue, mem, outcome);
                 result = self.backend.start_transfer(transfer.head, &transfer.transfer());
             }
@@ -426,6 +425,8 @@ impl<B: BlockBackend> VirtioBlk<B> {
 
     /// Waits for every background transfer and completes them.
     fn finish_in_flight(&mut self, queue: &mut Virtqueue, mem: &GuestMemory, outcome: &mut QueueOutcome) -> bool {
+        // What was started but not yet submitted would never finish.
+        self.backend.submit_started();
         let mut all_returned = true;
         loop {
             all_returned &= self.reap(queue, mem, outcome);
@@ -702,6 +703,7 @@ impl<B: BlockBackend> VirtioDevice for VirtioBlk<B> {
     fn reset(&mut self) {
         // The backend may still move data into guest RAM: wait for it, the requests are dropped
         // with the queue.
+        self.backend.submit_started();
         while self.backend.transfers_in_flight() > 0 {
             self.backend.take_completed(&mut self.finished);
             self.finished.clear();

@@ -517,6 +517,19 @@ fn a_head_offered_again_while_in_flight_completes_first() {
 }
 
 #[test]
+fn a_head_offered_twice_in_one_notification_completes_first() {
+    let mut guest = guest_with_background(8);
+    let head = offer_one_sector(&mut guest, 0, VIRTIO_BLK_T_IN, 5);
+    guest.ram.offer(QUEUE_SIZE, 1, head);
+    guest.notify();
+    // The first was submitted and finished before the second started.
+    assert_eq!(guest.disk_mut().calls, [BackendCall::Start(head), BackendCall::Start(head)]);
+    assert_eq!(guest.ram.used_idx(), 1);
+    guest.dev.poll_completions();
+    assert_eq!(guest.ram.used_idx(), 2);
+}
+
+#[test]
 fn ring_indices_wrap_around_a_small_queue() {
     let mut guest = Guest::ready_with(DISK_SECTORS, 4);
     for sector in 0..11 {

@@ -161,6 +161,8 @@ pub struct VecDisk {
     pub background: Option<usize>,
     /// Background transfers started and not yet taken back: tag, direction, sector, segments.
     pub started: Vec<(u16, TransferDirection, u64, Vec<GuestSegment>)>,
+    /// How many of `started` (the first ones) were submitted: only those can finish.
+    pub submitted: usize,
 }
 
 /// What the device asked of the backend.
@@ -188,6 +190,7 @@ impl VecDisk {
             calls: Vec::new(),
             background: None,
             started: Vec::new(),
+            submitted: 0,
         }
     }
 
@@ -286,8 +289,15 @@ impl BlockBackend for VecDisk {
         }
     }
 
+    fn submit_started(&mut self) {
+        self.submitted = self.started.len();
+    }
+
     fn take_completed(&mut self, done: &mut Vec<(u16, Result<(), BackendError>)>) {
-        for (tag, direction, sector, segments) in core::mem::take(&mut self.started) {
+        // A device waiting for transfers it never submitted would wait forever.
+        assert!(self.submitted > 0 || self.started.is_empty(), "waiting for transfers never submitted");
+        let submitted = core::mem::take(&mut self.submitted);
+        for (tag, direction, sector, segments) in self.started.drain(..submitted).collect::<Vec<_>>() {
             let transfer = SegmentTransfer { direction, sector, segments: &segments };
             let mut result = [Ok(())];
             transfer_each(self, &[transfer], &mut result);
