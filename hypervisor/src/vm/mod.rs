@@ -155,8 +155,9 @@ impl TxSink for ConsoleSink {
 }
 
 /// The guest's UART as the device manager sees it. The vPL011 is shared with the console
-/// IRQ path; after every guest read (which may drain its receive FIFO) more typed input is
-/// pulled in from the physical UART.
+/// IRQ path; after a guest read that drains its receive FIFO more typed input is pulled in from
+/// the physical UART. Not after other reads: the flag register is polled for every printed
+/// character, and each pull costs two accesses to the physical UART (QEMU's global lock).
 struct ConsoleUart(Arc<Mutex<Vpl011>>);
 
 impl MmioDevice for ConsoleUart {
@@ -166,7 +167,9 @@ impl MmioDevice for ConsoleUart {
     fn read(&mut self, offset: u64, size: u8) -> u64 {
         let mut uart = self.0.lock();
         let value = uart.read(offset, size);
-        irq::pump_console_input(&mut uart);
+        if Vpl011::read_frees_room(offset) {
+            irq::pump_console_input(&mut uart);
+        }
         value
     }
     fn write(&mut self, offset: u64, size: u8, value: u64) {
