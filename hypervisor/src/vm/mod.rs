@@ -570,7 +570,8 @@ impl Vm {
     /// wait (one atomic load): it runs on every guest exit, and a pass already running on
     /// another pCPU is not waited for.
     ///
-    /// The disk is emulated synchronously, so its work takes CPU time from somewhere. An idle
+    /// A pass (walking the queue, starting transfers, serving flushes and bounced requests on
+    /// the spot) takes CPU time from somewhere. An idle
     /// pCPU (`idle`) serves pass after pass: no vCPU waits for it. A pCPU that runs vCPUs
     /// serves at most half of the time: after a pass, none until as long again has passed, so a
     /// guest that floods its disk cannot starve its own other vCPUs.

@@ -71,8 +71,9 @@ pub struct WorkBudget {
 }
 
 impl WorkBudget {
-    /// Requests per pass. Each is a synchronous request to the host's disk: about 1 ms under
-    /// QEMU's TCG even for one sector, so a pass stays within a few time slices. A guest that
+    /// Requests per pass. A request served on the spot (flush, bounced data) waits for the
+    /// host's disk: about 1 ms under QEMU's TCG even for one sector, so a pass stays within a
+    /// few time slices. A guest that
     /// waits for its disk idles, and an idle pCPU serves pass after pass, so this costs a
     /// waiting guest no throughput.
     pub const REQUESTS_PER_PASS: u32 = 4;
