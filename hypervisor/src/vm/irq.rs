@@ -28,6 +28,7 @@ pub fn handle_irq(vcpu: Option<usize>) -> Resched {
         return resched;
     }
     while let Some(intid) = pgic::acknowledge().filter(|&intid| intid < FIRST_SPECIAL_INTID) {
+        log::trace!("physical interrupt {intid} (loaded vCPU {vcpu:?})");
         match intid {
             PPI_HYP_PHYS_TIMER => {
                 // The slice ended (or an idle pCPU's wake-up time came): the scheduler decides.

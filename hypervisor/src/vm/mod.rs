@@ -586,8 +586,10 @@ impl Vm {
             }
             // Nothing in flight any more (another pCPU took the last completions): a poller
             // lets go before it sleeps, or the disk's interrupt would stay off for the next
-            // requests while it sleeps.
-            self.stop_polling_disk();
+            // requests while it sleeps. (Only an idle pCPU polls.)
+            if idle {
+                self.stop_polling_disk();
+            }
             return IoPass::NothingWaits;
         }
         let start = cpu::counter();
@@ -640,7 +642,8 @@ impl Vm {
             poller if poller != me => return IoPass::Deferred,
             _ => {}
         }
-        if disk.device().backend().has_completed() {
+        let completed = disk.device().backend().has_completed();
+        if completed {
             disk.poll_completions();
         }
         let more = disk.device().backend().transfers_in_flight() > 0;
@@ -648,7 +651,10 @@ impl Vm {
             DISK_POLLER.store(0, Ordering::Relaxed);
             disk.device_mut().backend_mut().set_interrupts(true);
         }
-        self.finish_disk_completions(disk);
+        // Most looks find nothing: the guest disk's state and line are unchanged then.
+        if completed {
+            self.finish_disk_completions(disk);
+        }
         IoPass::Ran { more }
     }
 
